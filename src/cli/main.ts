@@ -1,0 +1,34 @@
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { UserError } from '../util/errors.js';
+import { registerDataset } from './dataset.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
+
+export function buildProgram(): Command {
+  const program = new Command('occmap')
+    .description('Occlusion maps for image classifiers: exact (one inference per patch position) and amortized (one inference per map).')
+    .version(pkg.version)
+    .showHelpAfterError()
+    .exitOverride();
+  registerDataset(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (err instanceof UserError) {
+      process.stderr.write(`occmap: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw err;
+  }
+}
