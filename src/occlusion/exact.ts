@@ -1,0 +1,257 @@
+/**
+ * Exact occlusion maps: one classifier inference per patch position (plus one for the
+ * unoccluded image), batched. Engine-agnostic: anything implementing Predictor works; tfjs
+ * and ONNX Runtime differ only in how they run a batch.
+ */
+import { selectChannels, type Predictor } from '../models/predictor.js';
+import { UserError } from '../util/errors.js';
+import {
+  accumulate,
+  channelMeans,
+  geometryProblem,
+  normalizeSeed,
+  occludeInto,
+  positions,
+  type Aggregate,
+  type Geometry,
+} from './geometry.js';
+
+export type Target = 'predicted' | 'label' | number;
+export type Score = 'prob' | 'drop';
+export type Normalize = 'none' | 'seed';
+
+export interface OcclusionParams {
+  /** [height, width]. */
+  patch: [number, number];
+  stride: number;
+  pad: number;
+  /** A value for every model channel, or each image's own per-channel mean. */
+  fill: number | 'mean';
+  /** predicted = argmax of the unoccluded probabilities. */
+  target: Target;
+  /** prob: target probability with the patch; drop: unoccluded minus occluded probability. */
+  score: Score;
+  aggregate: Aggregate;
+  normalize: Normalize;
+}
+
+/** The seed's settings (Occlusion_map.ipynb). */
+export const SEED_PARAMS: OcclusionParams = {
+  patch: [3, 3],
+  stride: 1,
+  pad: 3,
+  fill: 0,
+  target: 'predicted',
+  score: 'prob',
+  aggregate: 'sum',
+  normalize: 'seed',
+};
+
+export const DEFAULT_BATCH_SIZE = 2048;
+
+export interface ExactOptions extends OcclusionParams {
+  /** Images per predict call (occluded images plus the unoccluded ones). */
+  batchSize?: number;
+  /** Needed for target 'label'; indexed like the images. */
+  labels?: Int32Array;
+  /**
+   * The images already hold the model's input channels (the caller ran selectChannels, e.g.
+   * once for all workers), so predictor.channels is not applied again.
+   */
+  modelChannels?: boolean;
+}
+
+export interface ExactResult {
+  /** (N, H, W) */
+  maps: Float32Array;
+  /** Class each map explains. */
+  targets: Int32Array;
+  /** (N, numClasses) probabilities of the unoccluded images. */
+  baseProbs: Float32Array;
+  /** Classifier inferences run (images predicted). */
+  inferences: number;
+}
+
+export interface ExactProgress {
+  /** Maps finished by this call so far. */
+  stamps: number;
+  inferences: number;
+}
+
+export function geometryOf(params: Pick<OcclusionParams, 'patch' | 'stride' | 'pad'>, h: number, w: number): Geometry {
+  return { h, w, ph: params.patch[0], pw: params.patch[1], stride: params.stride, pad: params.pad };
+}
+
+/** Inferences per map: every position plus the unoccluded image. */
+export function inferencesPerMap(params: OcclusionParams, h: number, w: number): number {
+  return positions(geometryOf(params, h, w)).ys.length + 1;
+}
+
+/**
+ * How many maps share one predict call. exactMaps batches maps in groups of this many,
+ * counted from the first image it is given; callers that split a job (shards, workers) cut
+ * at multiples of it so every image is predicted in the same batch composition whatever the
+ * split, and the maps stay bit-identical even on engines whose results depend on the batch.
+ */
+export function mapsPerGroup(params: OcclusionParams, h: number, w: number, batchSize = DEFAULT_BATCH_SIZE): number {
+  return Math.max(1, Math.floor(batchSize / inferencesPerMap(params, h, w)));
+}
+
+/**
+ * Why `predictor` cannot read images of `shape` (N,H,W,C dataset channels), or null.
+ */
+export function inputMismatch(predictor: Predictor, shape: readonly number[]): string | null {
+  const [, h, w, c] = shape;
+  const [mh, mw, mc] = predictor.inputShape;
+  const ch = predictor.channels;
+  if (ch) {
+    const bad = ch.find((k) => !Number.isInteger(k) || k < 0 || k >= c);
+    if (bad !== undefined) return `model reads data channel ${bad} but the data has ${c} channel(s)`;
+    if (ch.length !== mc) return `model input has ${mc} channel(s) but reads data channels [${ch.join(',')}]`;
+  } else if (c !== mc) {
+    return `model input is ${mh}x${mw}x${mc} but the data images are ${h}x${w}x${c}`;
+  }
+  if (h !== mh || w !== mw) {
+    return `model input is ${mh}x${mw}x${mc} but the data images are ${h}x${w} (x${c} channels)`;
+  }
+  return null;
+}
+
+function argmax(a: Float32Array, off: number, k: number): number {
+  let best = 0;
+  for (let j = 1; j < k; j++) if (a[off + j] > a[off + best]) best = j;
+  return best;
+}
+
+interface Chunk {
+  group: number;
+  /** First flattened item of the group in this chunk, and how many. */
+  from: number;
+  count: number;
+}
+
+/**
+ * Exact maps for every image. `images` are dataset images (N,H,W,C) as `shape` says; the
+ * predictor's channels are picked here, and the patch fills every model channel.
+ * Each map costs positions + 1 inferences; items of `mapsPerGroup` maps are predicted
+ * together in calls of at most `batchSize` images, and the next call's images are built
+ * while the engine runs the current one (engines with their own threads overlap the two).
+ */
+export async function exactMaps(
+  predictor: Predictor,
+  images: Float32Array,
+  shape: readonly [number, number, number, number],
+  opts: ExactOptions,
+  onProgress?: (p: ExactProgress) => void,
+): Promise<ExactResult> {
+  const [n, h, w, cData] = shape;
+  const mismatch = opts.modelChannels
+    ? inputMismatch({ inputShape: predictor.inputShape } as Predictor, shape)
+    : inputMismatch(predictor, shape);
+  if (mismatch) throw new UserError(mismatch);
+  const g = geometryOf(opts, h, w);
+  const problem = geometryProblem(g);
+  if (problem) throw new UserError(problem);
+  const k = predictor.numClasses;
+  if (typeof opts.target === 'number' && !(Number.isInteger(opts.target) && opts.target >= 0 && opts.target < k)) {
+    throw new UserError(`target class ${opts.target} is out of range: the model has ${k} classes`);
+  }
+  if (opts.target === 'label') {
+    if (!opts.labels) throw new UserError('target "label" needs labels, and the data has none');
+    for (let i = 0; i < n; i++) {
+      if (opts.labels[i] >= k) throw new UserError(`label ${opts.labels[i]} of image ${i} is not a class of the ${k}-class model`);
+    }
+  }
+  const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
+
+  const c = predictor.inputShape[2];
+  const x = opts.modelChannels ? images : selectChannels(images, n, h, w, cData, predictor.channels);
+  const px = h * w * c;
+  const pos = positions(g);
+  const nPos = pos.ys.length;
+  const perMap = nPos + 1;
+  const group = mapsPerGroup(opts, h, w, batchSize);
+  const nGroups = Math.ceil(n / group);
+
+  const maps = new Float32Array(n * h * w);
+  const targets = new Int32Array(n);
+  const baseProbs = new Float32Array(n * k);
+  const fills = new Float32Array(n * c);
+  for (let i = 0; i < n; i++) {
+    const img = x.subarray(i * px, (i + 1) * px);
+    fills.set(opts.fill === 'mean' ? channelMeans(img, h, w, c) : new Float32Array(c).fill(opts.fill), i * c);
+  }
+
+  function* chunks(): Generator<Chunk> {
+    for (let gi = 0; gi < nGroups; gi++) {
+      const items = (Math.min(n, (gi + 1) * group) - gi * group) * perMap;
+      for (let from = 0; from < items; from += batchSize) yield { group: gi, from, count: Math.min(batchSize, items - from) };
+    }
+  }
+
+  // Item j of map i: j = 0 the unoccluded image, j >= 1 the patch at position j - 1.
+  const build = (buf: Float32Array, ch: Chunk): Float32Array => {
+    for (let t = 0; t < ch.count; t++) {
+      const item = ch.from + t;
+      const i = ch.group * group + Math.floor(item / perMap);
+      const j = item % perMap;
+      const img = x.subarray(i * px, (i + 1) * px);
+      if (j === 0) buf.set(img, t * px);
+      else occludeInto(buf, t * px, img, g, c, pos.ys[j - 1], pos.xs[j - 1], fills.subarray(i * c, (i + 1) * c));
+    }
+    return buf.subarray(0, ch.count * px);
+  };
+
+  const groupProbs = new Float32Array(group * perMap * k);
+  let done = 0;
+  let inferences = 0;
+  const finishGroup = (gi: number): void => {
+    const i0 = gi * group;
+    const i1 = Math.min(n, i0 + group);
+    const scores = new Float64Array(nPos);
+    for (let i = i0; i < i1; i++) {
+      const off = (i - i0) * perMap * k;
+      baseProbs.set(groupProbs.subarray(off, off + k), i * k);
+      const t = opts.target === 'predicted' ? argmax(groupProbs, off, k) : opts.target === 'label' ? opts.labels![i] : opts.target;
+      targets[i] = t;
+      const base = groupProbs[off + t];
+      for (let j = 0; j < nPos; j++) {
+        const p = groupProbs[off + (j + 1) * k + t];
+        scores[j] = opts.score === 'drop' ? base - p : p;
+      }
+      const m = accumulate(g, scores, opts.aggregate, pos);
+      maps.set(opts.normalize === 'seed' ? normalizeSeed(m) : m, i * h * w);
+    }
+    done += i1 - i0;
+    onProgress?.({ stamps: done, inferences });
+  };
+
+  const cap = Math.min(batchSize, group * perMap);
+  const buffers = [new Float32Array(cap * px), new Float32Array(cap * px)];
+  let pending: { chunk: Chunk; result: Promise<Float32Array> } | null = null;
+  const collect = async (): Promise<void> => {
+    if (!pending) return;
+    const { chunk, result } = pending;
+    pending = null;
+    const probs = await result;
+    if (probs.length !== chunk.count * k) {
+      throw new Error(`predictor returned ${probs.length} values for ${chunk.count} images x ${k} classes`);
+    }
+    groupProbs.set(probs, chunk.from * k);
+    inferences += chunk.count;
+    const items = (Math.min(n, (chunk.group + 1) * group) - chunk.group * group) * perMap;
+    if (chunk.from + chunk.count === items) finishGroup(chunk.group);
+  };
+  let b = 0;
+  for (const ch of chunks()) {
+    const batch = build(buffers[b], ch);
+    b ^= 1;
+    // The previous call must finish before its group buffer slot is reused; collecting it
+    // after building this batch lets an engine with its own threads overlap the two.
+    await collect();
+    pending = { chunk: ch, result: predictor.predict(batch, ch.count) };
+  }
+  await collect();
+  return { maps, targets, baseProbs, inferences };
+}
