@@ -47,7 +47,8 @@ export function cropMaps(m: Float32Array, n: number, H: number, W: number, p: Pa
   return out;
 }
 
-export type Condition = 'none' | 'numeral' | 'onehot';
+import type { Condition } from '../models/autoencoder.js';
+export type { Condition };
 
 /** The label part of a conditioned explainer's bottleneck: (n, units). */
 export function conditionVectors(labels: ArrayLike<number>, mode: Condition, numClasses: number): Float32Array | undefined {
