@@ -1,0 +1,459 @@
+/**
+ * The one module that creates ONNX Runtime sessions (onnxruntime-node, CPU): thread count,
+ * graph optimisation, a session cache; a batched runner for any ONNX model; and OnnxPredictor,
+ * the Predictor for classifiers in ONNX files (exported here, or brought by the user in NCHW
+ * or NHWC layout, with probability or logit outputs).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, promises as fs, readFileSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { fileError, UserError } from '../util/errors.js';
+import type { Predictor } from '../models/predictor.js';
+import { readOnnxHeader } from '../models/onnx-proto.js';
+
+export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
+
+export interface OnnxSessionOptions {
+  /** intra-op threads; default: the machine's logical cores. */
+  threads?: number;
+  /** default 'all' (incl. ORT's NCHWc conv layout, the fast path on x64). */
+  optimization?: GraphOptimization;
+  /** Share one session per (model, options) between callers; default true. */
+  cache?: boolean;
+}
+
+export function defaultThreads(): number {
+  return Math.max(1, typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length);
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+interface CacheEntry {
+  key: string;
+  session: Promise<ort.InferenceSession>;
+  refs: number;
+}
+const cache = new Map<string, CacheEntry>();
+const entryOf = new Map<ort.InferenceSession, CacheEntry>();
+
+function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split('\n')[0].trim();
+}
+
+/**
+ * A session for an ONNX model file or its bytes. With the cache (default), equal requests share
+ * one session: release it with `releaseOnnxSession` once per create.
+ */
+export async function createOnnxSession(model: string | Uint8Array, opts: OnnxSessionOptions = {}): Promise<ort.InferenceSession> {
+  const threads = opts.threads ?? defaultThreads();
+  if (!Number.isInteger(threads) || threads < 1) throw new UserError(`--threads must be a positive integer, got ${threads}`);
+  const optimization = opts.optimization ?? 'all';
+  const what = typeof model === 'string' ? model : 'ONNX model bytes';
+  let id: string;
+  if (typeof model === 'string') {
+    let st;
+    try {
+      st = statSync(model);
+    } catch {
+      throw fileError(model, 'not found');
+    }
+    if (!st.isFile()) throw fileError(model, 'is not a file');
+    id = `${path.resolve(model)}|${st.size}|${st.mtimeMs}`;
+  } else {
+    id = sha256(model);
+  }
+  const key = `${id}|${threads}|${optimization}`;
+  const make = async (): Promise<ort.InferenceSession> => {
+    const so: ort.InferenceSession.SessionOptions = {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: threads,
+      // one graph at a time: inter-op threads would only compete with intra-op ones
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: optimization,
+      logSeverityLevel: 3,
+    };
+    try {
+      return typeof model === 'string' ? await ort.InferenceSession.create(model, so) : await ort.InferenceSession.create(model, so);
+    } catch (err) {
+      throw fileError(what, `ONNX Runtime cannot load the model (${firstLine(err)})`);
+    }
+  };
+  if (opts.cache === false) return make();
+  let entry = cache.get(key);
+  if (!entry) {
+    const e: CacheEntry = { key, session: make(), refs: 0 };
+    entry = e;
+    cache.set(key, e);
+    e.session.then(
+      (s) => entryOf.set(s, e),
+      () => cache.delete(key),
+    );
+  }
+  entry.refs++;
+  return entry.session;
+}
+
+/** Give back a session from createOnnxSession; the last release frees it. */
+export async function releaseOnnxSession(session: ort.InferenceSession): Promise<void> {
+  const e = entryOf.get(session);
+  if (e) {
+    if (--e.refs > 0) return;
+    entryOf.delete(session);
+    cache.delete(e.key);
+  }
+  await session.release();
+}
+
+/** Sessions alive in the cache (for tests and diagnostics). */
+export function onnxSessionsCached(): number {
+  return cache.size;
+}
+
+// ---------------------------------------------------------------- batched running
+
+export interface OnnxFeed {
+  name: string;
+  /** n items, each of `shape` elements, contiguous. */
+  data: Float32Array;
+  /** Per-item shape (without the batch dimension), in the layout the model expects. */
+  shape: number[];
+}
+
+export interface BatchOptions {
+  /** Items per session.run; default 1024. */
+  batchSize?: number;
+  /** The model's batch dimension is fixed to this size: chunks are padded to it. */
+  fixedBatch?: number;
+  /** Output to return; default the first. */
+  output?: string;
+}
+
+/**
+ * Run `n` items through the session in chunks (bounded memory; large batches amortise the
+ * per-call overhead). Returns the chosen output for all items, item-major, and its per-item shape.
+ */
+export async function runOnnxBatched(
+  session: ort.InferenceSession,
+  feeds: OnnxFeed[],
+  n: number,
+  opts: BatchOptions = {},
+): Promise<{ data: Float32Array; shape: number[] }> {
+  const fixed = opts.fixedBatch;
+  const chunk = fixed ?? Math.max(1, opts.batchSize ?? 1024);
+  const outName = opts.output ?? session.outputNames[0];
+  const sizes = feeds.map((f) => f.shape.reduce((a, b) => a * b, 1));
+  feeds.forEach((f, i) => {
+    if (f.data.length !== n * sizes[i]) {
+      throw new RangeError(`feed ${f.name}: ${f.data.length} values for ${n} items of shape ${JSON.stringify(f.shape)}`);
+    }
+  });
+  let out: Float32Array | undefined;
+  let itemShape: number[] = [];
+  let itemSize = 0;
+  for (let start = 0; start < n; start += chunk) {
+    const m = Math.min(chunk, n - start);
+    const rows = fixed ?? m;
+    const input: Record<string, ort.Tensor> = {};
+    feeds.forEach((f, i) => {
+      let part = f.data.subarray(start * sizes[i], (start + m) * sizes[i]);
+      if (rows > m) {
+        const padded = new Float32Array(rows * sizes[i]);
+        padded.set(part);
+        part = padded;
+      }
+      input[f.name] = new ort.Tensor('float32', part, [rows, ...f.shape]);
+    });
+    const result = await session.run(input, [outName]);
+    const t = result[outName];
+    if (t.type !== 'float32') throw new UserError(`ONNX model output ${outName} is ${t.type}, expected float32`);
+    const data = t.data as Float32Array;
+    if (!out) {
+      itemShape = t.dims.slice(1) as number[];
+      itemSize = data.length / rows;
+      out = new Float32Array(n * itemSize);
+    }
+    out.set(data.subarray(0, m * itemSize), start * itemSize);
+    t.dispose();
+  }
+  return { data: out ?? new Float32Array(0), shape: itemShape };
+}
+
+// ---------------------------------------------------------------- pure helpers
+
+/** Row-wise softmax of an n x k matrix (max-subtracted, so large logits do not overflow). */
+export function softmaxRows(x: Float32Array, n: number, k: number): Float32Array {
+  const out = new Float32Array(n * k);
+  for (let r = 0; r < n; r++) {
+    const o = r * k;
+    let max = -Infinity;
+    for (let j = 0; j < k; j++) max = Math.max(max, x[o + j]);
+    let sum = 0;
+    for (let j = 0; j < k; j++) {
+      const e = Math.exp(x[o + j] - max);
+      out[o + j] = e;
+      sum += e;
+    }
+    for (let j = 0; j < k; j++) out[o + j] /= sum;
+  }
+  return out;
+}
+
+/** (n,h,w,c) -> (n,c,h,w). */
+export function nhwcToNchw(x: Float32Array, n: number, h: number, w: number, c: number): Float32Array {
+  const out = new Float32Array(x.length);
+  const hw = h * w;
+  for (let i = 0; i < n; i++) {
+    const base = i * hw * c;
+    for (let p = 0; p < hw; p++) {
+      for (let k = 0; k < c; k++) out[base + k * hw + p] = x[base + p * c + k];
+    }
+  }
+  return out;
+}
+
+export type InputLayout = 'NHWC' | 'NCHW';
+
+/**
+ * Guess the layout of a rank-4 image input from its dims [N, d1, d2, d3]: the channel axis is
+ * the small one (<= 4). Undefined when both ends (or neither) look like channels.
+ */
+export function guessLayout(dims: readonly (number | string)[]): InputLayout | undefined {
+  const small = (d: number | string): boolean => typeof d === 'number' && d >= 1 && d <= 4;
+  const [, d1, , d3] = dims;
+  if (small(d3) && !small(d1)) return 'NHWC';
+  if (small(d1) && !small(d3)) return 'NCHW';
+  return undefined;
+}
+
+/** Do all rows look like probability vectors (in [0,1], summing to 1)? */
+export function looksLikeProbabilities(x: Float32Array, n: number, k: number): boolean {
+  for (let r = 0; r < n; r++) {
+    let sum = 0;
+    for (let j = 0; j < k; j++) {
+      const v = x[r * k + j];
+      if (!(v >= 0 && v <= 1)) return false;
+      sum += v;
+    }
+    if (Math.abs(sum - 1) > 1e-3) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- the predictor
+
+export interface OnnxPredictorOptions extends Omit<OnnxSessionOptions, 'cache'> {
+  /** Input layout of the model; 'auto': the export's metadata, else guessed from the dims. */
+  layout?: 'auto' | InputLayout;
+  /** What the (first) output holds; 'logits' applies a softmax (a sigmoid for one unit). 'auto': card.json, else probed. */
+  outputs?: 'auto' | 'probs' | 'logits';
+  /** Items per session.run; default 1024. */
+  batchSize?: number;
+  /** Dataset channels the model reads (overrides card.json). */
+  channels?: number[];
+}
+
+interface Card {
+  channels?: unknown;
+  options?: { channels?: unknown };
+  outputs?: unknown;
+}
+
+function readCard(dir: string): Card | undefined {
+  const f = path.join(dir, 'card.json');
+  if (!existsSync(f)) return undefined;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as Card;
+  } catch (err) {
+    throw fileError(f, `not valid JSON (${firstLine(err)})`);
+  }
+}
+
+function channelsFrom(card: Card | undefined): number[] | undefined {
+  const c = card?.channels ?? card?.options?.channels;
+  if (typeof c === 'number' && Number.isInteger(c)) return [c];
+  if (Array.isArray(c) && c.length > 0 && c.every((v) => Number.isInteger(v) && v >= 0)) return c as number[];
+  return undefined;
+}
+
+export class OnnxPredictor implements Predictor {
+  readonly engine: string;
+  private disposed = false;
+
+  constructor(
+    readonly session: ort.InferenceSession,
+    readonly inputShape: [number, number, number],
+    readonly numClasses: number,
+    readonly hash: string,
+    readonly threads: number,
+    private readonly cfg: {
+      inputName: string;
+      outputName: string;
+      layout: InputLayout;
+      outputs: 'probs' | 'logits';
+      /** Units in the model's output (1 = binary sigmoid, expanded to 2 classes). */
+      units: number;
+      fixedBatch?: number;
+      batchSize: number;
+    },
+    readonly channels?: number[],
+  ) {
+    this.engine = `onnxruntime (${threads} thread${threads === 1 ? '' : 's'})`;
+  }
+
+  get layout(): InputLayout {
+    return this.cfg.layout;
+  }
+
+  get outputs(): 'probs' | 'logits' {
+    return this.cfg.outputs;
+  }
+
+  /** The model's raw first output for n NHWC images (no softmax, no expansion). */
+  async raw(images: Float32Array, n: number): Promise<Float32Array> {
+    if (this.disposed) throw new Error('OnnxPredictor used after dispose()');
+    const [h, w, c] = this.inputShape;
+    if (images.length !== n * h * w * c) {
+      throw new RangeError(`predict: ${images.length} values for ${n} images of ${h}x${w}x${c}`);
+    }
+    const { layout, inputName, outputName, fixedBatch, batchSize } = this.cfg;
+    const data = layout === 'NCHW' ? nhwcToNchw(images, n, h, w, c) : images;
+    const shape = layout === 'NCHW' ? [c, h, w] : [h, w, c];
+    const out = await runOnnxBatched(this.session, [{ name: inputName, data, shape }], n, { batchSize, fixedBatch, output: outputName });
+    const units = out.data.length / Math.max(1, n);
+    if (n > 0 && units !== this.cfg.units) throw new Error(`ONNX model returned ${units} values per image, expected ${this.cfg.units}`);
+    return out.data;
+  }
+
+  async predict(images: Float32Array, n: number): Promise<Float32Array> {
+    const raw = await this.raw(images, n);
+    const { units, outputs } = this.cfg;
+    if (units === 1) {
+      const p = new Float32Array(2 * n);
+      for (let i = 0; i < n; i++) {
+        const v = outputs === 'logits' ? 1 / (1 + Math.exp(-raw[i])) : raw[i];
+        p[2 * i] = 1 - v;
+        p[2 * i + 1] = v;
+      }
+      return p;
+    }
+    return outputs === 'logits' ? softmaxRows(raw, n, units) : raw;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    void releaseOnnxSession(this.session).catch(() => undefined);
+  }
+}
+
+/** Where a model path's .onnx file is: the file itself, or model.onnx inside a model directory. */
+export function onnxFileFor(modelPath: string): string | undefined {
+  try {
+    const st = statSync(modelPath);
+    if (st.isFile()) return modelPath;
+    if (st.isDirectory()) {
+      const f = path.join(modelPath, 'model.onnx');
+      return existsSync(f) ? f : undefined;
+    }
+  } catch {
+    // missing: undefined
+  }
+  return undefined;
+}
+
+/**
+ * Load an ONNX image classifier as a Predictor: a `.onnx` file, or a model directory holding
+ * `model.onnx` (and card.json, which gives the dataset channels the model reads).
+ */
+export async function loadOnnxPredictor(modelPath: string, opts: OnnxPredictorOptions = {}): Promise<OnnxPredictor> {
+  const file = onnxFileFor(modelPath);
+  if (!file) {
+    throw fileError(modelPath, existsSync(modelPath) ? 'no model.onnx in this directory' : 'not found');
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    throw fileError(file, `cannot read (${(err as NodeJS.ErrnoException).code ?? firstLine(err)})`);
+  }
+  let header;
+  try {
+    header = readOnnxHeader(bytes);
+  } catch (err) {
+    throw fileError(file, `not an ONNX model (${firstLine(err)})`);
+  }
+  const card = readCard(path.dirname(file));
+  const threads = opts.threads ?? defaultThreads();
+  const session = await createOnnxSession(bytes, { threads, optimization: opts.optimization });
+  try {
+    if (session.inputNames.length !== 1) {
+      throw fileError(file, `has ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); a classifier takes one image input`);
+    }
+    const inputName = session.inputNames[0];
+    const meta = session.inputMetadata[0];
+    if (!meta.isTensor || meta.type !== 'float32') throw fileError(file, `input ${inputName} is not a float32 tensor`);
+    const dims = meta.shape;
+    if (dims.length !== 4) {
+      throw fileError(file, `input ${inputName} has shape [${dims.join(', ')}]; expected 4 dims (batch, height, width, channels in NHWC or NCHW)`);
+    }
+    let layout: InputLayout | undefined;
+    if (opts.layout && opts.layout !== 'auto') layout = opts.layout;
+    else {
+      const declared = header.metadata['occmap.layout'];
+      layout = declared === 'NHWC' || declared === 'NCHW' ? declared : guessLayout(dims);
+      if (!layout) throw fileError(file, `cannot tell whether input shape [${dims.join(', ')}] is NCHW or NHWC; pass the layout (--layout NCHW|NHWC)`);
+    }
+    const [, a, b, c] = dims;
+    const [h, w, ch] = layout === 'NHWC' ? [a, b, c] : [b, c, a];
+    if (typeof h !== 'number' || typeof w !== 'number' || typeof ch !== 'number' || h < 1 || w < 1 || ch < 1) {
+      throw fileError(file, `input ${inputName} shape [${dims.join(', ')}] needs a fixed height, width and channel count`);
+    }
+    const fixedBatch = typeof dims[0] === 'number' && dims[0] > 0 ? dims[0] : undefined;
+    const outputName = session.outputNames[0];
+
+    // One probe run: the output size, and (for 'auto') whether it holds probabilities.
+    const probeN = fixedBatch ?? 2;
+    const probe = new Float32Array(probeN * h * w * ch);
+    for (let i = probe.length / probeN; i < probe.length; i++) probe[i] = (i % 7) / 7; // zeros, then a ramp
+    const probeData = layout === 'NCHW' ? nhwcToNchw(probe, probeN, h, w, ch) : probe;
+    let raw;
+    try {
+      raw = await runOnnxBatched(session, [{ name: inputName, data: probeData, shape: layout === 'NHWC' ? [h, w, ch] : [ch, h, w] }], probeN, {
+        fixedBatch,
+        output: outputName,
+      });
+    } catch (err) {
+      if (err instanceof UserError) throw fileError(file, err.message);
+      throw fileError(file, `ONNX Runtime cannot run the model on a ${layout} input of ${h}x${w}x${ch} (${firstLine(err)})`);
+    }
+    const units = raw.data.length / probeN;
+    if (raw.shape.length !== 1 && !(raw.shape.length > 1 && raw.shape.slice(1).every((d) => d === 1))) {
+      throw fileError(file, `output ${outputName} has shape [${['N', ...raw.shape].join(', ')}]; a classifier outputs (batch, classes)`);
+    }
+    let outputs: 'probs' | 'logits';
+    const cardOutputs = card?.outputs === 'probs' || card?.outputs === 'logits' ? card.outputs : undefined;
+    if (opts.outputs && opts.outputs !== 'auto') outputs = opts.outputs;
+    else if (cardOutputs) outputs = cardOutputs;
+    else if (units === 1) {
+      throw fileError(file, 'the output has one unit: say whether it is a probability or a logit (--outputs probs|logits)');
+    } else outputs = looksLikeProbabilities(raw.data, probeN, units) ? 'probs' : 'logits';
+
+    return new OnnxPredictor(
+      session,
+      [h, w, ch],
+      units === 1 ? 2 : units,
+      `sha256:${sha256(bytes).slice(0, 16)}`,
+      threads,
+      { inputName, outputName, layout, outputs, units, fixedBatch, batchSize: opts.batchSize ?? 1024 },
+      opts.channels ?? channelsFrom(card),
+    );
+  } catch (err) {
+    await releaseOnnxSession(session);
+    throw err;
+  }
+}
