@@ -5,6 +5,15 @@
  * would add a dependency for no gain. Field numbers below are those of onnx.proto.
  */
 
+/** occmap's metadata_props key for the graph's input layout ('NHWC' for exported tfjs models). */
+export const META_LAYOUT = 'occmap.layout';
+/**
+ * metadata_props key for the hash of the tfjs model a file was exported from (card.json's
+ * `hash`): tells whether a model directory's model.onnx is stale, and lets both engines report
+ * the same provenance hash.
+ */
+export const META_SOURCE_HASH = 'occmap.source_hash';
+
 // ---------------------------------------------------------------- the model, as plain data
 
 export type AttributeValue =

@@ -12,6 +12,7 @@ import { tfl } from '../runtime/tfjs.js';
 import { fileError, UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import {
+  META_LAYOUT,
   encodeOnnxModel,
   type AttributeValue,
   type OnnxAttribute,
@@ -21,12 +22,17 @@ import {
   type OnnxValueInfo,
 } from './onnx-proto.js';
 
+export { META_LAYOUT, META_SOURCE_HASH } from './onnx-proto.js';
+
 /** Opset 13: Softmax on one axis, Pad/Slice/Clip/Resize with tensor inputs; ORT 1.30 reads 7..23. */
 export const ONNX_OPSET = 13;
 /** IR version 8 (ONNX 1.10), well inside what onnxruntime-node 1.30 accepts. */
 export const ONNX_IR_VERSION = 8;
-/** Metadata key telling readers (loadOnnxPredictor) the graph's input layout. */
-export const META_LAYOUT = 'occmap.layout';
+export interface OnnxExportOptions {
+  docString?: string;
+  /** Extra metadata_props (e.g. { [META_SOURCE_HASH]: card.hash }). */
+  metadata?: Record<string, string>;
+}
 
 type Layer = InstanceType<typeof tfl.layers.Layer>;
 type Shape = (number | null)[];
@@ -638,7 +644,7 @@ export interface OnnxExportInfo {
 }
 
 /** The ONNX encoding of `model` (NHWC inputs and outputs, batch dimension 'N'). */
-export function modelToOnnx(model: InstanceType<typeof tfl.LayersModel>, opts: { docString?: string } = {}): { bytes: Uint8Array; info: OnnxExportInfo } {
+export function modelToOnnx(model: InstanceType<typeof tfl.LayersModel>, opts: OnnxExportOptions = {}): { bytes: Uint8Array; info: OnnxExportInfo } {
   const ex = new Exporter();
   const b = ex.b;
   const container = model as unknown as Container;
@@ -676,14 +682,14 @@ export function modelToOnnx(model: InstanceType<typeof tfl.LayersModel>, opts: {
       inputs: graphInputs,
       outputs: graphOutputs,
     },
-    metadata: { [META_LAYOUT]: 'NHWC' },
+    metadata: { ...opts.metadata, [META_LAYOUT]: 'NHWC' },
   };
   const bytes = encodeOnnxModel(onnx);
   return { bytes, info: { inputs: inputsInfo, outputs: outputsInfo, nodes: b.nodes.length, bytes: bytes.length } };
 }
 
 /** Export `model` to `outFile` (written whole or not at all). Unsupported layers: a UserError naming the file. */
-export async function exportModelToOnnx(model: InstanceType<typeof tfl.LayersModel>, outFile: string, opts: { docString?: string } = {}): Promise<OnnxExportInfo> {
+export async function exportModelToOnnx(model: InstanceType<typeof tfl.LayersModel>, outFile: string, opts: OnnxExportOptions = {}): Promise<OnnxExportInfo> {
   let result: ReturnType<typeof modelToOnnx>;
   try {
     result = modelToOnnx(model, opts);

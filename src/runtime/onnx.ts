@@ -11,7 +11,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { fileError, UserError } from '../util/errors.js';
 import type { Predictor } from '../models/predictor.js';
-import { readOnnxHeader } from '../models/onnx-proto.js';
+import { META_LAYOUT, META_SOURCE_HASH, readOnnxHeader } from '../models/onnx-proto.js';
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 
@@ -22,6 +22,8 @@ export interface OnnxSessionOptions {
   optimization?: GraphOptimization;
   /** Share one session per (model, options) between callers; default true. */
   cache?: boolean;
+  /** Name for error messages when `model` is bytes (e.g. the file they came from). */
+  source?: string;
 }
 
 export function defaultThreads(): number {
@@ -52,7 +54,7 @@ export async function createOnnxSession(model: string | Uint8Array, opts: OnnxSe
   const threads = opts.threads ?? defaultThreads();
   if (!Number.isInteger(threads) || threads < 1) throw new UserError(`--threads must be a positive integer, got ${threads}`);
   const optimization = opts.optimization ?? 'all';
-  const what = typeof model === 'string' ? model : 'ONNX model bytes';
+  const what = typeof model === 'string' ? model : (opts.source ?? 'ONNX model bytes');
   let id: string;
   if (typeof model === 'string') {
     let st;
@@ -246,7 +248,7 @@ export function looksLikeProbabilities(x: Float32Array, n: number, k: number): b
 
 // ---------------------------------------------------------------- the predictor
 
-export interface OnnxPredictorOptions extends Omit<OnnxSessionOptions, 'cache'> {
+export interface OnnxPredictorOptions extends Omit<OnnxSessionOptions, 'cache' | 'source'> {
   /** Input layout of the model; 'auto': the export's metadata, else guessed from the dims. */
   layout?: 'auto' | InputLayout;
   /** What the (first) output holds; 'logits' applies a softmax (a sigmoid for one unit). 'auto': card.json, else probed. */
@@ -255,11 +257,14 @@ export interface OnnxPredictorOptions extends Omit<OnnxSessionOptions, 'cache'> 
   batchSize?: number;
   /** Dataset channels the model reads (overrides card.json). */
   channels?: number[];
+  /** Provenance hash to report (default: see loadOnnxPredictor). */
+  hash?: string;
 }
 
+/** The card.json fields read here (the format is owned by src/models/io.ts). */
 interface Card {
   channels?: unknown;
-  options?: { channels?: unknown };
+  hash?: unknown;
   outputs?: unknown;
 }
 
@@ -274,8 +279,7 @@ function readCard(dir: string): Card | undefined {
 }
 
 function channelsFrom(card: Card | undefined): number[] | undefined {
-  const c = card?.channels ?? card?.options?.channels;
-  if (typeof c === 'number' && Number.isInteger(c)) return [c];
+  const c = card?.channels;
   if (Array.isArray(c) && c.length > 0 && c.every((v) => Number.isInteger(v) && v >= 0)) return c as number[];
   return undefined;
 }
@@ -369,6 +373,10 @@ export function onnxFileFor(modelPath: string): string | undefined {
 /**
  * Load an ONNX image classifier as a Predictor: a `.onnx` file, or a model directory holding
  * `model.onnx` (and card.json, which gives the dataset channels the model reads).
+ *
+ * Hash: when the file was exported from the tfjs model whose card.json sits beside it (its
+ * `occmap.source_hash` equals the card's `hash`), the card's hash, so outputs record the same
+ * provenance whichever engine ran; otherwise `sha256:` + 16 hex digits of the .onnx bytes.
  */
 export async function loadOnnxPredictor(modelPath: string, opts: OnnxPredictorOptions = {}): Promise<OnnxPredictor> {
   const file = onnxFileFor(modelPath);
@@ -388,8 +396,9 @@ export async function loadOnnxPredictor(modelPath: string, opts: OnnxPredictorOp
     throw fileError(file, `not an ONNX model (${firstLine(err)})`);
   }
   const card = readCard(path.dirname(file));
+  const fromCard = typeof card?.hash === 'string' && header.metadata[META_SOURCE_HASH] === card.hash;
   const threads = opts.threads ?? defaultThreads();
-  const session = await createOnnxSession(bytes, { threads, optimization: opts.optimization });
+  const session = await createOnnxSession(bytes, { threads, optimization: opts.optimization, source: file });
   try {
     if (session.inputNames.length !== 1) {
       throw fileError(file, `has ${session.inputNames.length} inputs (${session.inputNames.join(', ')}); a classifier takes one image input`);
@@ -404,7 +413,7 @@ export async function loadOnnxPredictor(modelPath: string, opts: OnnxPredictorOp
     let layout: InputLayout | undefined;
     if (opts.layout && opts.layout !== 'auto') layout = opts.layout;
     else {
-      const declared = header.metadata['occmap.layout'];
+      const declared = header.metadata[META_LAYOUT];
       layout = declared === 'NHWC' || declared === 'NCHW' ? declared : guessLayout(dims);
       if (!layout) throw fileError(file, `cannot tell whether input shape [${dims.join(', ')}] is NCHW or NHWC; pass the layout (--layout NCHW|NHWC)`);
     }
@@ -447,7 +456,7 @@ export async function loadOnnxPredictor(modelPath: string, opts: OnnxPredictorOp
       session,
       [h, w, ch],
       units === 1 ? 2 : units,
-      `sha256:${sha256(bytes).slice(0, 16)}`,
+      opts.hash ?? (fromCard ? (card?.hash as string) : `sha256:${sha256(bytes).slice(0, 16)}`),
       threads,
       { inputName, outputName, layout, outputs, units, fixedBatch, batchSize: opts.batchSize ?? 1024 },
       opts.channels ?? channelsFrom(card),
