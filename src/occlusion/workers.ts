@@ -137,6 +137,7 @@ export async function runOcclusionJob(input: JobInput): Promise<JobResult> {
   const remaining = new Map<number, number>();
   for (const p of pieces) remaining.set(p.shard, (remaining.get(p.shard) ?? 0) + p.count);
   let writes: Promise<void> = Promise.resolve();
+  let writeError: Error | undefined;
   let inferences = 0;
   let computed = 0;
   const accept = (p: Piece, r: PieceResult): void => {
@@ -153,7 +154,13 @@ export async function runOcclusionJob(input: JobInput): Promise<JobResult> {
         baseProbs: baseProbs.slice(start * k, (start + count) * k),
       };
       writes = writes.then(() => store.write(p.shard, start, count, h, w, d));
+      // Handled here so a failed write (disk full) stops the job cleanly instead of
+      // surfacing as an unhandled rejection while pieces are still running.
+      writes.catch((err) => {
+        writeError ??= err as Error;
+      });
     }
+    if (writeError) throw writeError;
   };
 
   if (pieces.length > 0) {
