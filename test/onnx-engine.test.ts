@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   createOnnxSession,
+  currentOnnxExport,
   guessLayout,
   loadOnnxPredictor,
   looksLikeProbabilities,
@@ -237,8 +238,10 @@ test('exported tfjs classifier directory: NHWC from the metadata, channels and h
     p.dispose();
     y.dispose();
   }
+  assert.equal(currentOnnxExport(dir), path.join(dir, 'model.onnx'));
   // A card for another model (stale export): the .onnx is hashed on its own.
   writeFileSync(path.join(dir, 'card.json'), JSON.stringify({ channels: [3], hash: 'retrained' }));
+  assert.equal(currentOnnxExport(dir), undefined);
   const q = await loadOnnxPredictor(path.join(dir, 'model.onnx'), { threads: 1 });
   assert.match(q.hash, /^sha256:/);
   q.dispose();

@@ -371,6 +371,22 @@ export function onnxFileFor(modelPath: string): string | undefined {
 }
 
 /**
+ * The model.onnx of a tfjs model directory when it was exported from the model now in that
+ * directory (its source hash equals card.json's `hash`); undefined when absent or stale.
+ */
+export function currentOnnxExport(dir: string): string | undefined {
+  const file = path.join(dir, 'model.onnx');
+  if (!existsSync(file)) return undefined;
+  const hash = readCard(dir)?.hash;
+  if (typeof hash !== 'string') return undefined;
+  try {
+    return readOnnxHeader(readFileSync(file)).metadata[META_SOURCE_HASH] === hash ? file : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Load an ONNX image classifier as a Predictor: a `.onnx` file, or a model directory holding
  * `model.onnx` (and card.json, which gives the dataset channels the model reads).
  *
