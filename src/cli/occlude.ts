@@ -4,6 +4,7 @@
  * progress, and the output file.
  */
 import type { Command } from 'commander';
+import { availableParallelism } from 'node:os';
 import { readDataset, subsetDataset, writeDataset, type Dataset } from '../data/dataset.js';
 import { loadPredictor, type LoadOptions } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
@@ -36,6 +37,8 @@ export interface OccludeJob {
   resume: boolean;
   shardSize: number;
   engine: NonNullable<LoadOptions['engine']>;
+  /** Engine threads per model copy (ONNX Runtime); default: cores / workers. */
+  threads?: number;
   quiet?: boolean;
   /** Recorded in meta.command. */
   command?: string;
@@ -70,6 +73,7 @@ export interface RawOccludeOptions {
   batchSize: string;
   shardSize: string;
   engine: string;
+  threads?: string;
   quiet?: boolean;
 }
 
@@ -117,6 +121,7 @@ export function parseOccludeOptions(o: RawOccludeOptions): OccludeJob {
     resume: !!o.resume,
     shardSize: int('shard-size', o.shardSize, 1),
     engine: oneOf('engine', o.engine, ['auto', 'tfjs', 'onnx'] as const),
+    threads: o.threads === undefined ? undefined : int('threads', o.threads, 1),
     quiet: o.quiet,
   };
 }
@@ -149,7 +154,9 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
   const ds = await readDataset(job.data);
   const [total, h, w] = ds.shape;
   const n = Math.min(total, job.limit ?? total);
-  const load: LoadOptions = { engine: job.engine };
+  // Each worker holds its own model copy: split the cores between them, not multiply.
+  const threads = job.threads ?? Math.max(1, Math.floor(availableParallelism() / job.workers));
+  const load: LoadOptions = { engine: job.engine, threads };
   const predictor = await loadPredictor(job.model, load);
   try {
     checkJob(job, ds, predictor, n);
@@ -161,7 +168,9 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
       {
         params: { ...job.params, batchSize: job.batchSize },
         modelHash: predictor.hash,
-        engine: predictor.engine,
+        // Without the thread count: results do not depend on it, and a resume with another
+        // --workers (hence threads per copy) must find its shards.
+        engine: predictor.engine.replace(/\s*\(\d+ threads?\)$/, ''),
         dataHash: hashArrays(ds.images, new Int32Array(ds.shape), labelsUsed),
         shardSize,
       },
@@ -242,7 +251,7 @@ export function registerOcclude(program: Command): void {
   program
     .command('occlude')
     .description('exact occlusion maps: one classifier inference per patch position (defaults reproduce the seed)')
-    .requiredOption('--model <dir>', 'classifier: a tfjs model directory from train-classifier')
+    .requiredOption('--model <path>', 'classifier: a model directory from train-classifier, or an .onnx file')
     .requiredOption('--data <file>', 'dataset .npz (or .npy / HiTS 2013 pickle)')
     .requiredOption('--out <file>', 'output .npz: the dataset plus maps (N,H,W) and meta.occlusion')
     .option('--patch <N|HxW>', 'patch size', String(d.patch[0]))
@@ -259,6 +268,7 @@ export function registerOcclude(program: Command): void {
     .option('--batch-size <n>', 'images per classifier call', String(DEFAULT_BATCH_SIZE))
     .option('--shard-size <n>', 'maps per shard file written while running', String(DEFAULT_SHARD_SIZE))
     .option('--engine <auto|tfjs|onnx>', 'inference engine', 'auto')
+    .option('--threads <n>', 'threads per model copy for ONNX Runtime (default: cores / workers)')
     .option('--quiet', 'no progress output')
     .addHelpText(
       'after',
