@@ -253,7 +253,48 @@ test('BatchMatMul with transposed operands matches cpu', async () => {
   await parity('batched a.bT (original kernel)', () => tf.matMul(tf.tensor3d(ab, [3, 5, 4]), tf.tensor3d(bb, [3, 6, 4]), false, true));
 });
 
-test('wasm ResizeNearestNeighborGrad sums 2x2 blocks for batch > 1 (the cpu kernel does not)', async () => {
+test('MaxPoolGrad on wasm matches cpu, ties included (pool 2/2 valid, 3/2 same, 3/1 same, odd sizes)', async () => {
+  await ready;
+  const rng = new Rng(21);
+  const configs: Array<{ shape: [number, number, number, number]; size: number; stride: number; pad: 'valid' | 'same' }> = [
+    { shape: [10, 24, 24, 32], size: 2, stride: 2, pad: 'valid' },
+    { shape: [3, 27, 27, 8], size: 2, stride: 2, pad: 'valid' },
+    { shape: [2, 13, 13, 64], size: 2, stride: 2, pad: 'valid' },
+    { shape: [2, 9, 11, 5], size: 3, stride: 2, pad: 'same' },
+    { shape: [1, 7, 7, 3], size: 3, stride: 1, pad: 'same' },
+    { shape: [2, 8, 8, 4], size: 2, stride: 2, pad: 'same' },
+  ];
+  for (const cfg of configs) {
+    const n = cfg.shape.reduce((a, b) => a * b, 1);
+    // Quantised and rectified, so many windows hold equal maxima (zeros after relu).
+    const xv = Float32Array.from({ length: n }, () => Math.max(0, Math.round(rng.normal() * 2) / 2));
+    await parity(`MaxPoolGrad ${JSON.stringify(cfg)}`, () => {
+      const x = tf.tensor4d(xv, cfg.shape);
+      const dy = tf.randomNormal(tf.maxPool(x, cfg.size, cfg.stride, cfg.pad).shape, 0, 1, 'float32', 4);
+      return tf.grad((t) => tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, cfg.size, cfg.stride, cfg.pad), dy)))(x);
+    });
+  }
+});
+
+test('ResizeNearestNeighborGrad on wasm matches cpu at batch 1 (integer and non-integer scales)', async () => {
+  await ready;
+  const rng = new Rng(22);
+  for (const [h, w, oh, ow, c, align] of [
+    [6, 6, 12, 12, 64, false],
+    [12, 12, 24, 24, 32, false],
+    [5, 4, 15, 8, 3, false],
+    [5, 4, 7, 9, 3, false],
+    [5, 4, 10, 8, 3, true],
+  ] as Array<[number, number, number, number, number, boolean]>) {
+    const dyv = randn(rng, oh * ow * c);
+    await parity(`ResizeNearestNeighborGrad ${h}x${w}->${oh}x${ow} align=${align}`, () => {
+      const dy = tf.tensor4d(dyv, [1, oh, ow, c]);
+      return tf.grad((x) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [oh, ow], align), dy)))(tf.zeros([1, h, w, c]));
+    });
+  }
+});
+
+test('ResizeNearestNeighborGrad on wasm sums 2x2 blocks for batch > 1 (the cpu kernel does not)', async () => {
   await ready;
   // tfjs-backend-cpu 4.22 offsets dy by the *input* batch stride, so its gradient is wrong for
   // every image after the first; hence the per-example cpu reference in the next test.

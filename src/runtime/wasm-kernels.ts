@@ -15,6 +15,9 @@
  *   (each row of the GEMM is a shifted window of that copy), which is why the GEMM runs over
  *   padded output columns whose dy is zero.
  * - BatchMatMul with a transposed operand = explicit 2-D transpose + the GEMM path.
+ * - MaxPoolGrad and ResizeNearestNeighborGrad (integer upsampling) as single JS passes that
+ *   scatter dy; the backend's C++ versions revisit every window per input pixel and take
+ *   5-10x longer.
  * Anything outside what they handle (NCHW, non-float, unusual explicit pads) goes to a
  * reference kernel or to the backend's original kernel.
  */
@@ -43,7 +46,13 @@ type Kernel = (args: KernelArgs) => TensorInfo;
 export type GradKernelMode = 'fast' | 'naive';
 
 /** Kernel names this module (re)registers on the wasm backend. */
-export const GRAD_KERNEL_NAMES = ['Conv2DBackpropFilter', 'Conv2DBackpropInput', 'BatchMatMul'] as const;
+export const GRAD_KERNEL_NAMES = [
+  'Conv2DBackpropFilter',
+  'Conv2DBackpropInput',
+  'BatchMatMul',
+  'MaxPoolGrad',
+  'ResizeNearestNeighborGrad',
+] as const;
 
 const MARK = Symbol.for('occmap.wasmGradKernel');
 type MarkedConfig = KernelConfig & { [MARK]?: GradKernelMode };
@@ -80,8 +89,20 @@ export function registerWasmGradKernels(mode: GradKernelMode = 'fast'): void {
 
   const choose: Record<(typeof GRAD_KERNEL_NAMES)[number], Kernel | undefined> =
     mode === 'fast'
-      ? { Conv2DBackpropFilter: conv2dBackpropFilterFast, Conv2DBackpropInput: conv2dBackpropInputFast, BatchMatMul: batchMatMulFast }
-      : { Conv2DBackpropFilter: conv2dBackpropFilterReference, Conv2DBackpropInput: undefined, BatchMatMul: undefined };
+      ? {
+          Conv2DBackpropFilter: conv2dBackpropFilterFast,
+          Conv2DBackpropInput: conv2dBackpropInputFast,
+          BatchMatMul: batchMatMulFast,
+          MaxPoolGrad: maxPoolGradFast,
+          ResizeNearestNeighborGrad: resizeNearestNeighborGradFast,
+        }
+      : {
+          Conv2DBackpropFilter: conv2dBackpropFilterReference,
+          Conv2DBackpropInput: undefined,
+          BatchMatMul: undefined,
+          MaxPoolGrad: undefined,
+          ResizeNearestNeighborGrad: undefined,
+        };
 
   for (const name of GRAD_KERNEL_NAMES) {
     const orig = originals.get(name);
@@ -558,4 +579,147 @@ function batchMatMulFast(args: KernelArgs): TensorInfo {
   const rank = Math.max(a.shape.length, b.shape.length);
   const shape = [...new Array(rank - 2).fill(1), out.shape[out.shape.length - 2], out.shape[out.shape.length - 1]];
   return { dataId: out.dataId, shape, dtype: out.dtype };
+}
+
+// ---------------------------------------------------------------------------------------------
+// MaxPoolGrad
+
+/**
+ * dx[argmax of each window] += dy, the argmax being the first strict maximum in row-major
+ * window order, as tfjs's cpu backend picks it (it matters for ties, e.g. zeros after relu).
+ */
+function maxPoolGradFast(args: KernelArgs): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { dy, input } = inputs;
+  if (input.dtype !== 'float32' || dy.dtype !== 'float32') return originalKernel('MaxPoolGrad')(args);
+  const info = backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    attrs.filterSize as number | [number, number],
+    attrs.strides as number | [number, number],
+    1,
+    attrs.pad as 'same' | 'valid' | number,
+    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
+  );
+  const { batchSize: N, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW } = info;
+  const fh = info.effectiveFilterHeight;
+  const fw = info.effectiveFilterWidth;
+  const dx = alloc(backend, input.shape);
+  const h = heap(backend);
+  const xOff = offsetOf(backend, input);
+  const dyOff = offsetOf(backend, dy);
+  const dxOff = offsetOf(backend, dx);
+  h.fill(0, dxOff, dxOff + N * H * W * C);
+  if (fh === 2 && fw === 2 && info.strideHeight === 2 && info.strideWidth === 2 && info.padInfo.top === 0 && info.padInfo.left === 0) {
+    maxPoolGrad2x2(h, xOff, dyOff, dxOff, N, H, W, C, OH, OW);
+    return dx;
+  }
+  const best = new Float32Array(C);
+  const where = new Int32Array(C);
+  for (let n = 0; n < N; n++) {
+    for (let oh = 0; oh < OH; oh++) {
+      const r0 = oh * info.strideHeight - info.padInfo.top;
+      const rFrom = Math.max(0, r0);
+      const rTo = Math.min(H, r0 + fh);
+      for (let ow = 0; ow < OW; ow++) {
+        const q0 = ow * info.strideWidth - info.padInfo.left;
+        const qFrom = Math.max(0, q0);
+        const qTo = Math.min(W, q0 + fw);
+        best.fill(-Infinity);
+        where.fill(-1);
+        for (let r = rFrom; r < rTo; r++) {
+          for (let q = qFrom; q < qTo; q++) {
+            const base = ((n * H + r) * W + q) * C;
+            for (let c = 0; c < C; c++) {
+              const v = h[xOff + base + c];
+              if (v > best[c]) {
+                best[c] = v;
+                where[c] = base + c;
+              }
+            }
+          }
+        }
+        const yBase = dyOff + ((n * OH + oh) * OW + ow) * C;
+        for (let c = 0; c < C; c++) {
+          if (where[c] >= 0) h[dxOff + where[c]] += h[yBase + c];
+        }
+      }
+    }
+  }
+  return dx;
+}
+
+/** The seed's pooling (2x2, stride 2, valid): windows do not overlap, so dx is a plain scatter. */
+function maxPoolGrad2x2(h: Float32Array, xOff: number, dyOff: number, dxOff: number, N: number, H: number, W: number, C: number, OH: number, OW: number): void {
+  const rowStride = W * C;
+  for (let n = 0; n < N; n++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        const p00 = ((n * H + 2 * oh) * W + 2 * ow) * C;
+        const p01 = p00 + C;
+        const p10 = p00 + rowStride;
+        const p11 = p10 + C;
+        const yBase = dyOff + ((n * OH + oh) * OW + ow) * C;
+        for (let c = 0; c < C; c++) {
+          let m = -Infinity;
+          let at = -1;
+          const v00 = h[xOff + p00 + c];
+          const v01 = h[xOff + p01 + c];
+          const v10 = h[xOff + p10 + c];
+          const v11 = h[xOff + p11 + c];
+          if (v00 > m) {
+            m = v00;
+            at = p00;
+          }
+          if (v01 > m) {
+            m = v01;
+            at = p01;
+          }
+          if (v10 > m) {
+            m = v10;
+            at = p10;
+          }
+          if (v11 > m) at = p11;
+          if (at >= 0) h[dxOff + at + c] = h[yBase + c];
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ResizeNearestNeighborGrad
+
+/**
+ * Integer upsampling without corner alignment (what tfjs-layers' UpSampling2D does): every
+ * output pixel (y, x) copies input (floor(y/fy), floor(x/fx)), with or without half-pixel
+ * centres, so the gradient is the sum of dy over each fy x fx block. Other geometries go to
+ * the backend's kernel.
+ */
+function resizeNearestNeighborGradFast(args: KernelArgs): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const { images, dy } = inputs;
+  const [N, H, W, C] = images.shape;
+  const [, OH, OW] = dy.shape;
+  const fy = OH / H;
+  const fx = OW / W;
+  if (attrs.alignCorners || !Number.isInteger(fy) || !Number.isInteger(fx) || dy.dtype !== 'float32' || images.shape.length !== 4) {
+    return originalKernel('ResizeNearestNeighborGrad')(args);
+  }
+  const dx = alloc(backend, [N, H, W, C]);
+  const h = heap(backend);
+  const dyOff = offsetOf(backend, dy);
+  const dxOff = offsetOf(backend, dx);
+  h.fill(0, dxOff, dxOff + N * H * W * C);
+  for (let n = 0; n < N; n++) {
+    for (let y = 0; y < OH; y++) {
+      const rowOut = dxOff + (n * H + Math.floor(y / fy)) * W * C;
+      let s = dyOff + (n * OH + y) * OW * C;
+      for (let x = 0; x < OW; x++) {
+        const d = rowOut + Math.floor(x / fx) * C;
+        for (let c = 0; c < C; c++) h[d + c] += h[s + c];
+        s += C;
+      }
+    }
+  }
+  return dx;
 }
