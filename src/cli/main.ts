@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { UserError } from '../util/errors.js';
 import { registerDataset } from './dataset.js';
 import { registerOcclude } from './occlude.js';
+import { registerTrainClassifier } from './train-classifier.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
 
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerDataset(program);
   registerOcclude(program);
+  registerTrainClassifier(program);
   return program;
 }
 
