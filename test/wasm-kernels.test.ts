@@ -365,3 +365,19 @@ test('gradients of a small conv model on wasm match cpu (tf.variableGrads)', asy
     assert.ok(e < 1e-4, `weight ${j}: relative error ${e}`);
   });
 });
+
+test('train-speed bench runs both kernel sets on both seed models and reports ratios (smoke, no timing asserted)', async () => {
+  await ready;
+  const { runTrainBench } = await import('../bench/train-speed.js');
+  const r = await runTrainBench({ batchSizes: [2], steps: 1, warmup: 0, profile: true });
+  assert.equal(r.backend, 'wasm');
+  assert.deepEqual(
+    r.figures.map((f) => `${f.model}/${f.mode}`),
+    ['autoencoder/fast', 'autoencoder/naive', 'classifier/fast', 'classifier/naive'],
+  );
+  for (const f of r.figures) assert.ok(f.samplesPerSec > 0 && Number.isFinite(f.samplesPerSec));
+  assert.equal(r.ratios.length, 2);
+  assert.ok(r.profiles.every((p) => p.kernels.some((k) => k.kernel === 'Conv2DBackpropFilter')));
+  // The bench restores the fast kernels when it is done.
+  assert.equal(wasmGradKernelMode(), 'fast');
+});
