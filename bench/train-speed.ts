@@ -54,6 +54,13 @@ export interface TrainBenchFigure {
    */
   cpuMsPerStep: number;
   samplesPerCpuSec: number;
+  /**
+   * Workers only: workers x (CPU ms per step on one thread) / (CPU ms per step summed over all
+   * threads). The speedup over one thread if every worker had a free core; the extra work of
+   * parallel training (smaller per-worker batches, duplicated optimiser updates, gradient
+   * exchange) is what keeps it below the worker count.
+   */
+  freeCoreCeiling?: number;
 }
 
 export interface KernelShare {
@@ -387,10 +394,13 @@ export async function runTrainBench(opts: TrainBenchOptions = {}): Promise<Train
         const nw = opts.workers ?? 0;
         if (nw > 1 && batch % nw === 0) {
           const fig = await parallelFigure(which, batch, act, nw, steps, warmup, opts.seed ?? 1);
+          const single = figures.find((g) => g.model === which && g.batchSize === batch && g.mode === 'fast' && g.workers === 1);
+          if (single) fig.freeCoreCeiling = (nw * single.cpuMsPerStep) / fig.cpuMsPerStep;
           figures.push(fig);
           log(
             `${which.padEnd(11)} batch ${String(batch).padStart(3)}  fast, ${nw} workers  ${fig.samplesPerSec.toFixed(1).padStart(7)} samples/s wall` +
-              `  (${fig.msPerStep.toFixed(1)} ms/step, ${fig.steps} steps; cpu of all threads ${fig.cpuMsPerStep.toFixed(1)} ms/step)`,
+              `  (${fig.msPerStep.toFixed(1)} ms/step, ${fig.steps} steps; cpu of all threads ${fig.cpuMsPerStep.toFixed(1)} ms/step` +
+              (fig.freeCoreCeiling ? `; ceiling with free cores ${fig.freeCoreCeiling.toFixed(2)}x)` : ')'),
           );
         }
       }
