@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { initTf, tf } from '../src/runtime/tfjs.js';
+import { initTf, tf, tfl } from '../src/runtime/tfjs.js';
 import { buildClassifier, resolveChannels, trainClassifier, CLASSIFIER_LAYERS } from '../src/models/classifier.js';
 import { conv, dense, flatten, maxPool, stack, dropout, countParams, layerSeeds } from '../src/models/layers.js';
 import { trainModel, evaluate, lossTensor, type TrainSet } from '../src/train/loop.js';
@@ -221,4 +221,33 @@ test('trainClassifier: the seed model end to end on a small dataset, classes fro
   assert.deepEqual((t.model.outputs[0].shape as number[]).slice(1), [3]);
   t.model.dispose();
   await assert.rejects(trainClassifier({ ...ds, labels: undefined }, 'nolabels.npz', quiet), /nolabels\.npz: has no labels/);
+});
+
+test('training loop: float targets (mse) and a second model input, as a conditioned autoencoder uses', async () => {
+  // Target = the image scaled by 1 (label [1,0]) or 0.2 (label [0,1]): learnable only with the label input.
+  const n = 48;
+  const r = new Rng(11);
+  const x = Float32Array.from({ length: n * 16 }, () => r.next());
+  const label = new Float32Array(n * 2);
+  const target = new Float32Array(n * 16);
+  for (let i = 0; i < n; i++) {
+    const k = i % 2;
+    label[i * 2 + k] = 1;
+    for (let p = 0; p < 16; p++) target[i * 16 + p] = x[i * 16 + p] * (k ? 0.2 : 1);
+  }
+  const img = tfl.input({ shape: [4, 4, 1], name: 'image' });
+  const lab = tfl.input({ shape: [2], name: 'label' });
+  const flat = tfl.layers.flatten({ name: 'f' }).apply(img) as tfl.SymbolicTensor;
+  const cat = tfl.layers.concatenate({ name: 'cat' }).apply([flat, lab]) as tfl.SymbolicTensor;
+  const hid = dense(32, { name: 'h', activation: 'relu', seed: 1 }).apply(cat) as tfl.SymbolicTensor;
+  const out = dense(16, { name: 'o', activation: 'sigmoid', seed: 2 }).apply(hid) as tfl.SymbolicTensor;
+  const m = tfl.model({ inputs: [img, lab], outputs: tfl.layers.reshape({ targetShape: [4, 4, 1], name: 'r' }).apply(out) as tfl.SymbolicTensor });
+  const res = await trainModel(
+    m,
+    { x, shape: [n, 4, 4, 1], y: target, yShape: [4, 4, 1], extra: [{ data: label, shape: [2] }] },
+    { loss: 'mse', epochs: 40, lr: 0.02, seed: 2, patience: 40, ...quiet },
+  );
+  assert.equal(res.history[0].acc, undefined);
+  assert.ok(res.final.valLoss < res.history[0].valLoss / 2, `${res.history[0].valLoss} -> ${res.final.valLoss}`);
+  m.dispose();
 });

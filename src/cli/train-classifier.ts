@@ -64,7 +64,7 @@ function occmapVersion(): string {
 
 export async function runTrainClassifier(o: TrainClassifierCliOptions): Promise<{ trained: TrainedClassifier; card: ModelCard }> {
   if (o.activation !== 'relu' && o.activation !== 'linear') throw new UserError(`--activation must be relu or linear, got '${o.activation}'`);
-  if (!['auto', 'wasm', 'cpu', 'node'].includes(o.backend)) throw new UserError(`--backend must be auto, wasm or cpu, got '${o.backend}'`);
+  if (!['auto', 'wasm', 'cpu'].includes(o.backend)) throw new UserError(`--backend must be auto, wasm or cpu, got '${o.backend}'`);
   const opts = {
     activation: o.activation as 'relu' | 'linear',
     pad: int('--pad', o.pad, 0),

@@ -8,7 +8,7 @@
  * beside the target, which is renamed into place at the end.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, createReadStream } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, createReadStream } from 'node:fs';
 import path from 'node:path';
 import { tf, tfl } from '../runtime/tfjs.js';
 import { fileError, UserError } from '../util/errors.js';
@@ -164,6 +164,11 @@ export function isModelDir(dir: string): boolean {
 export function assertModelDirWritable(dir: string, force = false): void {
   const parent = path.dirname(path.resolve(dir));
   if (!existsSync(parent) || !statSync(parent).isDirectory()) throw fileError(dir, `parent directory ${parent} does not exist`);
+  try {
+    accessSync(parent, constants.W_OK);
+  } catch {
+    throw fileError(dir, `parent directory ${parent} is not writable`);
+  }
   if (!existsSync(dir)) return;
   if (!statSync(dir).isDirectory()) throw fileError(dir, 'exists and is not a directory');
   if (readdirSync(dir).length > 0 && !force) throw fileError(dir, 'exists and is not empty (use --force to replace it)');

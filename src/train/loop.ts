@@ -32,6 +32,11 @@ export interface TrainSet {
   yShape?: number[];
   /** Group (object) id per item: the split keeps each group on one side. */
   groups?: readonly string[];
+  /**
+   * Further model inputs after `x`, in the model's input order (e.g. the label of a conditioned
+   * autoencoder): n * prod(shape) floats each, `shape` per item.
+   */
+  extra?: { data: Float32Array; shape: number[] }[];
 }
 
 export interface LoopOptions {
@@ -114,30 +119,52 @@ function makeOptimizer(name: OptimizerName, lr: number | undefined): tf.Optimize
 
 /** Copies the items at `idx` into contiguous batch tensors. */
 class Batcher {
-  private readonly xItem: number;
   private readonly yItem: number;
   private readonly yShape: number[];
+  /** Every model input: [data, per-item shape, per-item size]. */
+  private readonly inputs: { data: Float32Array; shape: number[]; size: number }[];
   constructor(private readonly data: TrainSet) {
-    const [, h, w, c] = data.shape;
-    this.xItem = h * w * c;
+    const [n, h, w, c] = data.shape;
+    this.inputs = [{ data: data.x, shape: [h, w, c], size: h * w * c }];
+    for (const e of data.extra ?? []) {
+      const size = e.shape.reduce((a, b) => a * b, 1);
+      if (e.data.length !== n * size) throw new Error(`extra input of shape (${e.shape.join(',')}) has ${e.data.length} values for ${n} items`);
+      this.inputs.push({ data: e.data, shape: e.shape, size });
+    }
     this.yShape = data.yShape ?? [];
     this.yItem = this.yShape.reduce((a, b) => a * b, 1);
   }
-  batch(idx: ArrayLike<number>, from: number, to: number): { x: tf.Tensor4D; y: tf.Tensor } {
+  batch(idx: ArrayLike<number>, from: number, to: number): { x: tf.Tensor | tf.Tensor[]; y: tf.Tensor; dispose(): void } {
     const n = to - from;
-    const [, h, w, c] = this.data.shape;
-    const xb = new Float32Array(n * this.xItem);
-    const isLabels = this.data.y instanceof Int32Array;
-    const yb = isLabels ? new Int32Array(n) : new Float32Array(n * this.yItem);
-    for (let k = 0; k < n; k++) {
-      const i = idx[from + k];
-      xb.set(this.data.x.subarray(i * this.xItem, (i + 1) * this.xItem), k * this.xItem);
-      if (isLabels) yb[k] = this.data.y[i];
-      else (yb as Float32Array).set((this.data.y as Float32Array).subarray(i * this.yItem, (i + 1) * this.yItem), k * this.yItem);
+    const xs = this.inputs.map((inp) => {
+      const buf = new Float32Array(n * inp.size);
+      for (let k = 0; k < n; k++) {
+        const i = idx[from + k];
+        buf.set(inp.data.subarray(i * inp.size, (i + 1) * inp.size), k * inp.size);
+      }
+      return tf.tensor(buf, [n, ...inp.shape]);
+    });
+    let y: tf.Tensor;
+    if (this.data.y instanceof Int32Array) {
+      const yb = new Int32Array(n);
+      for (let k = 0; k < n; k++) yb[k] = this.data.y[idx[from + k]];
+      y = tf.tensor1d(yb, 'int32');
+    } else {
+      const yb = new Float32Array(n * this.yItem);
+      for (let k = 0; k < n; k++) {
+        const i = idx[from + k];
+        yb.set(this.data.y.subarray(i * this.yItem, (i + 1) * this.yItem), k * this.yItem);
+      }
+      y = tf.tensor(yb, [n, ...this.yShape]);
     }
-    const x = tf.tensor4d(xb, [n, h, w, c]);
-    const y = isLabels ? tf.tensor1d(yb as Int32Array, 'int32') : tf.tensor(yb, [n, ...this.yShape]);
-    return { x, y };
+    return {
+      x: xs.length === 1 ? xs[0] : xs,
+      y,
+      dispose: () => {
+        xs.forEach((t) => t.dispose());
+        y.dispose();
+      },
+    };
   }
 }
 
@@ -158,15 +185,15 @@ export function evaluate(
   let correct = 0;
   for (let from = 0; from < idx.length; from += chunk) {
     const to = Math.min(idx.length, from + chunk);
-    const { x, y } = batcher.batch(idx, from, to);
+    const b = batcher.batch(idx, from, to);
+    const { x, y } = b;
     const [l, c] = tf.tidy(() => {
       const out = model.apply(x, { training: false }) as tf.Tensor;
       const lv = lossTensor(loss, y, out).dataSync()[0];
       const cv = loss === 'sparse_categorical_crossentropy' ? correctCount(y, out).dataSync()[0] : 0;
       return [lv, cv];
     });
-    x.dispose();
-    y.dispose();
+    b.dispose();
     lossSum += l * (to - from);
     correct += c;
   }
@@ -240,7 +267,8 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
       for (let from = 0; from < order.length; from += batchSize) {
         const to = Math.min(order.length, from + batchSize);
         for (const d of drops) d.seed = dropRng.int(2 ** 31);
-        const { x, y } = batcher.batch(order, from, to);
+        const b = batcher.batch(order, from, to);
+        const { x, y } = b;
         let corr: tf.Scalar | null = null;
         const cost = optimizer.minimize(
           () => {
@@ -257,8 +285,7 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
           correct += (corr as tf.Scalar).dataSync()[0];
           (corr as tf.Scalar).dispose();
         }
-        x.dispose();
-        y.dispose();
+        b.dispose();
         progress.tick(to - from);
       }
       progress.stop();
