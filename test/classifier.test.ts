@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { initTf, tf, tfl } from '../src/runtime/tfjs.js';
-import { buildClassifier, resolveChannels, trainClassifier, CLASSIFIER_LAYERS } from '../src/models/classifier.js';
+import { buildClassifier, resolveChannels, trainClassifier, validationReport, CLASSIFIER_LAYERS } from '../src/models/classifier.js';
 import { conv, dense, flatten, maxPool, stack, dropout, countParams, layerSeeds } from '../src/models/layers.js';
 import { trainModel, evaluate, lossTensor, type TrainSet } from '../src/train/loop.js';
 import { leakedGroups } from '../src/data/split.js';
@@ -109,6 +109,17 @@ test('channel selection: HiTS default, names, indices, errors naming the file', 
   assert.throws(() => resolveChannels('flux', 4, hits, 'd.npz'), /d\.npz: has no channel named 'flux'/);
   assert.throws(() => resolveChannels('3', 1, undefined, 'd.npy'), /d\.npy: channel 3 is out of range/);
   assert.throws(() => resolveChannels('1,1', 4, hits, 'd.npz'), /twice/);
+});
+
+test('validation report: confusion matrix, accuracy, balanced accuracy by hand', () => {
+  // true:  0 0 0 0 1 1 ; predicted: 0 0 0 1 1 0
+  const probs = new Float32Array([0.9, 0.1, 0.8, 0.2, 0.6, 0.4, 0.3, 0.7, 0.1, 0.9, 0.7, 0.3]);
+  const r = validationReport([0, 0, 0, 0, 1, 1], probs, 2);
+  assert.deepEqual(r.confusion, [[3, 1], [1, 1]]);
+  assert.equal(r.accuracy, 4 / 6);
+  assert.equal(r.balancedAccuracy, (3 / 4 + 1 / 2) / 2);
+  // A class absent from the labels does not count in the balanced mean.
+  assert.equal(validationReport([0, 0], new Float32Array([1, 0, 0, 0, 0.4, 0.3, 0.2, 0.1]), 4).balancedAccuracy, 1);
 });
 
 test('sparse cross-entropy matches the hand-computed value', () => {
@@ -219,6 +230,10 @@ test('trainClassifier: the seed model end to end on a small dataset, classes fro
   assert.equal(t.result.split.train + t.result.split.val, 24);
   assert.equal(t.numClasses, 3);
   assert.deepEqual((t.model.outputs[0].shape as number[]).slice(1), [3]);
+  const conf = t.validation.confusion;
+  assert.equal(conf.length, 3);
+  assert.equal(conf.flat().reduce((a, b) => a + b, 0), t.result.split.val);
+  assert.ok(Math.abs(t.validation.accuracy - t.result.final.valAcc!) < 1e-9);
   t.model.dispose();
   await assert.rejects(trainClassifier({ ...ds, labels: undefined }, 'nolabels.npz', quiet), /nolabels\.npz: has no labels/);
 });

@@ -147,6 +147,8 @@ export async function runTrainClassifier(o: TrainClassifierCliOptions): Promise<
       })),
       valLoss: result.final.valLoss,
       valAccuracy: result.final.valAcc,
+      valBalancedAccuracy: trained.validation.balancedAccuracy,
+      valConfusion: trained.validation.confusion,
       backend: `tfjs-${result.backend}`,
       wallSeconds: (performance.now() - t0) / 1000,
     },
@@ -159,9 +161,10 @@ export async function runTrainClassifier(o: TrainClassifierCliOptions): Promise<
   }
   const acc = result.final.valAcc ?? NaN;
   process.stdout.write(
-    `${o.out}: val_acc ${acc.toFixed(4)} val_loss ${result.final.valLoss.toFixed(4)} on ${result.split.val} held-out stamps (split by ${result.split.by}); ` +
+    `${o.out}: val_acc ${acc.toFixed(4)} (balanced ${trained.validation.balancedAccuracy.toFixed(4)}) val_loss ${result.final.valLoss.toFixed(4)} on ${result.split.val} held-out stamps (split by ${result.split.by}); ` +
       `${result.epochsRun} epoch(s)${result.stoppedEarly ? ', stopped early' : ''}, ${result.weights} weights (epoch ${result.weights === 'best' ? result.bestEpoch : result.epochsRun}); ` +
-      `${trained.parameters} parameters; ${((performance.now() - t0) / 1000).toFixed(1)}s on tfjs-${result.backend}\n`,
+      `${trained.parameters} parameters; ${((performance.now() - t0) / 1000).toFixed(1)}s on tfjs-${result.backend}\n` +
+      `confusion on the validation split (rows: true class, columns: predicted): ${JSON.stringify(trained.validation.confusion)}\n`,
   );
   return { trained, card };
 }

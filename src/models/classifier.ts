@@ -13,6 +13,7 @@ import type { tfl } from '../runtime/tfjs.js';
 import { conv, dense, dropout, flatten, maxPool, stack, zeroPad, layerSeeds, countParams } from './layers.js';
 import { selectChannels } from './predictor.js';
 import { trainModel, type TrainResult, type LoopOptions } from '../train/loop.js';
+import { TfjsPredictor } from './tfjs-predictor.js';
 import type { Dataset } from '../data/dataset.js';
 import { fileError, UserError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
@@ -128,6 +129,32 @@ export interface TrainedClassifier {
   parameters: number;
   /** Stamps used (after --limit). */
   used: number;
+  /** On the validation split with the weights the model holds. */
+  validation: ValidationReport;
+}
+
+export interface ValidationReport {
+  /** confusion[t][p]: validation items of true class t predicted as p. */
+  confusion: number[][];
+  accuracy: number;
+  /** Mean per-class recall over the classes present: honest when classes are imbalanced. */
+  balancedAccuracy: number;
+}
+
+/** Confusion matrix, accuracy and balanced accuracy of argmax predictions (pure). */
+export function validationReport(labels: ArrayLike<number>, probs: Float32Array, k: number): ValidationReport {
+  const n = labels.length;
+  const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
+  let correct = 0;
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (probs[i * k + j] > probs[i * k + best]) best = j;
+    confusion[labels[i]][best]++;
+    if (best === labels[i]) correct++;
+  }
+  const recalls = confusion.map((row, t) => [row[t], row.reduce((a, b) => a + b, 0)]).filter(([, tot]) => tot > 0);
+  const balancedAccuracy = recalls.reduce((a, [c, tot]) => a + c / tot, 0) / Math.max(1, recalls.length);
+  return { confusion, accuracy: n > 0 ? correct / n : NaN, balancedAccuracy };
 }
 
 /** Select channels, build the seed classifier and train it through the one loop. */
@@ -159,7 +186,13 @@ export async function trainClassifier(ds: Dataset, file: string, o: TrainClassif
   try {
     const result = await trainModel(model, { x, shape: [m, h, w, channels.length], y: labels, groups }, { ...o, loss: 'sparse_categorical_crossentropy' });
     const names = ds.meta.channels && ds.meta.channels.length === c ? channels.map((i) => ds.meta.channels![i]) : undefined;
-    return { model, result, channels, channelNames: names, numClasses, inputShape, parameters: countParams(model), used: m };
+    const val = result.splitIndices.val;
+    const vItem = h * w * channels.length;
+    const vx = new Float32Array(val.length * vItem);
+    val.forEach((i, k) => vx.set(x.subarray(i * vItem, (i + 1) * vItem), k * vItem));
+    const probs = await new TfjsPredictor(model, { hash: '' }).predict(vx, val.length);
+    const validation = validationReport(val.map((i) => labels[i]), probs, numClasses);
+    return { model, result, channels, channelNames: names, numClasses, inputShape, parameters: countParams(model), used: m, validation };
   } catch (err) {
     model.dispose();
     throw err;
