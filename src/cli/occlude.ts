@@ -163,14 +163,15 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
     const group = mapsPerGroup(job.params, h, w, job.batchSize);
     const shardSize = roundUp(job.shardSize, group);
     const labelsUsed = job.params.target === 'label' ? ds.labels : undefined;
+    // Without the thread count: ORT gave bit-identical maps with 1 and 2 threads, and a resume
+    // with another --workers (hence threads per copy) must find its shards.
+    const engine = predictor.engine.replace(/\s*\(\d+ threads?\)$/, '');
     const store = await ShardStore.open(
       shardDirFor(job.out),
       {
         params: { ...job.params, batchSize: job.batchSize },
         modelHash: predictor.hash,
-        // Without the thread count: results do not depend on it, and a resume with another
-        // --workers (hence threads per copy) must find its shards.
-        engine: predictor.engine.replace(/\s*\(\d+ threads?\)$/, ''),
+        engine,
         dataHash: hashArrays(ds.images, new Int32Array(ds.shape), labelsUsed),
         shardSize,
       },
@@ -219,7 +220,7 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
         maps: n,
         model: job.model,
         modelHash: predictor.hash,
-        engine: predictor.engine,
+        engine,
         modelChannels: predictor.channels ?? null,
         data: job.data,
         targetCounts,
