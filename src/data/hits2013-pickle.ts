@@ -1,7 +1,687 @@
-import type { NpyArray } from './npy.js';
-import { UserError } from '../util/errors.js';
+/**
+ * Reader for the seed's HiTS 2013 data: a Python pickle of a dict with `images` (N,21,21,4)
+ * and `labels` (N,). A small pickle virtual machine for exactly what such files hold: the
+ * opcodes of protocols 0-5 for built-in values, and NumPy arrays and scalars (pickled through
+ * numpy.core / numpy._core `_reconstruct` + `__setstate__`, `_frombuffer` (protocol 5,
+ * in-band) and `scalar`), from Python 2 (byte `str` payloads) and Python 3 (`bytes`, or
+ * `_codecs.encode(str, 'latin1')` under protocol 2). Nothing else is ever called: a pickle
+ * naming any other Python object is refused, so reading a pickle cannot run code.
+ */
+import { numel, parseNpy, type NpyArray, type NumericArray } from './npy.js';
 
-/** Placeholder until the pickle reader lands. */
-export function readHits2013Pickle(_bytes: Uint8Array): Map<string, NpyArray> {
-  throw new UserError('HiTS 2013 pickle import is not implemented yet');
+export class PickleError extends Error {}
+
+/** A NumPy dtype as far as arrays need it: kind+size ('f4') and byte order. */
+class Dtype {
+  order: '<' | '>' | '|' = '<';
+  constructor(readonly code: string) {
+    // 'f4', 'float32', '<f4': the constructor gets numpy's own short code in pickles.
+    const m = /^([<>|=])?([a-zA-Z])(\d+)$/.exec(code);
+    if (!m) throw new PickleError(`unsupported NumPy dtype '${code}'`);
+    if (m[1] === '>') this.order = '>';
+    else if (m[1] === '|') this.order = '|';
+    this.kind = m[2];
+    this.size = Number(m[3]);
+  }
+  kind: string;
+  size: number;
+  descr(): string {
+    return `${this.order === '|' ? '|' : this.order}${this.kind}${this.size}`;
+  }
+}
+
+/** An ndarray under construction: _reconstruct makes it, BUILD (__setstate__) fills it. */
+class ArrayBuilder {
+  value: NpyArray | null = null;
+}
+
+/** A Python 2 `str` (bytes), kept as bytes: array payloads can exceed JS string limits. */
+class ByteStr {
+  constructor(readonly bytes: Uint8Array) {}
+  toString(): string {
+    let s = '';
+    for (let i = 0; i < this.bytes.length; i += 8192) s += String.fromCharCode(...this.bytes.subarray(i, i + 8192));
+    return s;
+  }
+}
+
+/** A long Python 3 `str` kept as its UTF-8 bytes until it is needed (large latin1 payloads). */
+class LazyUnicode {
+  constructor(readonly utf8: Uint8Array) {}
+  toString(): string {
+    return new TextDecoder().decode(this.utf8);
+  }
+}
+
+class Global {
+  constructor(readonly module: string, readonly name: string) {}
+  get qualified(): string {
+    return `${this.module}.${this.name}`;
+  }
+}
+
+class Mark {}
+const MARK = new Mark();
+
+type Value = unknown;
+
+const LAZY_UNICODE_BYTES = 1 << 16;
+
+function asKey(k: Value): unknown {
+  if (k instanceof ByteStr || k instanceof LazyUnicode) return k.toString();
+  if (typeof k === 'bigint' && k >= BigInt(Number.MIN_SAFE_INTEGER) && k <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(k);
+  if (Array.isArray(k)) return JSON.stringify(k.map((x) => String(asKey(x))));
+  return k;
+}
+
+function asBytes(v: Value, what: string): Uint8Array {
+  if (v instanceof Uint8Array) return v;
+  if (v instanceof ByteStr) return v.bytes;
+  if (typeof v === 'string') return latin1(v, what);
+  if (v instanceof LazyUnicode) return utf8ToLatin1(v.utf8, what);
+  throw new PickleError(`${what}: expected bytes, found ${describe(v)}`);
+}
+
+function latin1(s: string, what: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 255) throw new PickleError(`${what}: character U+${c.toString(16)} is not latin1`);
+    out[i] = c;
+  }
+  return out;
+}
+
+/** UTF-8 bytes of a string of code points <= 255 -> those code points as bytes. */
+function utf8ToLatin1(u: Uint8Array, what: string): Uint8Array {
+  const out = new Uint8Array(u.length);
+  let n = 0;
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i];
+    if (b < 0x80) out[n++] = b;
+    else if ((b & 0xe0) === 0xc0 && i + 1 < u.length && b <= 0xc3) out[n++] = ((b & 0x1f) << 6) | (u[++i] & 0x3f);
+    else throw new PickleError(`${what}: text is not latin1`);
+  }
+  return out.subarray(0, n);
+}
+
+function describe(v: Value): string {
+  if (v === null) return 'None';
+  if (v instanceof Global) return v.qualified;
+  if (v instanceof Map) return 'dict';
+  if (Array.isArray(v)) return 'list/tuple';
+  if (v instanceof Uint8Array) return 'bytes';
+  if (v instanceof ArrayBuilder) return 'ndarray';
+  return typeof v;
+}
+
+const NUMERIC_KINDS = new Set(['f', 'i', 'u', 'b']);
+
+const TYPED: Record<string, new (b: ArrayBuffer) => NumericArray> = {
+  f4: Float32Array,
+  f8: Float64Array,
+  i1: Int8Array,
+  u1: Uint8Array,
+  b1: Uint8Array,
+  i2: Int16Array,
+  u2: Uint16Array,
+  i4: Int32Array,
+  u4: Uint32Array,
+  i8: BigInt64Array,
+  u8: BigUint64Array,
+};
+
+/** Bytes of an array payload -> NpyArray, via the .npy reader (byte order, Fortran order). */
+function arrayFromBytes(dtype: Dtype, shape: number[], fortran: boolean, data: Uint8Array): NpyArray {
+  if (dtype.kind === 'O') throw new PickleError('object arrays (dtype=object) are not supported');
+  if (!NUMERIC_KINDS.has(dtype.kind) && dtype.kind !== 'U' && dtype.kind !== 'S') {
+    throw new PickleError(`unsupported NumPy dtype '${dtype.code}'`);
+  }
+  const itemBytes = dtype.kind === 'U' ? dtype.size * 4 : dtype.size;
+  const expected = numel(shape) * itemBytes;
+  if (data.length !== expected) {
+    throw new PickleError(`array data has ${data.length} bytes, expected ${expected} for shape (${shape.join(',')}) ${dtype.descr()}`);
+  }
+  // Fast path (the usual case, and the one that matters for a 700 MB pickle): little-endian
+  // C-order numbers, one copy into an aligned buffer.
+  const ctor = TYPED[`${dtype.kind}${dtype.size}`];
+  if (ctor && (dtype.order === '<' || dtype.size === 1) && (!fortran || shape.length < 2)) {
+    const buf = new ArrayBuffer(data.length);
+    new Uint8Array(buf).set(data);
+    return { dtype: `${dtype.size === 1 ? '|' : '<'}${dtype.kind}${dtype.size}`, shape, data: new ctor(buf) };
+  }
+  // Otherwise a .npy header in front of the payload lets one reader own byte-order and
+  // Fortran-order conversion.
+  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
+  let header = `{'descr': '${dtype.descr()}', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': (${dims}), }`;
+  header = header.padEnd(Math.ceil((header.length + 11) / 64) * 64 - 11) + '\n';
+  if (header.length > 65535) throw new PickleError('array header too long');
+  const buf = new Uint8Array(10 + header.length + data.length);
+  buf.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+  buf[8] = header.length & 0xff;
+  buf[9] = header.length >> 8;
+  for (let i = 0; i < header.length; i++) buf[10 + i] = header.charCodeAt(i);
+  buf.set(data, 10 + header.length);
+  try {
+    return parseNpy(buf);
+  } catch (err) {
+    throw new PickleError((err as Error).message);
+  }
+}
+
+function toShape(v: Value, what: string): number[] {
+  const items = Array.isArray(v) ? v : [v];
+  return items.map((x) => {
+    const n = typeof x === 'bigint' ? Number(x) : x;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) throw new PickleError(`${what}: bad shape element ${String(x)}`);
+    return n;
+  });
+}
+
+function dtypeArg(v: Value, what: string): Dtype {
+  if (v instanceof Dtype) return v;
+  if (typeof v === 'string') return new Dtype(v);
+  throw new PickleError(`${what}: expected a dtype, found ${describe(v)}`);
+}
+
+const RECONSTRUCT = new Set(['numpy.core.multiarray._reconstruct', 'numpy._core.multiarray._reconstruct']);
+const SCALAR = new Set(['numpy.core.multiarray.scalar', 'numpy._core.multiarray.scalar']);
+const FROMBUFFER = new Set(['numpy.core.numeric._frombuffer', 'numpy._core.numeric._frombuffer']);
+const NDARRAY = new Set(['numpy.ndarray']);
+const DTYPE = new Set(['numpy.dtype']);
+const ENCODE = new Set(['_codecs.encode']);
+const BYTEARRAY = new Set(['builtins.bytearray', '__builtin__.bytearray']);
+const DICTS = new Set(['collections.OrderedDict', 'builtins.dict', '__builtin__.dict']);
+const LISTS = new Set(['builtins.list', '__builtin__.list', 'builtins.tuple', '__builtin__.tuple']);
+
+function call(fn: Value, args: Value): Value {
+  if (!(fn instanceof Global)) throw new PickleError(`cannot call ${describe(fn)}`);
+  const a = Array.isArray(args) ? args : [];
+  const q = fn.qualified;
+  if (RECONSTRUCT.has(q)) return new ArrayBuilder();
+  if (DTYPE.has(q)) return new Dtype(String(a[0]));
+  if (SCALAR.has(q)) {
+    const dt = dtypeArg(a[0], 'numpy scalar');
+    const arr = arrayFromBytes(dt, [], false, asBytes(a[1], 'numpy scalar'));
+    const x = (arr.data as ArrayLike<number | bigint>)[0];
+    return typeof x === 'bigint' ? Number(x) : x;
+  }
+  if (FROMBUFFER.has(q)) {
+    const [buf, dt, shape, order] = a;
+    return arrayFromBytes(dtypeArg(dt, '_frombuffer'), toShape(shape, '_frombuffer'), String(order) === 'F', asBytes(buf, '_frombuffer'));
+  }
+  if (ENCODE.has(q)) {
+    const enc = String(a[1] ?? 'utf-8').toLowerCase().replace(/[-_]/g, '');
+    if (enc !== 'latin1' && enc !== 'iso88591') throw new PickleError(`_codecs.encode with encoding '${a[1]}' is not supported`);
+    return asBytes(a[0], '_codecs.encode');
+  }
+  if (BYTEARRAY.has(q)) return a.length === 0 ? new Uint8Array(0) : asBytes(a[0], 'bytearray');
+  if (DICTS.has(q)) return new Map();
+  if (LISTS.has(q)) return a.length ? [...(a[0] as Value[])] : [];
+  if (NDARRAY.has(q)) return new ArrayBuilder();
+  throw new PickleError(`refusing to call Python object ${q} (only NumPy arrays and built-in values are read)`);
+}
+
+/** ndarray.__setstate__((version, shape, dtype, is_fortran, rawdata)) and dtype.__setstate__. */
+function build(obj: Value, state: Value): void {
+  if (obj instanceof ArrayBuilder) {
+    if (!Array.isArray(state)) throw new PickleError('ndarray state is not a tuple');
+    const st = state.length === 5 ? state.slice(1) : state;
+    if (st.length !== 4) throw new PickleError(`ndarray state has ${state.length} items`);
+    const [shape, dt, fortran, raw] = st;
+    const dtype = dtypeArg(dt, 'ndarray');
+    if (Array.isArray(raw)) throw new PickleError('object arrays (dtype=object) are not supported');
+    obj.value = arrayFromBytes(dtype, toShape(shape, 'ndarray'), Boolean(fortran), asBytes(raw, 'ndarray data'));
+    return;
+  }
+  if (obj instanceof Dtype) {
+    // (version, byteorder, subarray, names, fields, elsize, alignment, flags)
+    if (Array.isArray(state) && state.length >= 2) {
+      const order = String(state[1]);
+      if (state[2] != null || state[3] != null) {
+        throw new PickleError('structured or sub-array dtypes are not supported');
+      }
+      obj.order = order === '>' ? '>' : order === '|' ? '|' : '<';
+    }
+    return;
+  }
+  if (obj instanceof Map && state instanceof Map) {
+    for (const [k, v] of state) obj.set(k, v);
+    return;
+  }
+  if (state === null || state === undefined) return;
+  throw new PickleError(`cannot set the state of ${describe(obj)}`);
+}
+
+/** Replace array builders by their arrays, recursively. */
+function finish(v: Value): Value {
+  if (v instanceof ArrayBuilder) {
+    if (!v.value) throw new PickleError('ndarray without data');
+    return v.value;
+  }
+  if (Array.isArray(v)) return v.map(finish);
+  if (v instanceof Map) {
+    const m = new Map();
+    for (const [k, x] of v) m.set(k, finish(x));
+    return m;
+  }
+  return v;
+}
+
+const OPNAMES: Record<number, string> = {};
+
+/** Run the pickle and return the unpickled value (dicts as Map, lists/tuples as arrays). */
+export function unpickle(bytes: Uint8Array): Value {
+  try {
+    return run(bytes);
+  } catch (err) {
+    // Protocol 2+ pickles start with PROTO; anything else that fails is most likely not a
+    // pickle at all (text that happens to start with a protocol 0 opcode).
+    if (err instanceof PickleError && bytes.length > 0 && bytes[0] !== 0x80 && !/^not a Python pickle/.test(err.message)) {
+      throw new PickleError(`not a Python pickle, or a corrupt protocol 0/1 pickle (${err.message})`);
+    }
+    throw err;
+  }
+}
+
+function run(bytes: Uint8Array): Value {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 0;
+  let stack: Value[] = [];
+  const marks: Value[][] = [];
+  const memo = new Map<number, Value>();
+  const need = (n: number, op: number) => {
+    if (pos + n > bytes.length) {
+      throw new PickleError(`truncated pickle: ended at byte ${bytes.length} inside opcode 0x${op.toString(16)}`);
+    }
+  };
+  const u8 = (op: number) => {
+    need(1, op);
+    return bytes[pos++];
+  };
+  const u16 = (op: number) => {
+    need(2, op);
+    const v = view.getUint16(pos, true);
+    pos += 2;
+    return v;
+  };
+  const u32 = (op: number) => {
+    need(4, op);
+    const v = view.getUint32(pos, true);
+    pos += 4;
+    return v;
+  };
+  const u64 = (op: number) => {
+    need(8, op);
+    const v = view.getBigUint64(pos, true);
+    pos += 8;
+    if (v > BigInt(bytes.length)) throw new PickleError(`truncated pickle: length ${v} beyond the end of the file`);
+    return Number(v);
+  };
+  const take = (n: number, op: number) => {
+    need(n, op);
+    const s = bytes.subarray(pos, pos + n);
+    pos += n;
+    return s;
+  };
+  const line = (op: number) => {
+    const end = bytes.indexOf(0x0a, pos);
+    if (end < 0) throw new PickleError(`truncated pickle: unterminated line in opcode 0x${op.toString(16)}`);
+    const s = new TextDecoder('latin1').decode(bytes.subarray(pos, end));
+    pos = end + 1;
+    return s;
+  };
+  const pop = () => {
+    if (stack.length === 0) throw new PickleError(`corrupt pickle: stack underflow at byte ${pos}`);
+    return stack.pop();
+  };
+  const top = () => {
+    if (stack.length === 0) throw new PickleError(`corrupt pickle: stack underflow at byte ${pos}`);
+    return stack[stack.length - 1];
+  };
+  const popMark = (): Value[] => {
+    const items = stack;
+    const prev = marks.pop();
+    if (!prev) throw new PickleError(`corrupt pickle: no MARK before byte ${pos}`);
+    stack = prev;
+    return items;
+  };
+  const unicode = (b: Uint8Array): Value => (b.length > LAZY_UNICODE_BYTES ? new LazyUnicode(b) : new TextDecoder().decode(b));
+  const setItems = (d: Value, items: Value[]) => {
+    if (!(d instanceof Map)) throw new PickleError(`corrupt pickle: SETITEM on ${describe(d)}`);
+    for (let i = 0; i + 1 < items.length; i += 2) d.set(asKey(items[i]), items[i + 1]);
+  };
+  const appendItems = (l: Value, items: Value[]) => {
+    if (!Array.isArray(l)) throw new PickleError(`corrupt pickle: APPEND on ${describe(l)}`);
+    for (const x of items) l.push(x);
+  };
+  const signedLong = (b: Uint8Array): number | bigint => {
+    if (b.length === 0) return 0;
+    let v = 0n;
+    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
+    if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
+    return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  };
+
+  if (bytes.length === 0) throw new PickleError('empty file, expected a Python pickle');
+  while (true) {
+    if (pos >= bytes.length) throw new PickleError(`truncated pickle: no STOP opcode before byte ${bytes.length}`);
+    const at = pos;
+    const op = bytes[pos++];
+    switch (op) {
+      case 0x80: // PROTO
+        if (u8(op) > 5) throw new PickleError(`unsupported pickle protocol ${bytes[pos - 1]}`);
+        break;
+      case 0x95: // FRAME: the frame's bytes follow inline
+        u64(op);
+        break;
+      case 0x28: // MARK
+        marks.push(stack);
+        stack = [];
+        break;
+      case 0x2e: // STOP
+        return finish(pop());
+      case 0x30: // POP
+        if (stack.length === 0) popMark();
+        else pop();
+        break;
+      case 0x31: // POP_MARK
+        popMark();
+        break;
+      case 0x32: // DUP
+        stack.push(top());
+        break;
+      case 0x46: { // FLOAT
+        const v = Number(line(op));
+        if (Number.isNaN(v) && !/nan/i.test(String(v))) throw new PickleError(`bad FLOAT at byte ${at}`);
+        stack.push(v);
+        break;
+      }
+      case 0x49: { // INT
+        const s = line(op);
+        stack.push(s === '01' ? true : s === '00' ? false : Number(s));
+        break;
+      }
+      case 0x4c: { // LONG
+        const s = line(op).replace(/L$/, '');
+        const b = BigInt(s);
+        stack.push(b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b);
+        break;
+      }
+      case 0x4a: // BININT
+        need(4, op);
+        stack.push(view.getInt32(pos, true));
+        pos += 4;
+        break;
+      case 0x4b: // BININT1
+        stack.push(u8(op));
+        break;
+      case 0x4d: // BININT2
+        stack.push(u16(op));
+        break;
+      case 0x8a: // LONG1
+        stack.push(signedLong(take(u8(op), op)));
+        break;
+      case 0x8b: // LONG4
+        stack.push(signedLong(take(u32(op), op)));
+        break;
+      case 0x47: // BINFLOAT (big-endian)
+        need(8, op);
+        stack.push(view.getFloat64(pos, false));
+        pos += 8;
+        break;
+      case 0x4e: // NONE
+        stack.push(null);
+        break;
+      case 0x88: // NEWTRUE
+        stack.push(true);
+        break;
+      case 0x89: // NEWFALSE
+        stack.push(false);
+        break;
+      case 0x53: { // STRING: a Python repr, 'abc' or "abc"
+        const s = line(op);
+        const m = /^(['"])(.*)\1$/s.exec(s);
+        if (!m) throw new PickleError(`bad STRING at byte ${at}`);
+        const body = m[2].replace(/\\x([0-9a-fA-F]{2})|\\(['"\\nrt])/g, (_, hex: string, c: string) =>
+          hex ? String.fromCharCode(parseInt(hex, 16)) : ({ n: '\n', r: '\r', t: '\t' } as Record<string, string>)[c] ?? c,
+        );
+        stack.push(new ByteStr(latin1(body, 'STRING')));
+        break;
+      }
+      case 0x54: // BINSTRING
+        stack.push(new ByteStr(take(u32(op), op)));
+        break;
+      case 0x55: // SHORT_BINSTRING
+        stack.push(new ByteStr(take(u8(op), op)));
+        break;
+      case 0x56: { // UNICODE (raw-unicode-escape)
+        const s = line(op).replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a: string, b: string) =>
+          String.fromCodePoint(parseInt(a ?? b, 16)),
+        );
+        stack.push(s);
+        break;
+      }
+      case 0x58: // BINUNICODE
+        stack.push(unicode(take(u32(op), op)));
+        break;
+      case 0x8c: // SHORT_BINUNICODE
+        stack.push(unicode(take(u8(op), op)));
+        break;
+      case 0x8d: // BINUNICODE8
+        stack.push(unicode(take(u64(op), op)));
+        break;
+      case 0x42: // BINBYTES
+        stack.push(take(u32(op), op));
+        break;
+      case 0x43: // SHORT_BINBYTES
+        stack.push(take(u8(op), op));
+        break;
+      case 0x8e: // BINBYTES8
+        stack.push(take(u64(op), op));
+        break;
+      case 0x96: // BYTEARRAY8
+        stack.push(take(u64(op), op));
+        break;
+      case 0x97: // NEXT_BUFFER
+        throw new PickleError('out-of-band buffers (pickle protocol 5 buffer_callback) are not supported');
+      case 0x98: // READONLY_BUFFER
+        break;
+      case 0x29: // EMPTY_TUPLE
+        stack.push([]);
+        break;
+      case 0x74: // TUPLE
+      case 0x6c: // LIST
+      case 0x91: { // FROZENSET
+        // Pop first: popMark() replaces `stack`, so `stack.push(popMark())` would push onto
+        // the discarded inner stack.
+        const items = popMark();
+        stack.push(items);
+        break;
+      }
+      case 0x85: // TUPLE1
+        stack.push([pop()]);
+        break;
+      case 0x86: { // TUPLE2
+        const b = pop();
+        const a = pop();
+        stack.push([a, b]);
+        break;
+      }
+      case 0x87: { // TUPLE3
+        const c = pop();
+        const b = pop();
+        const a = pop();
+        stack.push([a, b, c]);
+        break;
+      }
+      case 0x5d: // EMPTY_LIST
+        stack.push([]);
+        break;
+      case 0x61: { // APPEND
+        const x = pop();
+        appendItems(top(), [x]);
+        break;
+      }
+      case 0x65: { // APPENDS
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      }
+      case 0x7d: // EMPTY_DICT
+        stack.push(new Map());
+        break;
+      case 0x64: { // DICT
+        const items = popMark();
+        const d = new Map();
+        setItems(d, items);
+        stack.push(d);
+        break;
+      }
+      case 0x73: { // SETITEM
+        const v = pop();
+        const k = pop();
+        setItems(top(), [k, v]);
+        break;
+      }
+      case 0x75: { // SETITEMS
+        const items = popMark();
+        setItems(top(), items);
+        break;
+      }
+      case 0x8f: // EMPTY_SET
+        stack.push([]);
+        break;
+      case 0x90: { // ADDITEMS
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      }
+      case 0x63: { // GLOBAL
+        const module = line(op);
+        const name = line(op);
+        stack.push(new Global(module, name));
+        break;
+      }
+      case 0x93: { // STACK_GLOBAL
+        const name = pop();
+        const module = pop();
+        stack.push(new Global(String(module), String(name)));
+        break;
+      }
+      case 0x52: { // REDUCE
+        const args = pop();
+        const fn = pop();
+        stack.push(call(fn, args));
+        break;
+      }
+      case 0x81: { // NEWOBJ: cls.__new__(cls, *args)
+        const args = pop();
+        const cls = pop();
+        stack.push(call(cls, args));
+        break;
+      }
+      case 0x92: { // NEWOBJ_EX
+        pop();
+        const args = pop();
+        const cls = pop();
+        stack.push(call(cls, args));
+        break;
+      }
+      case 0x62: { // BUILD
+        const state = pop();
+        build(top(), state);
+        break;
+      }
+      case 0x94: // MEMOIZE
+        memo.set(memo.size, top());
+        break;
+      case 0x71: // BINPUT
+        memo.set(u8(op), top());
+        break;
+      case 0x72: // LONG_BINPUT
+        memo.set(u32(op), top());
+        break;
+      case 0x70: // PUT
+        memo.set(Number(line(op)), top());
+        break;
+      case 0x68: // BINGET
+      case 0x6a: // LONG_BINGET
+      case 0x67: { // GET
+        const k = op === 0x68 ? u8(op) : op === 0x6a ? u32(op) : Number(line(op));
+        if (!memo.has(k)) throw new PickleError(`corrupt pickle: memo key ${k} missing at byte ${at}`);
+        stack.push(memo.get(k));
+        break;
+      }
+      default:
+        if (at === 0) throw new PickleError(`not a Python pickle (first byte 0x${op.toString(16).padStart(2, '0')})`);
+        throw new PickleError(
+          `${OPNAMES[op] ?? 'unknown or unsupported'} opcode 0x${op.toString(16).padStart(2, '0')} at byte ${at}`,
+        );
+    }
+  }
+}
+Object.assign(OPNAMES, { 0x50: 'PERSID', 0x51: 'BINPERSID', 0x69: 'INST', 0x6f: 'OBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4' });
+
+function isNumeric(v: Value): v is number | boolean | bigint {
+  return typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint';
+}
+
+/** A (possibly nested, rectangular) list of numbers -> float64 or int32 NpyArray. */
+function listToArray(v: Value[], what: string): NpyArray {
+  const shape: number[] = [];
+  let cur: Value = v;
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    cur = cur[0];
+  }
+  const flat: number[] = [];
+  const walk = (x: Value, d: number) => {
+    if (d === shape.length) {
+      if (!isNumeric(x)) throw new PickleError(`${what}: list holds ${describe(x)}, expected numbers`);
+      flat.push(Number(x));
+      return;
+    }
+    if (!Array.isArray(x) || x.length !== shape[d]) throw new PickleError(`${what}: ragged nested list`);
+    for (const y of x) walk(y, d + 1);
+  };
+  walk(v, 0);
+  const ints = flat.every((x) => Number.isInteger(x) && Math.abs(x) < 2 ** 31);
+  const data: NumericArray = ints ? Int32Array.from(flat) : Float64Array.from(flat);
+  return { dtype: ints ? '<i4' : '<f8', shape, data };
+}
+
+function toArray(v: Value, what: string): NpyArray | null {
+  if (v && typeof v === 'object' && 'dtype' in v && 'shape' in v && 'data' in v) return v as NpyArray;
+  if (Array.isArray(v)) return listToArray(v, what);
+  return null;
+}
+
+/**
+ * The arrays of a HiTS 2013 style pickle: a dict of arrays (every entry that is an array or
+ * a list of numbers, by key), or a bare (images, labels) tuple/list, or a single array.
+ */
+export function readHits2013Pickle(bytes: Uint8Array): Map<string, NpyArray> {
+  const root = unpickle(bytes);
+  const out = new Map<string, NpyArray>();
+  if (root instanceof Map) {
+    for (const [k, v] of root) {
+      const a = toArray(v, `entry '${String(k)}'`);
+      if (a) out.set(String(k), a);
+    }
+    if (out.size === 0) throw new PickleError(`the pickled dict holds no arrays (keys: ${[...root.keys()].map(String).join(', ')})`);
+    return out;
+  }
+  if (Array.isArray(root) && root.length === 2 && toArray(root[0], 'item 0')?.shape.length) {
+    out.set('images', toArray(root[0], 'item 0')!);
+    const labels = toArray(root[1], 'item 1');
+    if (labels) out.set('labels', labels);
+    return out;
+  }
+  const single = toArray(root, 'pickle');
+  if (single) {
+    out.set('images', single);
+    return out;
+  }
+  throw new PickleError(`expected a dict of arrays, found ${describe(root)}`);
 }
