@@ -60,6 +60,11 @@ test('npy reader converts big-endian and Fortran order', () => {
   assert.deepEqual(Array.from(a.data as Float64Array), [1, 2, 3, 4, 5, 6]);
 });
 
+test('npz bytes are deterministic for the same contents', () => {
+  const make = () => serializeNpz({ x: { data: new Float32Array([1, 2]), shape: [2] } }, { 'meta.json': '{}' });
+  assert.deepEqual(make(), make());
+});
+
 test('npz round trip with raw members, stored and deflated', () => {
   for (const level of [0, 6] as const) {
     const z = parseNpz(

@@ -37,6 +37,8 @@ export function parseNpz(bytes: Uint8Array): NpzContents {
   return { arrays, files };
 }
 
+const FIXED_MTIME = new Date(Date.UTC(1980, 0, 1, 12));
+
 export interface NpzEntry {
   data: NumericArray | string[];
   shape: readonly number[];
@@ -52,9 +54,11 @@ export function serializeNpz(
   level: 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 = 0,
 ): Uint8Array {
   const z: Zippable = {};
-  for (const [name, a] of Object.entries(arrays)) z[`${name}.npy`] = [serializeNpy(a.data, a.shape), { level }];
+  // A fixed entry time: the same arrays always give the same bytes (resumed jobs, caches).
+  const opts = { level, mtime: FIXED_MTIME };
+  for (const [name, a] of Object.entries(arrays)) z[`${name}.npy`] = [serializeNpy(a.data, a.shape), opts];
   for (const [name, f] of Object.entries(files)) {
-    z[name] = [typeof f === 'string' ? new TextEncoder().encode(f) : f, { level }];
+    z[name] = [typeof f === 'string' ? new TextEncoder().encode(f) : f, opts];
   }
   return zipSync(z);
 }
