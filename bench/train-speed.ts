@@ -9,6 +9,8 @@
  *   node dist/bench/train-speed.js [--steps N] [--batch 10,64] [--models autoencoder,classifier]
  *        [--modes fast,naive] [--activation relu|linear] [--profile] [--workers 2] [--json FILE]
  */
+import { buildClassifier as buildSeedClassifier } from '../src/models/classifier.js';
+import { buildAutoencoder as buildSeedAutoencoder } from '../src/models/autoencoder.js';
 import os from 'node:os';
 import { pathToFileURL, fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -96,58 +98,13 @@ export interface TrainBenchResult {
 
 type Act = 'relu' | 'linear';
 
-function conv(filters: number, kernelSize: number, activation: Act | 'sigmoid', seed: number, inputShape?: number[]) {
-  return tfl.layers.conv2d({
-    filters,
-    kernelSize,
-    padding: 'same',
-    activation,
-    kernelInitializer: tfl.initializers.glorotUniform({ seed }),
-    ...(inputShape ? { inputShape } : {}),
-  });
+/** The seed models, from the same builders the product trains (random weights). */
+export function buildClassifier(act: Act = 'relu'): tfl.LayersModel {
+  return buildSeedClassifier({ inputShape: [21, 21, 1], numClasses: 2, activation: act, seed: 1 });
 }
 
-/** SEED.md encoder: conv 32 4x4, conv 32 3x3, pool, 3x conv 64 3x3, pool. */
-function encoder(act: Act, inputShape: number[] | null): ReturnType<typeof conv>[] {
-  const first = inputShape ? conv(32, 4, act, 1, inputShape) : conv(32, 4, act, 1);
-  return [
-    first,
-    conv(32, 3, act, 2),
-    tfl.layers.maxPooling2d({ poolSize: 2 }),
-    conv(64, 3, act, 3),
-    conv(64, 3, act, 4),
-    conv(64, 3, act, 5),
-    tfl.layers.maxPooling2d({ poolSize: 2 }),
-  ] as ReturnType<typeof conv>[];
-}
-
-export function buildClassifier(act: Act = 'relu'): tfl.Sequential {
-  const m = tfl.sequential();
-  m.add(tfl.layers.zeroPadding2d({ padding: [[3, 3], [3, 3]], inputShape: [21, 21, 1] }));
-  for (const l of encoder(act, null)) m.add(l);
-  m.add(tfl.layers.flatten());
-  m.add(tfl.layers.dense({ units: 64, activation: act, kernelInitializer: tfl.initializers.glorotUniform({ seed: 6 }) }));
-  m.add(tfl.layers.dense({ units: 64, activation: act, kernelInitializer: tfl.initializers.glorotUniform({ seed: 7 }) }));
-  m.add(tfl.layers.dropout({ rate: 0.5, seed: 8 }));
-  m.add(tfl.layers.dense({ units: 2, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 9 }) }));
-  return m;
-}
-
-export function buildAutoencoder(act: Act = 'relu'): tfl.Sequential {
-  const m = tfl.sequential();
-  for (const l of encoder(act, [24, 24, 1])) m.add(l);
-  m.add(tfl.layers.flatten());
-  m.add(tfl.layers.dense({ units: 36, activation: 'softmax', kernelInitializer: tfl.initializers.glorotUniform({ seed: 10 }) }));
-  m.add(tfl.layers.reshape({ targetShape: [6, 6, 1] }));
-  m.add(conv(64, 3, act, 11));
-  m.add(conv(64, 3, act, 12));
-  m.add(conv(64, 3, act, 13));
-  m.add(tfl.layers.upSampling2d({ size: [2, 2] }));
-  m.add(conv(32, 3, act, 14));
-  m.add(conv(32, 4, act, 15));
-  m.add(tfl.layers.upSampling2d({ size: [2, 2] }));
-  m.add(conv(1, 3, 'sigmoid', 16));
-  return m;
+export function buildAutoencoder(act: Act = 'relu'): tfl.LayersModel {
+  return buildSeedAutoencoder({ activation: act, seed: 1 });
 }
 
 const EPS = 1e-7;
@@ -168,7 +125,7 @@ function loss(model: BenchModel, y: tf.Tensor, out: tf.Tensor): tf.Scalar {
 }
 
 interface Session {
-  model: tfl.Sequential;
+  model: tfl.LayersModel;
   vars: tf.Variable[];
   optimizer: tf.Optimizer;
   x: tf.Tensor;
