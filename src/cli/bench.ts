@@ -1,0 +1,43 @@
+import type { Command } from 'commander';
+import { writeFileAtomic, assertWritable } from '../util/atomic.js';
+import { UserError } from '../util/errors.js';
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description('measure inference (and with --train, training) speed of the seed models on this machine, as ratios from one run')
+    .option('--train', 'also measure training samples/s (seed autoencoder and classifier, batch 10 and 64, fast vs naive kernels)')
+    .option('--only-train', 'measure training only')
+    .option('--seconds <s>', 'seconds per inference measurement', '3')
+    .option('--steps <n>', 'timed optimiser steps per training measurement', '10')
+    .option('--json <file>', 'also write all figures as JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  occmap bench                         # classifier inferences/s per engine, exact vs estimated maps
+  occmap bench --train --json b.json   # plus training speed; figures also as JSON
+  npm run bench                        # the same as 'occmap bench --train --json bench-results.json'
+
+Figures depend on what else runs: close other work first; the load average is printed.`,
+    )
+    .action(async (o: { train?: boolean; onlyTrain?: boolean; seconds: string; steps: string; json?: string }) => {
+      const seconds = Number(o.seconds);
+      const steps = Number(o.steps);
+      if (!(seconds > 0)) throw new UserError(`--seconds must be a positive number, got ${o.seconds}`);
+      if (!(Number.isInteger(steps) && steps > 0)) throw new UserError(`--steps must be a positive integer, got ${o.steps}`);
+      if (o.json) await assertWritable(o.json);
+      const out: Record<string, unknown> = {};
+      if (!o.onlyTrain) {
+        process.stderr.write('== inference ==\n');
+        const { runInferenceBench } = await import('../../bench/inference-speed.js');
+        out.inference = await runInferenceBench({ seconds });
+      }
+      if (o.train || o.onlyTrain) {
+        process.stderr.write('== training ==\n');
+        const { runTrainBench } = await import('../../bench/train-speed.js');
+        out.training = await runTrainBench({ steps, profile: true });
+      }
+      if (o.json) await writeFileAtomic(o.json, JSON.stringify(out, null, 2));
+    });
+}
