@@ -2,7 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { initTf, tf, tfl } from '../src/runtime/tfjs.js';
 import { buildClassifier, resolveChannels, trainClassifier, validationReport, CLASSIFIER_LAYERS } from '../src/models/classifier.js';
-import { conv, dense, flatten, maxPool, stack, dropout, countParams, layerSeeds } from '../src/models/layers.js';
+import { activation, conv, dense, flatten, maxPool, stack, dropout, countParams, layerSeeds } from '../src/models/layers.js';
 import { trainModel, evaluate, lossTensor, type TrainSet } from '../src/train/loop.js';
 import { leakedGroups } from '../src/data/split.js';
 import { Rng } from '../src/util/rng.js';
@@ -29,8 +29,11 @@ function blobs(n: number, s: number, seed: number): { x: Float32Array; y: Int32A
   return { x, y };
 }
 
-/** A tiny CNN from the same builders, fast enough on the cpu backend for many epochs. */
-function tinyModel(s: number, seed = 0) {
+/**
+ * A tiny CNN from the same builders, fast enough on the cpu backend for many epochs. Ends like
+ * the classifier (logits + softmax layer) or, `fusedSoftmax`, in Dense(2, softmax).
+ */
+function tinyModel(s: number, seed = 0, fusedSoftmax = false) {
   const next = layerSeeds(seed);
   return stack('tiny', [s, s, 1], [
     conv(4, 3, { name: 'c1', activation: 'relu', seed: next() }),
@@ -38,7 +41,9 @@ function tinyModel(s: number, seed = 0) {
     flatten({ name: 'f' }),
     dense(8, { name: 'd1', activation: 'relu', seed: next() }),
     dropout(0.5, { name: 'dropout' }),
-    dense(2, { name: 'out', activation: 'softmax', seed: next() }),
+    ...(fusedSoftmax
+      ? [dense(2, { name: 'out', activation: 'softmax', seed: next() })]
+      : [dense(2, { name: 'out', seed: next() }), activation('softmax', { name: 'softmax' })]),
   ]);
 }
 
@@ -63,7 +68,11 @@ test('seed classifier: layer sequence, output shapes and parameter count for 21x
   const convs = ['conv1', 'conv2', 'conv3', 'conv4', 'conv5'].map((n) => countParams(m.getLayer(n)));
   assert.equal(convs.reduce((a, b) => a + b, 0), 102144);
   assert.equal(m.getLayer('conv1').getConfig().activation, 'relu');
-  assert.equal(m.getLayer('out').getConfig().activation, 'softmax');
+  assert.equal(m.getLayer('out').getConfig().activation, 'linear');
+  assert.equal(m.getLayer('softmax').getConfig().activation, 'softmax');
+  // Probabilities out.
+  const p = tf.tidy(() => tf.sum(m.predict(tf.ones([2, 21, 21, 1])) as tf.Tensor, -1).dataSync());
+  for (const v of p) assert.ok(Math.abs(v - 1) < 1e-5);
   m.dispose();
 });
 
@@ -143,6 +152,30 @@ test('training loop learns a separable dataset well above chance', async () => {
   const ev = evaluate(m, { x, shape: [60, s, s, 1], y }, r.splitIndices.val, 'sparse_categorical_crossentropy');
   assert.ok(Math.abs(ev.loss - r.final.valLoss) < 1e-6);
   m.dispose();
+});
+
+test('cross-entropy from logits recovers from a saturated softmax; the clipped-probability form cannot', async () => {
+  const s = 8;
+  const { x, y } = blobs(40, s, 8);
+  const finals: number[][] = [];
+  let frac1 = 0;
+  for (const fused of [false, true]) {
+    const m = tinyModel(s, 0, fused);
+    // Out bias 40 for class 0: p(class 1) = e^-40, far below the 1e-7 clip.
+    const out = m.getLayer('out');
+    const bias = tf.tensor1d([40, 0]);
+    out.setWeights([out.getWeights()[0], bias]);
+    bias.dispose();
+    const r = await trainModel(m, { x, shape: [40, s, s, 1], y }, { loss: 'sparse_categorical_crossentropy', epochs: 6, lr: 0.05, patience: 6, ...quiet });
+    finals.push(r.history.map((e) => e.loss));
+    frac1 = r.splitIndices.train.filter((i) => y[i] === 1).length / r.splitIndices.train.length;
+    m.dispose();
+  }
+  const [logits, clipped] = finals;
+  assert.ok(logits[logits.length - 1] < 0.5 * logits[0], `logits: ${logits}`);
+  // Clipped form: loss stays at (fraction of class 1) x -ln(1e-7), no gradient.
+  for (const l of clipped) assert.ok(Math.abs(l - clipped[0]) < 1e-6, `clipped: ${clipped}`);
+  assert.ok(Math.abs(clipped[0] - frac1 * -Math.log(1e-7)) < 1e-4, `clipped: ${clipped}`);
 });
 
 test('early stopping: stops after `patience` epochs without a lower val_loss', async () => {

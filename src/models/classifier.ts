@@ -3,14 +3,17 @@
  *
  *   input HxWxC -> zero pad (default 3: 21 -> 27) -> conv1 32 4x4 -> conv2 32 3x3 -> pool1
  *   -> conv3 64 3x3 -> conv4 64 3x3 -> conv5 64 3x3 -> pool2 -> flatten -> dense1 64
- *   -> dense2 64 -> dropout 0.5 -> out K softmax
+ *   -> dense2 64 -> dropout 0.5 -> out K -> softmax
+ *
+ * The softmax is its own layer after the `out` logits (same function, same parameters as the
+ * seed's Dense(K, softmax)) so the loop can compute the cross-entropy from logits.
  *
  * Layer names are part of the contract: the frozen autoencoder copies conv1..conv5 by name.
  * The seed's code has no activation on conv/dense layers (linear); occmap defaults to ReLU and
  * offers `activation: 'linear'` for the seed-faithful model.
  */
 import type { tfl } from '../runtime/tfjs.js';
-import { conv, dense, dropout, flatten, maxPool, stack, zeroPad, layerSeeds, countParams } from './layers.js';
+import { activation, conv, dense, dropout, flatten, maxPool, stack, zeroPad, layerSeeds, countParams } from './layers.js';
 import { selectChannels } from './predictor.js';
 import { trainModel, type TrainResult, type LoopOptions } from '../train/loop.js';
 import { TfjsPredictor } from './tfjs-predictor.js';
@@ -29,7 +32,7 @@ export interface ClassifierOptions {
 }
 
 export const CLASSIFIER_LAYERS = [
-  'pad', 'conv1', 'conv2', 'pool1', 'conv3', 'conv4', 'conv5', 'pool2', 'flatten', 'dense1', 'dense2', 'dropout', 'out',
+  'pad', 'conv1', 'conv2', 'pool1', 'conv3', 'conv4', 'conv5', 'pool2', 'flatten', 'dense1', 'dense2', 'dropout', 'out', 'softmax',
 ] as const;
 
 export function buildClassifier(o: ClassifierOptions): tfl.Sequential {
@@ -54,7 +57,8 @@ export function buildClassifier(o: ClassifierOptions): tfl.Sequential {
     dense(64, { name: 'dense1', activation: act, seed: seed() }),
     dense(64, { name: 'dense2', activation: act, seed: seed() }),
     dropout(0.5, { name: 'dropout' }),
-    dense(o.numClasses, { name: 'out', activation: 'softmax', seed: seed() }),
+    dense(o.numClasses, { name: 'out', activation: 'linear', seed: seed() }),
+    activation('softmax', { name: 'softmax' }),
   ];
   return stack('classifier', o.inputShape, layers);
 }

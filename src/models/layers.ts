@@ -69,6 +69,14 @@ export function zeroPad(pad: number | [[number, number], [number, number]], o: {
   return tfl.layers.zeroPadding2d({ padding, name: o.name });
 }
 
+/**
+ * A separate activation layer. Classifiers end in `dense(K, linear)` + `activation('softmax')`
+ * so the training loop can take the cross-entropy from the logits (see src/train/loop.ts).
+ */
+export function activation(fn: Activation, o: { name: string }): Layer {
+  return tfl.layers.activation({ activation: fn, name: o.name });
+}
+
 export function flatten(o: { name: string }): Layer {
   return tfl.layers.flatten({ name: o.name });
 }
