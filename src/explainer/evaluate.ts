@@ -1,0 +1,524 @@
+/**
+ * How good an explainer's one-pass maps are: on the maps it never trained on (the held-out
+ * indices of its card's split), per map and as mean +- std, against the exact maps and beside
+ * two trivial baselines that any explainer must beat:
+ *   - the mean training map (the same map for every stamp: what a collapsed autoencoder outputs);
+ *   - |SNR difference| as saliency (bright residuals = important, no model at all).
+ *
+ * Orientation. With `score prob` (the seed's maps) a pixel is important when occluding it LOWERS
+ * the class probability, i.e. where the map is LOW; with `score drop` where it is HIGH. Every
+ * map is turned into an "importance" (higher = more important) for the ranking metrics (top-k
+ * IoU, deletion / insertion); the value metrics compare maps in the seed's units.
+ *
+ * What is compared with what, exactly:
+ *   - MSE, MAE, SSIM, Pearson, Spearman: on seed-normalised maps ("comparison maps"). When the
+ *     data's maps are stored seed-normalised (meta.occlusion.normalize == 'seed') the exact and
+ *     estimated maps are used as they are (the explainer was trained to output that scale, and
+ *     re-normalising would hide a scale error); otherwise both are seed-normalised here, each
+ *     map on its own. The |SNR| baseline is given a map in those units: seed normalisation of
+ *     -|SNR| for prob maps (important = low, like the exact map) or of +|SNR| for drop maps.
+ *   - Top-k IoU and deletion / insertion: on importance orderings: -map (prob) or map (drop) of
+ *     the raw exact / estimated / mean map, and |SNR| itself for the baseline (its unclipped
+ *     order, so the seed clip's ties do not decide the top pixels).
+ *   - Deletion / insertion: the classifier sees the dataset image with its own channels; pixels
+ *     are removed (set to 0, the occlusion fill) or inserted into a 0 canvas in order of
+ *     importance, all channels of a pixel at once, and the probability of the class the exact
+ *     map explains (meta.occlusion.target) is followed. The exact map's own AUCs are the
+ *     reference: an estimate as faithful as the exact map has the same AUCs.
+ *   - Uncertainty (ensembles): Spearman between the predicted per-pixel std and the actual
+ *     |estimate - exact| in the explainer's output units, per map (then mean) and pooled over
+ *     every pixel of every map.
+ */
+import type { Dataset } from '../data/dataset.js';
+import { selectChannels, type Predictor } from '../models/predictor.js';
+import { inputMismatch } from '../occlusion/exact.js';
+import { normalizeSeed } from '../occlusion/geometry.js';
+import { mae, mse, pearson, spearman, ssim, summarize, topKIoU, aucUniform, type Summary } from '../metrics/maps.js';
+import { curveImages, importanceOrder } from '../metrics/faithfulness.js';
+import { UserError } from '../util/errors.js';
+
+export type Score = 'prob' | 'drop';
+
+/**
+ * The part of an Explainer (src/explainer/estimate.ts) evaluation needs, structurally, so tests
+ * pass small fakes and this module does not load any engine.
+ */
+export interface EvaluableExplainer {
+  readonly card: {
+    condition: 'none' | 'numeral' | 'onehot';
+    inputSize: number;
+    channels?: number[];
+    split: { by: 'group' | 'item'; seed?: number; valFraction?: number; valIndices: number[] };
+    data: string;
+  };
+  estimate(
+    images: Float32Array,
+    shape: [number, number, number, number],
+    labels?: ArrayLike<number>,
+  ): Promise<{ maps: Float32Array; std?: Float32Array }>;
+}
+
+export const MAP_METRICS = ['mse', 'mae', 'ssim', 'pearson', 'spearman', 'iou'] as const;
+export const FAITH_METRICS = ['deletion', 'insertion', 'deletionGap', 'insertionGap'] as const;
+export type MetricName = (typeof MAP_METRICS)[number] | (typeof FAITH_METRICS)[number];
+
+/** exactMap: the reference row of deletion / insertion (the exact map's own AUCs). */
+export type MethodName = 'explainer' | 'meanMap' | 'snrSaliency' | 'exactMap';
+
+export interface MethodResult {
+  name: MethodName;
+  /** Per evaluated map, aligned with EvaluationResult.indices. */
+  perMap: Partial<Record<MetricName, number[]>>;
+  summary: Partial<Record<MetricName, Summary>>;
+  /** Summaries per dataset label (key = label value). */
+  byClass: Record<string, Partial<Record<MetricName, Summary>>>;
+}
+
+export interface EvaluationResult {
+  split: 'val' | 'all';
+  /** Dataset indices evaluated, in order. */
+  indices: number[];
+  labels?: number[];
+  /** Distinct object ids among the evaluated maps (= maps when the data has no ids). */
+  objects: number;
+  /** Maps on the training side of the card's split (the mean map's source). */
+  trainingMaps: number;
+  /** Evaluated objects that also have stamps on the training side (0 for a group split). */
+  sharedObjects?: number;
+  score: Score;
+  /** How the value metrics' maps were obtained. */
+  normalisation: { data: string; comparison: string };
+  fraction: number;
+  steps?: number;
+  snrChannel?: number;
+  /** Class each exact map explains (faithfulness target), when a classifier was given. */
+  targets?: number[];
+  methods: MethodResult[];
+  /** Deletion / insertion AUCs of the exact maps: the reference. */
+  exact?: MethodResult;
+  uncertainty?: { perMap: number[]; summary: Summary; pooled: number; byClass: Record<string, Summary> };
+  conditionLabels?: 'data' | 'predicted' | 'target';
+  notes: string[];
+}
+
+export type EvaluatePhase = 'estimate' | 'faithfulness';
+
+export interface EvaluateOptions {
+  explainer: EvaluableExplainer;
+  /** A maps dataset: images, maps (required), labels and ids when known, meta.occlusion. */
+  data: Dataset;
+  /** File name of the data, for error messages. */
+  dataFile?: string;
+  /** Needed for deletion / insertion (and for conditioning on predicted classes). */
+  classifier?: Predictor;
+  /** 'val': the card's held-out indices (default); 'all': every map. */
+  split?: 'val' | 'all';
+  baselines?: boolean;
+  faithfulness?: boolean;
+  /** Top fraction of pixels for IoU (default 0.1). */
+  fraction?: number;
+  /** Overrides meta.occlusion.score (prob when neither says). */
+  score?: Score;
+  /** Deletion / insertion steps (curve points = steps + 1). Default 20. */
+  steps?: number;
+  /** Evaluate only the first n maps of the split. */
+  limit?: number;
+  /** Images per explainer call and (about) per classifier call. */
+  batchSize?: number;
+  /** `inferencesPerMap`: classifier inferences each map costs in this phase (0 for estimate). */
+  onProgress?: (phase: EvaluatePhase, done: number, total: number, inferencesPerMap: number) => void;
+}
+
+/** Importance (higher = more important) of a map in the data's orientation. */
+export function importanceOf(map: ArrayLike<number>, score: Score): Float64Array {
+  const out = new Float64Array(map.length);
+  for (let i = 0; i < map.length; i++) out[i] = score === 'prob' ? -map[i] : map[i];
+  return out;
+}
+
+/** |channel ch| of one HWC image: the SNR-difference saliency (high = important). */
+export function absChannel(image: ArrayLike<number>, hw: number, c: number, ch: number): Float64Array {
+  const out = new Float64Array(hw);
+  for (let p = 0; p < hw; p++) out[p] = Math.abs(image[p * c + ch]);
+  return out;
+}
+
+/**
+ * The |SNR| saliency as a map in seed-normalised units and the data's orientation: prob maps
+ * are low where important, so -|SNR| is normalised; drop maps use +|SNR|.
+ */
+export function saliencyAsMap(saliency: ArrayLike<number>, score: Score): Float64Array {
+  return normalizeSeed(score === 'prob' ? Array.from(saliency, (v) => -v) : saliency);
+}
+
+/** Pixel-wise mean of the maps at `indices` ((N, hw) row-major). */
+export function meanMap(maps: Float32Array, hw: number, indices: readonly number[]): Float64Array {
+  if (indices.length === 0) throw new Error('no maps to average');
+  const out = new Float64Array(hw);
+  for (const i of indices) for (let p = 0; p < hw; p++) out[p] += maps[i * hw + p];
+  for (let p = 0; p < hw; p++) out[p] /= indices.length;
+  return out;
+}
+
+/**
+ * Which data channel holds the SNR difference: the one named so in meta.channels, else the
+ * single channel the classifier (or the explainer) reads, else the only channel. Undefined
+ * when none of these says.
+ */
+export function snrChannelOf(
+  c: number,
+  metaChannels?: readonly string[],
+  classifierChannels?: readonly number[],
+  explainerChannels?: readonly number[],
+): number | undefined {
+  const named = metaChannels?.findIndex((n) => /snr/i.test(n)) ?? -1;
+  if (named >= 0 && named < c) return named;
+  if (classifierChannels?.length === 1) return classifierChannels[0];
+  if (explainerChannels?.length === 1) return explainerChannels[0];
+  if (c === 1) return 0;
+  return undefined;
+}
+
+/** SSIM window: scikit-image's 7, or the largest odd size that fits a smaller map. */
+export function ssimWindow(h: number, w: number): number {
+  const m = Math.min(7, h, w);
+  return m % 2 === 1 ? m : m - 1;
+}
+
+export interface MapComparison {
+  mse: number;
+  mae: number;
+  ssim: number;
+  pearson: number;
+  spearman: number;
+  iou: number;
+}
+
+/**
+ * The map metrics of one estimate against one exact map. `est`/`exact`: comparison maps (seed
+ * units); `estImportance`/`exactImportance`: the orderings for IoU.
+ */
+export function compareMaps(
+  est: ArrayLike<number>,
+  exact: ArrayLike<number>,
+  estImportance: ArrayLike<number>,
+  exactImportance: ArrayLike<number>,
+  h: number,
+  w: number,
+  fraction: number,
+): MapComparison {
+  const win = ssimWindow(h, w);
+  return {
+    mse: mse(est, exact),
+    mae: mae(est, exact),
+    ssim: win >= 1 ? ssim(est, exact, h, w, { win, dataRange: 1 }) : NaN,
+    pearson: pearson(est, exact),
+    spearman: spearman(est, exact),
+    iou: topKIoU(estImportance, exactImportance, fraction),
+  };
+}
+
+/**
+ * Spearman correlation of predicted std and actual absolute error, per map and pooled over
+ * all pixels. `std`, `est`, `exact`: (n, hw).
+ */
+export function stdErrorCorrelation(
+  std: ArrayLike<number>,
+  est: ArrayLike<number>,
+  exact: ArrayLike<number>,
+  n: number,
+  hw: number,
+): { perMap: number[]; pooled: number } {
+  const err = new Float64Array(n * hw);
+  for (let i = 0; i < n * hw; i++) err[i] = Math.abs(est[i] - exact[i]);
+  const s = Float64Array.from({ length: n * hw }, (_, i) => std[i]);
+  const perMap: number[] = [];
+  for (let i = 0; i < n; i++) perMap.push(spearman(s.subarray(i * hw, (i + 1) * hw), err.subarray(i * hw, (i + 1) * hw)));
+  return { perMap, pooled: spearman(s, err) };
+}
+
+function argmax(a: ArrayLike<number>, off: number, k: number): number {
+  let best = 0;
+  for (let j = 1; j < k; j++) if (a[off + j] > a[off + best]) best = j;
+  return best;
+}
+
+function summaries(perMap: Partial<Record<MetricName, number[]>>, labels: number[] | undefined): Pick<MethodResult, 'summary' | 'byClass'> {
+  const summary: MethodResult['summary'] = {};
+  const byClass: MethodResult['byClass'] = {};
+  for (const [k, v] of Object.entries(perMap) as [MetricName, number[]][]) summary[k] = summarize(v);
+  if (labels) {
+    for (const lab of [...new Set(labels)].sort((a, b) => a - b)) {
+      const sel = labels.map((l, i) => (l === lab ? i : -1)).filter((i) => i >= 0);
+      const s: Partial<Record<MetricName, Summary>> = {};
+      for (const [k, v] of Object.entries(perMap) as [MetricName, number[]][]) s[k] = summarize(sel.map((i) => v[i]));
+      byClass[String(lab)] = s;
+    }
+  }
+  return { summary, byClass };
+}
+
+function scoreOf(opts: EvaluateOptions, notes: string[]): Score {
+  const occ = opts.data.meta.occlusion ?? {};
+  const metaScore = occ.score;
+  if (opts.score) {
+    if (metaScore !== undefined && metaScore !== opts.score) notes.push(`score ${opts.score} given, but the maps were made with score ${String(metaScore)}`);
+    return opts.score;
+  }
+  if (metaScore === 'prob' || metaScore === 'drop') return metaScore;
+  notes.push('the data does not say how its maps were scored (meta.occlusion.score); assumed prob (the seed: low = important)');
+  return 'prob';
+}
+
+/** The dataset indices to evaluate and those the explainer trained on. */
+function splitOf(opts: EvaluateOptions, n: number, file: string): { evalIdx: number[]; trainIdx: number[] } {
+  const split = opts.explainer.card.split;
+  const val = split?.valIndices;
+  if (!Array.isArray(val)) throw new UserError(`the explainer's card has no split.valIndices: cannot tell which maps it never trained on`);
+  const bad = val.find((i) => !(Number.isInteger(i) && i >= 0 && i < n));
+  if (bad !== undefined) {
+    throw new UserError(`${file}: the explainer's held-out index ${bad} is outside this dataset's ${n} maps: it was trained on another maps file (${opts.explainer.card.data})`);
+  }
+  const valSet = new Set(val);
+  const trainIdx: number[] = [];
+  for (let i = 0; i < n; i++) if (!valSet.has(i)) trainIdx.push(i);
+  let evalIdx = opts.split === 'all' ? Array.from({ length: n }, (_, i) => i) : [...val].sort((a, b) => a - b);
+  if (opts.limit !== undefined) evalIdx = evalIdx.slice(0, opts.limit);
+  if (evalIdx.length === 0) throw new UserError(`${file}: no maps to evaluate (the explainer's held-out split is empty; try --split all)`);
+  return { evalIdx, trainIdx };
+}
+
+function gather(src: Float32Array, per: number, idx: readonly number[]): Float32Array {
+  const out = new Float32Array(idx.length * per);
+  idx.forEach((i, k) => out.set(src.subarray(i * per, (i + 1) * per), k * per));
+  return out;
+}
+
+export async function evaluateExplainer(opts: EvaluateOptions): Promise<EvaluationResult> {
+  const ds = opts.data;
+  const file = opts.dataFile ?? 'data';
+  if (!ds.maps) throw new UserError(`${file}: has no maps (an 'occmap occlude' output is needed)`);
+  const [n, h, w, c] = ds.shape;
+  const hw = h * w;
+  const notes: string[] = [];
+  const score = scoreOf(opts, notes);
+  const fraction = opts.fraction ?? 0.1;
+  if (!(fraction > 0 && fraction <= 1)) throw new UserError(`fraction must be in (0, 1], got ${fraction}`);
+  const steps = opts.steps ?? 20;
+  if (!(Number.isInteger(steps) && steps >= 1)) throw new UserError(`steps must be a positive integer, got ${steps}`);
+  const batch = opts.batchSize ?? 256;
+  const card = opts.explainer.card;
+  const clf = opts.classifier;
+  const occ = ds.meta.occlusion ?? {};
+
+  const { evalIdx, trainIdx } = splitOf(opts, n, file);
+  const m = evalIdx.length;
+  const labels = ds.labels ? evalIdx.map((i) => ds.labels![i]) : undefined;
+  const objects = ds.ids ? new Set(evalIdx.map((i) => ds.ids![i])).size : m;
+  let sharedObjects: number | undefined;
+  if (ds.ids && opts.split !== 'all') {
+    const trainObjects = new Set(trainIdx.map((i) => ds.ids![i]));
+    sharedObjects = new Set(evalIdx.map((i) => ds.ids![i]).filter((g) => trainObjects.has(g))).size;
+    if (sharedObjects > 0) {
+      notes.push(`${sharedObjects} of the ${objects} held-out objects also have stamps the explainer trained on (split by ${card.split.by}): near-duplicate epochs inflate the figures`);
+    }
+  }
+  const images = gather(ds.images, hw * c, evalIdx);
+  const exactRaw = gather(ds.maps, hw, evalIdx);
+
+  if (card.inputSize < h || card.inputSize < w) throw new UserError(`${file}: images are ${h}x${w}, larger than the explainer's ${card.inputSize}x${card.inputSize} input`);
+  if (clf) {
+    const mismatch = inputMismatch(clf, ds.shape);
+    if (mismatch) throw new UserError(`classifier: ${mismatch} (data ${file})`);
+    if (typeof occ.modelHash === 'string' && occ.modelHash !== clf.hash) {
+      notes.push(`the classifier (${clf.hash.slice(0, 12)}) is not the one the exact maps were made with (${occ.modelHash.slice(0, 12)}): deletion / insertion use the given one`);
+    }
+  }
+
+  // The class each exact map explains, as the occlusion did.
+  let targets: Int32Array | undefined;
+  let clfImages: Float32Array | undefined;
+  if (clf) {
+    clfImages = selectChannels(images, m, h, w, c, clf.channels);
+    const k = clf.numClasses;
+    const t = occ.target ?? 'predicted';
+    targets = new Int32Array(m);
+    if (t === 'label') {
+      if (!labels) throw new UserError(`${file}: the maps explain each stamp's label (meta.occlusion.target) but the data has no labels`);
+      targets.set(labels);
+    } else if (typeof t === 'number') {
+      targets.fill(t);
+    } else {
+      const cm = clf.inputShape[2];
+      for (let s = 0; s < m; s += batch) {
+        const e = Math.min(m, s + batch);
+        const p = await clf.predict(clfImages.subarray(s * hw * cm, e * hw * cm), e - s);
+        for (let i = s; i < e; i++) targets[i] = argmax(p, (i - s) * k, k);
+      }
+    }
+    for (const v of targets) if (v >= k) throw new UserError(`${file}: target class ${v} is not a class of the ${k}-class classifier`);
+  }
+
+  // Conditioned explainers are told the class each map is drawn for.
+  let condLabels: number[] | undefined;
+  let conditionLabels: EvaluationResult['conditionLabels'];
+  if (card.condition !== 'none') {
+    if (targets) {
+      condLabels = Array.from(targets);
+      conditionLabels = occ.target === 'label' ? 'data' : 'target';
+    } else if (labels) {
+      condLabels = labels;
+      conditionLabels = 'data';
+      if ((occ.target ?? 'predicted') === 'predicted') {
+        notes.push('conditioned explainer given the data labels; the maps explain the predicted class (give a classifier to condition on predictions)');
+      }
+    } else {
+      throw new UserError(`${file}: the explainer is conditioned on the class (${card.condition}) but the data has no labels and no classifier was given`);
+    }
+  }
+
+  // Estimates.
+  const est = new Float32Array(m * hw);
+  let std: Float32Array | undefined;
+  opts.onProgress?.('estimate', 0, m, 0);
+  for (let s = 0; s < m; s += batch) {
+    const e = Math.min(m, s + batch);
+    const r = await opts.explainer.estimate(
+      images.subarray(s * hw * c, e * hw * c),
+      [e - s, h, w, c],
+      condLabels ? condLabels.slice(s, e) : undefined,
+    );
+    if (r.maps.length !== (e - s) * hw) throw new Error(`explainer returned ${r.maps.length} values for ${e - s} maps of ${h}x${w}`);
+    est.set(r.maps, s * hw);
+    if (r.std) {
+      std ??= new Float32Array(m * hw);
+      std.set(r.std, s * hw);
+    }
+    opts.onProgress?.('estimate', e, m, 0);
+  }
+
+  // Comparison maps (seed units) and importances.
+  const dataSeed = occ.normalize === 'seed';
+  const normalisation = {
+    data: dataSeed ? 'seed-normalised (meta.occlusion.normalize = seed)' : `not seed-normalised (meta.occlusion.normalize = ${String(occ.normalize ?? 'unknown')})`,
+    comparison: dataSeed
+      ? 'exact and estimated maps as stored (already in seed units)'
+      : 'exact and estimated maps each seed-normalised here before MSE / MAE / SSIM / correlations',
+  };
+  if (!dataSeed) notes.push(`MSE, MAE, SSIM and correlations on maps seed-normalised here: the data's maps are ${normalisation.data}`);
+  const toCmp = (mp: ArrayLike<number>): ArrayLike<number> => (dataSeed ? mp : normalizeSeed(mp));
+  const win = ssimWindow(h, w);
+  if (win !== 7) notes.push(`SSIM window ${win}x${win}: the maps are smaller than scikit-image's 7x7`);
+
+  const methods: { name: MethodName; cmp: (i: number) => ArrayLike<number>; imp: (i: number) => ArrayLike<number> }[] = [];
+  const estAt = (i: number) => est.subarray(i * hw, (i + 1) * hw);
+  methods.push({ name: 'explainer', cmp: (i) => toCmp(estAt(i)), imp: (i) => importanceOf(estAt(i), score) });
+  let snrChannel: number | undefined;
+  if (opts.baselines !== false) {
+    if (trainIdx.length === 0) notes.push('no training-side maps in the card\'s split: mean-map baseline skipped');
+    else {
+      const mean = meanMap(ds.maps, hw, trainIdx);
+      const meanCmp = toCmp(mean);
+      const meanImp = importanceOf(mean, score);
+      methods.push({ name: 'meanMap', cmp: () => meanCmp, imp: () => meanImp });
+    }
+    snrChannel = snrChannelOf(c, ds.meta.channels, clf?.channels, card.channels);
+    if (snrChannel === undefined) notes.push(`cannot tell which of the ${c} data channels is the SNR difference: |SNR| baseline skipped`);
+    else {
+      const sal = (i: number) => absChannel(images.subarray(i * hw * c, (i + 1) * hw * c), hw, c, snrChannel!);
+      methods.push({ name: 'snrSaliency', cmp: (i) => saliencyAsMap(sal(i), score), imp: sal });
+    }
+  }
+
+  const exactAt = (i: number) => exactRaw.subarray(i * hw, (i + 1) * hw);
+  const exactCmp = Array.from({ length: m }, (_, i) => toCmp(exactAt(i)));
+  const exactImp = Array.from({ length: m }, (_, i) => importanceOf(exactAt(i), score));
+  const perMethod = methods.map(() => Object.fromEntries(MAP_METRICS.map((k) => [k, [] as number[]])) as Record<MetricName, number[]>);
+  for (let i = 0; i < m; i++) {
+    methods.forEach((meth, j) => {
+      const r = compareMaps(meth.cmp(i), exactCmp[i], meth.imp(i), exactImp[i], h, w, fraction);
+      for (const k of MAP_METRICS) perMethod[j][k].push(r[k]);
+    });
+  }
+
+  let exact: MethodResult | undefined;
+  const doFaith = opts.faithfulness !== false;
+  if (doFaith && !clf) notes.push('no classifier: deletion / insertion skipped (give --model, or the card\'s classifier)');
+  if (doFaith && clf && clfImages && targets) {
+    const cm = clf.inputShape[2];
+    const k = clf.numClasses;
+    const points = steps + 1;
+    const curves = methods.length + 1; // + the exact map
+    const perMap = 2 * points * curves;
+    const mapsPerCall = Math.max(1, Math.floor(Math.max(batch * 8, perMap) / perMap));
+    const aucs = Array.from({ length: curves }, () => ({ deletion: [] as number[], insertion: [] as number[] }));
+    const buf = new Float32Array(mapsPerCall * perMap * hw * cm);
+    opts.onProgress?.('faithfulness', 0, m, perMap);
+    for (let s = 0; s < m; s += mapsPerCall) {
+      const e = Math.min(m, s + mapsPerCall);
+      let off = 0;
+      for (let i = s; i < e; i++) {
+        const img = clfImages.subarray(i * hw * cm, (i + 1) * hw * cm);
+        const imps = [exactImp[i], ...methods.map((meth) => meth.imp(i))];
+        for (const imp of imps) {
+          const order = importanceOrder(imp);
+          for (const mode of ['deletion', 'insertion'] as const) {
+            const x = curveImages(img, hw, cm, order, mode, { steps, baseline: 0 });
+            buf.set(x, off);
+            off += x.length;
+          }
+        }
+      }
+      const probs = await clf.predict(buf.subarray(0, off), off / (hw * cm));
+      let row = 0;
+      for (let i = s; i < e; i++) {
+        const t = targets[i];
+        for (let q = 0; q < curves; q++) {
+          for (const mode of ['deletion', 'insertion'] as const) {
+            const y = Array.from({ length: points }, (_, p) => probs[(row + p) * k + t]);
+            aucs[q][mode].push(aucUniform(y));
+            row += points;
+          }
+        }
+      }
+      opts.onProgress?.('faithfulness', e, m, perMap);
+    }
+    exact = { name: 'exactMap', perMap: { deletion: aucs[0].deletion, insertion: aucs[0].insertion }, summary: {}, byClass: {} };
+    Object.assign(exact, summaries(exact.perMap, labels));
+    methods.forEach((_, j) => {
+      const a = aucs[j + 1];
+      perMethod[j].deletion = a.deletion;
+      perMethod[j].insertion = a.insertion;
+      perMethod[j].deletionGap = a.deletion.map((v, i) => v - aucs[0].deletion[i]);
+      perMethod[j].insertionGap = a.insertion.map((v, i) => v - aucs[0].insertion[i]);
+    });
+  }
+
+  let uncertainty: EvaluationResult['uncertainty'];
+  if (std) {
+    const r = stdErrorCorrelation(std, est, exactRaw, m, hw);
+    const byClass: Record<string, Summary> = {};
+    if (labels) for (const lab of [...new Set(labels)].sort((a, b) => a - b)) byClass[String(lab)] = summarize(r.perMap.filter((_, i) => labels[i] === lab));
+    uncertainty = { perMap: r.perMap, summary: summarize(r.perMap), pooled: r.pooled, byClass };
+  }
+
+  return {
+    split: opts.split ?? 'val',
+    indices: evalIdx,
+    labels,
+    objects,
+    trainingMaps: trainIdx.length,
+    sharedObjects,
+    score,
+    normalisation,
+    fraction,
+    steps: exact ? steps : undefined,
+    snrChannel,
+    targets: targets ? Array.from(targets) : undefined,
+    methods: methods.map((meth, j) => ({ name: meth.name, perMap: perMethod[j], ...summaries(perMethod[j], labels) })),
+    exact,
+    uncertainty,
+    conditionLabels,
+    notes,
+  };
+}
