@@ -3,7 +3,11 @@
  * indices of its card's split), per map and as mean +- std, against the exact maps and beside
  * two trivial baselines that any explainer must beat:
  *   - the mean training map (the same map for every stamp: what a collapsed autoencoder outputs);
- *   - |SNR difference| as saliency (bright residuals = important, no model at all).
+ *   - |SNR difference| as saliency (bright residuals = important, no model at all): |x| of the
+ *     channel as stored. occmap's HiTS stamps are min-max scaled per stamp to [0, 1], so there
+ *     |x| = x (bright = important) and the sky sits anywhere in 0.1..0.9; snrCentre 'median'
+ *     measures |x - the stamp's median| instead (negative residuals count too). On the HiTS
+ *     2015 maps the plain |x| is the stronger baseline, hence the default.
  *
  * Orientation. With `score prob` (the seed's maps) a pixel is important when occluding it LOWERS
  * the class probability, i.e. where the map is LOW; with `score drop` where it is HIGH. Every
@@ -38,6 +42,7 @@ import { curveImages, importanceOrder } from '../metrics/faithfulness.js';
 import { UserError } from '../util/errors.js';
 
 export type Score = 'prob' | 'drop';
+export type SnrCentre = 'median' | 'zero';
 
 /**
  * The part of an Explainer (src/explainer/estimate.ts) evaluation needs, structurally, so tests
@@ -91,6 +96,7 @@ export interface EvaluationResult {
   fraction: number;
   steps?: number;
   snrChannel?: number;
+  snrCentre?: SnrCentre;
   /** Class each exact map explains (faithfulness target), when a classifier was given. */
   targets?: number[];
   methods: MethodResult[];
@@ -115,6 +121,8 @@ export interface EvaluateOptions {
   split?: 'val' | 'all';
   baselines?: boolean;
   faithfulness?: boolean;
+  /** Where |SNR| is measured from: 'zero' (default, |x|) or 'median' (the stamp's sky level). */
+  snrCentre?: SnrCentre;
   /** Top fraction of pixels for IoU (default 0.1). */
   fraction?: number;
   /** Overrides meta.occlusion.score (prob when neither says). */
@@ -136,11 +144,20 @@ export function importanceOf(map: ArrayLike<number>, score: Score): Float64Array
   return out;
 }
 
-/** |channel ch| of one HWC image: the SNR-difference saliency (high = important). */
-export function absChannel(image: ArrayLike<number>, hw: number, c: number, ch: number): Float64Array {
-  const out = new Float64Array(hw);
-  for (let p = 0; p < hw; p++) out[p] = Math.abs(image[p * c + ch]);
-  return out;
+/**
+ * |channel ch - centre| of one HWC image: the SNR-difference saliency (high = important).
+ * centre 'zero': |x|; 'median': from the channel's median over the stamp (its sky level).
+ */
+export function absChannel(image: ArrayLike<number>, hw: number, c: number, ch: number, centre: SnrCentre = 'zero'): Float64Array {
+  const v = new Float64Array(hw);
+  for (let p = 0; p < hw; p++) v[p] = image[p * c + ch];
+  let m = 0;
+  if (centre === 'median') {
+    const s = Float64Array.from(v).sort();
+    m = hw % 2 === 1 ? s[(hw - 1) / 2] : (s[hw / 2 - 1] + s[hw / 2]) / 2;
+  }
+  for (let p = 0; p < hw; p++) v[p] = Math.abs(v[p] - m);
+  return v;
 }
 
 /**
@@ -308,6 +325,7 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
   if (!(Number.isInteger(steps) && steps >= 1)) throw new UserError(`steps must be a positive integer, got ${steps}`);
   const batch = opts.batchSize ?? 256;
   const card = opts.explainer.card;
+  const snrCentre = opts.snrCentre ?? 'zero';
   const clf = opts.classifier;
   const occ = ds.meta.occlusion ?? {};
 
@@ -425,7 +443,7 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
     snrChannel = snrChannelOf(c, ds.meta.channels, clf?.channels, card.channels);
     if (snrChannel === undefined) notes.push(`cannot tell which of the ${c} data channels is the SNR difference: |SNR| baseline skipped`);
     else {
-      const sal = (i: number) => absChannel(images.subarray(i * hw * c, (i + 1) * hw * c), hw, c, snrChannel!);
+      const sal = (i: number) => absChannel(images.subarray(i * hw * c, (i + 1) * hw * c), hw, c, snrChannel!, snrCentre);
       methods.push({ name: 'snrSaliency', cmp: (i) => saliencyAsMap(sal(i), score), imp: sal });
     }
   }
@@ -514,6 +532,7 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
     fraction,
     steps: exact ? steps : undefined,
     snrChannel,
+    snrCentre: snrChannel === undefined ? undefined : snrCentre,
     targets: targets ? Array.from(targets) : undefined,
     methods: methods.map((meth, j) => ({ name: meth.name, perMap: perMethod[j], ...summaries(perMethod[j], labels) })),
     exact,
