@@ -53,8 +53,20 @@ export interface EvaluableExplainer {
     condition: 'none' | 'numeral' | 'onehot';
     inputSize: number;
     channels?: number[];
-    split: { by: 'group' | 'item'; seed?: number; valFraction?: number; valIndices: number[] };
+    split: {
+      by: 'group' | 'item';
+      seed?: number;
+      valFraction?: number;
+      valIndices: number[];
+      /** Conditioning class of each held-out row, in valIndices order. */
+      valTargets?: number[];
+      /** Set when training used a random subset of the rows (--limit). */
+      limit?: unknown;
+      [k: string]: unknown;
+    };
     data: string;
+    /** What conditioned training used as the class: labels, predictions or a fixed class. */
+    conditionOn?: 'label' | 'predicted' | number | null;
   };
   estimate(
     images: Float32Array,
@@ -103,7 +115,12 @@ export interface EvaluationResult {
   /** Deletion / insertion AUCs of the exact maps: the reference. */
   exact?: MethodResult;
   uncertainty?: { perMap: number[]; summary: Summary; pooled: number; byClass: Record<string, Summary> };
-  conditionLabels?: 'data' | 'predicted' | 'target';
+  /**
+   * Where a conditioned explainer's classes came from: 'label' (the data's labels), 'card' (the
+   * classes training recorded for its held-out rows, split.valTargets), 'predicted' (the
+   * classifier's argmax, computed here), 'fixed' (one class for all).
+   */
+  conditionLabels?: 'label' | 'card' | 'predicted' | 'fixed';
   notes: string[];
 }
 
@@ -288,13 +305,16 @@ function scoreOf(opts: EvaluateOptions, notes: string[]): Score {
 }
 
 /** The dataset indices to evaluate and those the explainer trained on. */
-function splitOf(opts: EvaluateOptions, n: number, file: string): { evalIdx: number[]; trainIdx: number[] } {
+function splitOf(opts: EvaluateOptions, n: number, file: string, notes: string[]): { evalIdx: number[]; trainIdx: number[] } {
   const split = opts.explainer.card.split;
   const val = split?.valIndices;
   if (!Array.isArray(val)) throw new UserError(`the explainer's card has no split.valIndices: cannot tell which maps it never trained on`);
   const bad = val.find((i) => !(Number.isInteger(i) && i >= 0 && i < n));
   if (bad !== undefined) {
     throw new UserError(`${file}: the explainer's held-out index ${bad} is outside this dataset's ${n} maps: it was trained on another maps file (${opts.explainer.card.data})`);
+  }
+  if (split.limit !== undefined && split.limit !== null) {
+    notes.push(`the explainer trained on a random subset of rows (--limit ${String(split.limit)}) the card does not list: the mean map averages every row outside its held-out split`);
   }
   const valSet = new Set(val);
   const trainIdx: number[] = [];
@@ -329,7 +349,7 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
   const clf = opts.classifier;
   const occ = ds.meta.occlusion ?? {};
 
-  const { evalIdx, trainIdx } = splitOf(opts, n, file);
+  const { evalIdx, trainIdx } = splitOf(opts, n, file, notes);
   const m = evalIdx.length;
   const labels = ds.labels ? evalIdx.map((i) => ds.labels![i]) : undefined;
   const objects = ds.ids ? new Set(evalIdx.map((i) => ds.ids![i])).size : m;
@@ -353,45 +373,57 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
     }
   }
 
-  // The class each exact map explains, as the occlusion did.
+  // The class each exact map explains, as the occlusion did (meta.occlusion.target).
   let targets: Int32Array | undefined;
+  let predicted: Int32Array | undefined;
   let clfImages: Float32Array | undefined;
   if (clf) {
     clfImages = selectChannels(images, m, h, w, c, clf.channels);
     const k = clf.numClasses;
+    const cm = clf.inputShape[2];
+    predicted = new Int32Array(m);
+    for (let s = 0; s < m; s += batch) {
+      const e = Math.min(m, s + batch);
+      const p = await clf.predict(clfImages.subarray(s * hw * cm, e * hw * cm), e - s);
+      for (let i = s; i < e; i++) predicted[i] = argmax(p, (i - s) * k, k);
+    }
     const t = occ.target ?? 'predicted';
-    targets = new Int32Array(m);
     if (t === 'label') {
       if (!labels) throw new UserError(`${file}: the maps explain each stamp's label (meta.occlusion.target) but the data has no labels`);
-      targets.set(labels);
-    } else if (typeof t === 'number') {
-      targets.fill(t);
-    } else {
-      const cm = clf.inputShape[2];
-      for (let s = 0; s < m; s += batch) {
-        const e = Math.min(m, s + batch);
-        const p = await clf.predict(clfImages.subarray(s * hw * cm, e * hw * cm), e - s);
-        for (let i = s; i < e; i++) targets[i] = argmax(p, (i - s) * k, k);
-      }
-    }
+      targets = Int32Array.from(labels);
+    } else if (typeof t === 'number') targets = new Int32Array(m).fill(t);
+    else targets = predicted;
     for (const v of targets) if (v >= k) throw new UserError(`${file}: target class ${v} is not a class of the ${k}-class classifier`);
   }
 
-  // Conditioned explainers are told the class each map is drawn for.
+  // Conditioned explainers are told the class each map is drawn for, as in training
+  // (card.conditionOn); for held-out rows the card records the classes training used.
   let condLabels: number[] | undefined;
   let conditionLabels: EvaluationResult['conditionLabels'];
   if (card.condition !== 'none') {
-    if (targets) {
-      condLabels = Array.from(targets);
-      conditionLabels = occ.target === 'label' ? 'data' : 'target';
-    } else if (labels) {
+    const on = card.conditionOn ?? occ.target ?? 'predicted';
+    if (on === 'label') {
+      if (!labels) throw new UserError(`${file}: the explainer is conditioned on the stamps' labels and the data has none`);
       condLabels = labels;
-      conditionLabels = 'data';
-      if ((occ.target ?? 'predicted') === 'predicted') {
-        notes.push('conditioned explainer given the data labels; the maps explain the predicted class (give a classifier to condition on predictions)');
-      }
+      conditionLabels = 'label';
+    } else if (typeof on === 'number') {
+      condLabels = new Array(m).fill(on);
+      conditionLabels = 'fixed';
     } else {
-      throw new UserError(`${file}: the explainer is conditioned on the class (${card.condition}) but the data has no labels and no classifier was given`);
+      const vt = card.split.valTargets;
+      const known = new Map<number, number>();
+      if (Array.isArray(vt) && vt.length === card.split.valIndices.length) card.split.valIndices.forEach((r, k) => known.set(r, vt[k]));
+      if (evalIdx.every((i) => known.has(i))) {
+        condLabels = evalIdx.map((i) => known.get(i)!);
+        conditionLabels = 'card';
+      } else if (predicted) {
+        condLabels = Array.from(predicted);
+        conditionLabels = 'predicted';
+      } else {
+        throw new UserError(
+          `${file}: the explainer is conditioned on the classifier's predicted class, which the card records for its held-out rows only: give the classifier (--model) to evaluate others`,
+        );
+      }
     }
   }
 
