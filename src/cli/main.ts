@@ -5,6 +5,8 @@ import { registerDataset } from './dataset.js';
 import { registerBench } from './bench.js';
 import { registerOcclude } from './occlude.js';
 import { registerTrainClassifier } from './train-classifier.js';
+import { registerTrainExplainer } from './train-explainer.js';
+import { registerExplain } from './explain.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
 
@@ -18,6 +20,8 @@ export function buildProgram(): Command {
   registerBench(program);
   registerOcclude(program);
   registerTrainClassifier(program);
+  registerTrainExplainer(program);
+  registerExplain(program);
   return program;
 }
 

@@ -12,6 +12,19 @@
  * a larger feature map. The decoder then upsamples 6x6 -> 24x24 with what is left.
  * Encoder layers carry the classifier's layer names (conv1..conv5) so the frozen variant can
  * copy their weights by name.
+ *
+ * U-Net (`unet: true`, beyond the seed): the Dense-36 softmax bottleneck keeps 36 numbers of a
+ * 24x24 map, so fine spatial detail cannot come back out of it. The U-Net keeps the same
+ * encoder but no dense bottleneck: a 6x6x64 convolutional bottom, and the decoder concatenates
+ * the encoder's features at 12x12 (after conv5) and 24x24 (after conv2) to its upsampled ones:
+ *
+ *   e1 = conv2(conv1(x))                    24x24x32
+ *   e2 = conv5(conv4(conv3(pool1(e1))))     12x12x64
+ *   b  = dec_conv2(dec_conv1(pool2(e2) [+ label plane]))            6x6x64
+ *   d2 = dec_conv4(dec_conv3(concat(up1(b), e2)))                   12x12 -> 64, 32
+ *   map = map(dec_conv5(concat(up2(d2), e1)))                       24x24x1 sigmoid
+ *
+ * Conditioning: the label goes through Dense(6x6) to one extra 6x6 plane at the bottom.
  */
 import { tfl } from '../runtime/tfjs.js';
 
@@ -30,6 +43,8 @@ export interface AutoencoderOptions {
   cut?: 0 | 1 | 2;
   /** Encoder convs not trainable (weights to be copied from a classifier). */
   frozen?: boolean;
+  /** U-Net decoder with skip connections instead of the dense bottleneck (cut must be 0). */
+  unet?: boolean;
   seed?: number;
 }
 
@@ -82,6 +97,10 @@ export function buildAutoencoder(o: AutoencoderOptions = {}): tfl.LayersModel {
       trainable,
     });
 
+  if (o.unet) {
+    if (cut !== 0) throw new Error('the U-Net variant has no cuts (cut must be 0)');
+    return buildUnet(size, channels, condition, numClasses, !!o.frozen, conv, init);
+  }
   const image = tfl.input({ shape: [size, size, channels], name: 'image' });
   let x: tfl.SymbolicTensor = image;
   // Encoder: blocks kept by the cut.
@@ -125,6 +144,49 @@ export function buildAutoencoder(o: AutoencoderOptions = {}): tfl.LayersModel {
   }
   const out = conv({ name: 'map', filters: 1, kernel: 3 }, 'sigmoid').apply(x) as tfl.SymbolicTensor;
   return tfl.model({ inputs, outputs: out, name: `autoencoder_cut${cut}_${condition}${o.frozen ? '_frozen' : ''}` });
+}
+
+type ConvFn = (s: ConvSpec, act?: string, trainable?: boolean) => tfl.layers.Layer;
+
+function buildUnet(
+  size: number,
+  channels: number,
+  condition: Condition,
+  numClasses: number,
+  frozen: boolean,
+  conv: ConvFn,
+  init: () => ReturnType<typeof tfl.initializers.glorotUniform>,
+): tfl.LayersModel {
+  const apply = (l: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) => l.apply(x) as tfl.SymbolicTensor;
+  const image = tfl.input({ shape: [size, size, channels], name: 'image' });
+  const inputs = [image];
+  let x: tfl.SymbolicTensor = image;
+  const skips: tfl.SymbolicTensor[] = [];
+  ENCODER_BLOCKS.forEach((block, b) => {
+    for (const s of block) x = apply(conv(s, undefined, !frozen), x);
+    skips.push(x);
+    x = apply(tfl.layers.maxPooling2d({ name: `pool${b + 1}`, poolSize: 2 }), x);
+  });
+  const side = size / 4;
+  const nLabel = labelUnits(condition, numClasses);
+  if (nLabel > 0) {
+    const label = tfl.input({ shape: [nLabel], name: 'label' });
+    inputs.push(label);
+    let plane = apply(tfl.layers.dense({ name: 'label_plane', units: side * side, kernelInitializer: init() }), label);
+    plane = apply(tfl.layers.reshape({ name: 'label_unflatten', targetShape: [side, side, 1] }), plane);
+    x = apply(tfl.layers.concatenate({ name: 'condition' }), [x, plane]);
+  }
+  x = apply(conv({ name: 'dec_conv1', filters: 64, kernel: 3 }), x);
+  x = apply(conv({ name: 'dec_conv2', filters: 64, kernel: 3 }), x);
+  x = apply(tfl.layers.upSampling2d({ name: 'up1', size: [2, 2] }), x);
+  x = apply(tfl.layers.concatenate({ name: 'skip2' }), [x, skips[1]]);
+  x = apply(conv({ name: 'dec_conv3', filters: 64, kernel: 3 }), x);
+  x = apply(conv({ name: 'dec_conv4', filters: 32, kernel: 3 }), x);
+  x = apply(tfl.layers.upSampling2d({ name: 'up2', size: [2, 2] }), x);
+  x = apply(tfl.layers.concatenate({ name: 'skip1' }), [x, skips[0]]);
+  x = apply(conv({ name: 'dec_conv5', filters: 32, kernel: 3 }), x);
+  const out = apply(conv({ name: 'map', filters: 1, kernel: 3 }, 'sigmoid'), x);
+  return tfl.model({ inputs, outputs: out, name: `unet_${condition}${frozen ? '_frozen' : ''}` });
 }
 
 /** Parameter counts as Keras' summary prints them. */

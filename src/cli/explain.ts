@@ -1,0 +1,347 @@
+/**
+ * `occmap explain --explainer DIR --input FILE`: one-pass occlusion-map estimates for one stamp
+ * or a whole dataset; optionally the exact maps beside them (`--exact --model CLF`) with both
+ * timings and the metrics between them.
+ */
+import type { Command } from 'commander';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { PNG, type PNGWithMetadata } from 'pngjs';
+import { readDataset } from '../data/dataset.js';
+import { parseNpy, serializeNpy, toFloat32 } from '../data/npy.js';
+import { serializeNpz, type NpzEntry } from '../data/npz.js';
+import { loadExplainer, type Explainer, type ExplainerCard } from '../explainer/estimate.js';
+import { mse, spearman, ssim, summarize } from '../metrics/maps.js';
+import { loadPredictor } from '../models/load.js';
+import type { Predictor } from '../models/predictor.js';
+import { selectChannels } from '../models/predictor.js';
+import { exactMaps, SEED_PARAMS, type OcclusionParams } from '../occlusion/exact.js';
+import { assertWritable, writeFileAtomic } from '../util/atomic.js';
+import { fileError, UserError } from '../util/errors.js';
+import { heatmapPng, finiteRange, type Panel } from '../viz/heatmap.js';
+
+const EXAMPLES = `
+Examples:
+  $ occmap explain --explainer expl --input maps.npz --index 7
+      the estimated map of stamp 7 -> maps-explained.npz + maps-explained.png (heatmap, colour bar)
+  $ occmap explain --explainer expl --input maps.npz --index 7 --exact --model clf
+      also the exact map (one classifier inference per patch position): timings and MSE/SSIM/Spearman
+  $ occmap explain --explainer expl --input hits.npz --out est.npz
+      every stamp of a dataset (maps (N,H,W), + std for an ensemble)
+  $ occmap explain --explainer expl --input stamp.npy --out est.npy
+      one stamp (H,W) or (H,W,C), or a stack (N,H,W) / (N,H,W,C); .npy output holds the maps only
+  $ occmap explain --explainer expl --input stamp.png --label 1
+      a single-channel (greyscale) PNG, values = grey / 255 (16-bit: / 65535)
+
+Conditioned explainers need the class each map is drawn for: --label K, else the data's
+labels, else the classifier's predicted class (--model CLF). When the explainer was trained
+on maps of the predicted class and --model is given, the prediction is used.`;
+
+export interface ExplainCliOptions {
+  explainer: string;
+  input: string;
+  out?: string;
+  png?: string;
+  index?: string;
+  label?: string;
+  exact?: boolean;
+  model?: string;
+  engine: string;
+  threads?: string;
+  quiet?: boolean;
+}
+
+export interface Input {
+  images: Float32Array;
+  shape: [number, number, number, number];
+  labels?: Int32Array;
+  /** The input was one stamp (a PNG, a 2-D or H,W,C .npy). */
+  single: boolean;
+}
+
+function readBytes(file: string): Buffer {
+  try {
+    if (statSync(file).isDirectory()) throw fileError(file, 'is a directory, expected a .npz, .npy or .png file');
+    return readFileSync(file);
+  } catch (err) {
+    if (err instanceof UserError) throw err;
+    throw fileError(file, `cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}
+
+/** A greyscale PNG as one (1,H,W,1) image, grey / (2^bit depth - 1): / 255 for 8-bit, / 65535 for 16-bit. */
+export function readPngStamp(file: string, bytes: Uint8Array): Input {
+  let png: PNGWithMetadata;
+  try {
+    // skipRescale: 16-bit greys keep their full precision.
+    png = PNG.sync.read(Buffer.from(bytes), { skipRescale: true });
+  } catch (err) {
+    throw fileError(file, `is not a readable PNG (${(err as Error).message})`);
+  }
+  const { width: w, height: h } = png;
+  const data = png.data as unknown as ArrayLike<number>;
+  // Unscaled samples run to 2^depth - 1; palette images are expanded to 8-bit colours.
+  const max = (png.colorType as number) === 3 ? 255 : 2 ** png.depth - 1;
+  const images = new Float32Array(h * w);
+  for (let p = 0; p < h * w; p++) {
+    const [r, g, b] = [data[4 * p], data[4 * p + 1], data[4 * p + 2]];
+    if (r !== g || g !== b) throw fileError(file, `is a colour PNG (pixel ${p % w},${Math.floor(p / w)}); explain reads single-channel (greyscale) PNGs`);
+    images[p] = r / max;
+  }
+  return { images, shape: [1, h, w, 1], single: true };
+}
+
+/**
+ * A .npy of one stamp (H,W) or (H,W,C) with C <= 4 and C != W, or of many (N,H,W) / (N,H,W,C).
+ */
+export function npyInput(file: string, bytes: Uint8Array): Input {
+  let a;
+  try {
+    a = parseNpy(bytes);
+  } catch (err) {
+    throw fileError(file, (err as Error).message);
+  }
+  let images: Float32Array;
+  try {
+    images = toFloat32(a);
+  } catch {
+    throw fileError(file, `has non-numeric dtype ${a.dtype}`);
+  }
+  const s = a.shape;
+  let shape: [number, number, number, number];
+  let single = false;
+  if (s.length === 2) [shape, single] = [[1, s[0], s[1], 1], true];
+  else if (s.length === 3 && s[2] <= 4 && s[1] !== s[2]) [shape, single] = [[1, s[0], s[1], s[2]], true];
+  else if (s.length === 3) shape = [s[0], s[1], s[2], 1];
+  else if (s.length === 4) shape = s as [number, number, number, number];
+  else throw fileError(file, `has shape (${s.join(',')}); expected (H,W), (H,W,C), (N,H,W) or (N,H,W,C)`);
+  if (shape.some((d) => d === 0)) throw fileError(file, `has an empty shape (${s.join(',')})`);
+  for (let i = 0; i < images.length; i++) if (!Number.isFinite(images[i])) throw fileError(file, `holds a NaN/Inf value at element ${i}`);
+  return { images, shape, single };
+}
+
+export async function readInput(file: string): Promise<Input> {
+  const bytes = readBytes(file);
+  const ext = path.extname(file).toLowerCase();
+  const isPng = bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
+  if (isPng || ext === '.png') return readPngStamp(file, bytes);
+  if (bytes[0] === 0x93 || ext === '.npy') return npyInput(file, bytes);
+  const ds = await readDataset(file);
+  return { images: ds.images, shape: ds.shape, labels: ds.labels, single: false };
+}
+
+function int(name: string, v: string, min: number): number {
+  const n = Number(v);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+function argmaxRows(p: Float32Array, n: number, k: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (p[i * k + j] > p[i * k + best]) best = j;
+    out[i] = best;
+  }
+  return out;
+}
+
+/** The occlusion parameters the explainer's training maps were made with (seed defaults otherwise). */
+export function occlusionParamsOf(card: ExplainerCard): OcclusionParams {
+  const o = (card.occlusion ?? {}) as Partial<OcclusionParams>;
+  const p: OcclusionParams = { ...SEED_PARAMS };
+  if (Array.isArray(o.patch) && o.patch.length === 2) p.patch = [Number(o.patch[0]), Number(o.patch[1])];
+  if (typeof o.stride === 'number') p.stride = o.stride;
+  if (typeof o.pad === 'number') p.pad = o.pad;
+  if (typeof o.fill === 'number' || o.fill === 'mean') p.fill = o.fill;
+  if (o.target === 'predicted' || o.target === 'label' || typeof o.target === 'number') p.target = o.target;
+  if (o.score === 'prob' || o.score === 'drop') p.score = o.score;
+  if (o.aggregate === 'sum' || o.aggregate === 'mean') p.aggregate = o.aggregate;
+  if (o.normalize === 'none' || o.normalize === 'seed') p.normalize = o.normalize;
+  return p;
+}
+
+function defaultOut(input: string): string {
+  return `${path.basename(input).replace(/\.[^.]+$/, '')}-explained.npz`;
+}
+
+export interface ExplainSummary {
+  n: number;
+  out: string;
+  png?: string;
+  engine: string;
+  msPerMap: number;
+  exact?: { msPerMap: number; mse: number; ssim: number; spearman: number; engine: string };
+  labels?: Int32Array;
+  labelSource?: string;
+}
+
+export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> {
+  const engine = o.engine as 'auto' | 'onnx' | 'tfjs';
+  if (!['auto', 'onnx', 'tfjs'].includes(engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${o.engine}'`);
+  const threads = o.threads !== undefined ? int('--threads', o.threads, 1) : undefined;
+  if (o.exact && !o.model) throw new UserError('--exact needs the classifier: --model DIR');
+  const out = o.out ?? defaultOut(o.input);
+  const outExt = path.extname(out).toLowerCase();
+  if (outExt !== '.npz' && outExt !== '.npy') throw fileError(out, 'output must end in .npz (maps, std, labels, exact) or .npy (maps only)');
+  const labelArg = o.label !== undefined ? int('--label', o.label, 0) : undefined;
+  const index = o.index !== undefined ? int('--index', o.index, 0) : undefined;
+  // Every check before any work or output.
+  await assertWritable(out);
+  const input = await readInput(o.input);
+  let { images, shape } = input;
+  let labels = input.labels;
+  if (index !== undefined) {
+    if (index >= shape[0]) throw fileError(o.input, `has ${shape[0]} stamp(s): --index ${index} is out of range`);
+    const item = shape[1] * shape[2] * shape[3];
+    images = images.slice(index * item, (index + 1) * item);
+    shape = [1, shape[1], shape[2], shape[3]];
+    labels = labels ? labels.slice(index, index + 1) : undefined;
+  }
+  const [n, h, w, c] = shape;
+  const single = n === 1;
+  const pngOut = single ? (o.png ?? out.replace(/\.[^.]+$/, '') + '.png') : o.png;
+  if (o.png && !single) throw new UserError('--png draws one stamp: pick it with --index');
+  if (pngOut) await assertWritable(pngOut);
+
+  const explainer: Explainer = await loadExplainer(o.explainer, { engine, threads });
+  let predictor: Predictor | undefined;
+  try {
+    const card = explainer.card;
+    if (o.model) predictor = await loadPredictor(o.model, { threads });
+    if (predictor && typeof card.classifierHash === 'string' && predictor.hash !== card.classifierHash && !o.quiet) {
+      process.stderr.write(`explain: note: ${o.model} is not the classifier the explainer was trained with (${card.classifier ?? 'unknown'})\n`);
+    }
+    const predict = async (): Promise<Int32Array> => {
+      const p = predictor!;
+      const probs = await p.predict(selectChannels(images, n, h, w, c, p.channels && p.channels.every((k) => k < c) ? p.channels : undefined), n);
+      return argmaxRows(probs, n, p.numClasses);
+    };
+
+    // Conditioning class: explicit, else predicted (when trained so and possible), else data labels, else predicted.
+    let condLabels: Int32Array | undefined;
+    let labelSource: string | undefined;
+    if (card.condition !== 'none') {
+      if (labelArg !== undefined) {
+        if (labelArg >= card.numClasses) throw new UserError(`--label ${labelArg} is not a class of the ${card.numClasses}-class explainer`);
+        [condLabels, labelSource] = [new Int32Array(n).fill(labelArg), '--label'];
+      } else if (predictor && card.conditionOn === 'predicted') {
+        [condLabels, labelSource] = [await predict(), 'classifier prediction'];
+      } else if (labels) {
+        [condLabels, labelSource] = [labels, 'data labels'];
+        if (card.conditionOn === 'predicted' && !o.quiet) {
+          process.stderr.write("explain: note: the explainer was trained on maps of the classifier's predicted class; using the data's labels (give --model to use the prediction)\n");
+        }
+      } else if (predictor) {
+        [condLabels, labelSource] = [await predict(), 'classifier prediction'];
+      } else {
+        throw fileError(o.input, `has no labels, and the explainer is conditioned (${card.condition}): give --label K, or --model CLF to condition on its predicted class`);
+      }
+    }
+
+    const t0 = performance.now();
+    const { maps, std } = await explainer.estimate(images, shape, condLabels);
+    const msPerMap = (performance.now() - t0) / n;
+
+    let exact: ExplainSummary['exact'];
+    let exactMapsOut: Float32Array | undefined;
+    if (o.exact && predictor) {
+      const params = occlusionParamsOf(card);
+      // Draw the exact map for the same class as the estimate when conditioned.
+      const target = condLabels ? 'label' : params.target;
+      if (target === 'label' && !condLabels && !labels) throw fileError(o.input, "has no labels, which the explainer's maps (target 'label') need");
+      const te = performance.now();
+      const r = await exactMaps(predictor, images, shape, { ...params, target, labels: condLabels ?? labels });
+      const ems = (performance.now() - te) / n;
+      exactMapsOut = r.maps;
+      const px = h * w;
+      const per = { mse: [] as number[], ssim: [] as number[], spearman: [] as number[] };
+      for (let i = 0; i < n; i++) {
+        const a = maps.subarray(i * px, (i + 1) * px);
+        const b = r.maps.subarray(i * px, (i + 1) * px);
+        per.mse.push(mse(a, b));
+        per.ssim.push(h >= 7 && w >= 7 ? ssim(a, b, h, w) : NaN);
+        per.spearman.push(spearman(a, b));
+      }
+      exact = {
+        msPerMap: ems,
+        mse: summarize(per.mse).mean,
+        ssim: summarize(per.ssim).mean,
+        spearman: summarize(per.spearman).mean,
+        engine: predictor.engine,
+      };
+    }
+
+    // Outputs last, each atomic: the PNG first so the data file marks a finished run.
+    if (pngOut) {
+      const panels: Panel[] = [];
+      const ch = card.channels && card.channels.every((k) => k < c) ? card.channels[0] : 0;
+      panels.push({ title: 'INPUT', values: Float32Array.from({ length: h * w }, (_, p) => images[p * c + ch]), h, w, colormap: 'gray' });
+      const range = finiteRange(exactMapsOut ? Float32Array.from([...finiteRange(maps), ...finiteRange(exactMapsOut)]) : maps);
+      panels.push({ title: 'ESTIMATE', values: maps, h, w, range });
+      if (exactMapsOut) panels.push({ title: 'EXACT', values: exactMapsOut, h, w, range });
+      if (std) panels.push({ title: 'STD', values: std, h, w });
+      await writeFileAtomic(pngOut, heatmapPng(panels));
+    }
+    if (outExt === '.npy') {
+      await writeFileAtomic(out, serializeNpy(maps, [n, h, w]));
+    } else {
+      const arrays: Record<string, NpzEntry> = { maps: { data: maps, shape: [n, h, w] } };
+      if (std) arrays.std = { data: std, shape: [n, h, w] };
+      if (exactMapsOut) arrays.exact = { data: exactMapsOut, shape: [n, h, w] };
+      if (condLabels) arrays.labels = { data: condLabels, shape: [n] };
+      const meta = {
+        explainer: path.resolve(o.explainer),
+        variant: card.variant,
+        condition: card.condition,
+        conditionFrom: labelSource ?? null,
+        ensemble: card.ensemble ?? 1,
+        input: path.resolve(o.input),
+        index: index ?? null,
+        engine: explainer.engine,
+        msPerMap,
+        exact: exact ?? null,
+        command: ['occmap', ...process.argv.slice(2)].join(' '),
+        createdAt: new Date().toISOString(),
+      };
+      await writeFileAtomic(out, serializeNpz(arrays, { 'meta.json': JSON.stringify(meta, null, 2) }));
+    }
+    return { n, out, png: pngOut, engine: explainer.engine, msPerMap, exact, labels: condLabels, labelSource };
+  } finally {
+    explainer.dispose();
+    predictor?.dispose();
+  }
+}
+
+export function registerExplain(program: Command): void {
+  program
+    .command('explain')
+    .description('estimate occlusion maps in one inference with a trained explainer; optionally beside the exact maps')
+    .requiredOption('--explainer <dir>', "explainer directory from 'occmap train-explainer'")
+    .requiredOption('--input <file>', 'stamps: dataset .npz, .npy (one stamp or a stack) or a greyscale .png')
+    .option('--out <file>', 'estimated maps: .npz (maps, std, exact, labels) or .npy (maps) (default: <input>-explained.npz here)')
+    .option('--png <file>', 'heatmap PNG for one stamp (default: beside --out when one stamp is explained)')
+    .option('--index <i>', 'explain only stamp i (0-based) of the input')
+    .option('--label <k>', 'conditioned explainers: draw the maps for class k')
+    .option('--exact', 'also compute the exact maps (needs --model): timings and MSE/SSIM/Spearman between them')
+    .option('--model <dir>', 'the classifier: for --exact, and for the predicted class of conditioned explainers')
+    .option('--engine <auto|onnx|tfjs>', "explainer engine (auto: ONNX Runtime when the directory's model.onnx is current)", 'auto')
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
+    .option('--quiet', 'no notes on stderr')
+    .addHelpText('after', EXAMPLES)
+    .action(async (o: ExplainCliOptions) => {
+      const s = await runExplain(o);
+      const lines = [
+        `explained ${s.n} stamp(s) with ${o.explainer} on ${s.engine}: ${s.msPerMap.toFixed(3)} ms/map` +
+          (s.labelSource ? ` (conditioned on ${s.labelSource}${s.n === 1 ? `: class ${s.labels![0]}` : ''})` : ''),
+      ];
+      if (s.exact) {
+        lines.push(
+          `exact maps on ${s.exact.engine}: ${s.exact.msPerMap.toFixed(2)} ms/map (${(s.exact.msPerMap / Math.max(1e-9, s.msPerMap)).toFixed(0)}x the estimate)`,
+          `estimate vs exact${s.n > 1 ? ` (mean over ${s.n} maps)` : ''}: MSE ${s.exact.mse.toFixed(5)}  SSIM ${s.exact.ssim.toFixed(4)}  Spearman ${s.exact.spearman.toFixed(4)}`,
+        );
+      }
+      lines.push(`wrote ${s.out}${s.png ? ` and ${s.png}` : ''}`);
+      process.stdout.write(lines.join('\n') + '\n');
+    });
+}

@@ -1,0 +1,158 @@
+/** `occmap train-explainer --data MAPS.npz --out DIR`: an autoencoder that estimates occlusion maps in one pass. */
+import type { Command } from 'commander';
+import { trainExplainer, VARIANTS, type ExplainerVariant, type TrainedExplainer } from '../explainer/train.js';
+import { backendDescription, type BackendChoice } from '../runtime/tfjs.js';
+import { UserError } from '../util/errors.js';
+
+const EXAMPLES = `
+Examples:
+  $ occmap train-explainer --data maps.npz --classifier clf --variant frozen --out expl
+      the seed's frozen autoencoder: encoder convs copied from clf and not trained
+  $ occmap train-explainer --data maps.npz --classifier clf --variant frozen --condition onehot --out expl-oh
+      conditioned on the class each map was drawn for (the classifier's prediction when the
+      maps were made with --target predicted: recomputed with clf)
+  $ occmap train-explainer --data maps.npz --classifier clf --variant unet --out expl-unet
+      U-Net: encoder initialised from clf, decoder with skip connections at 24x24 and 12x12
+  $ occmap train-explainer --data maps.npz --variant normal --loss bce --optimizer adadelta --out expl-seed
+      trained from scratch with the seed code's loss and optimiser
+  $ occmap train-explainer --data maps.npz --classifier clf --variant unet --ensemble 5 --out expl-ens
+      5 members on bootstrap resamples (by object): estimates come with a per-pixel std
+
+The maps dataset comes from 'occmap occlude --model clf --data data.npz --out maps.npz'; any
+number of stamps works (e.g. maps of every stamp, not only a balanced subset).
+Writes DIR/model.json + weights.bin + card.json (options, parameter counts, loss history, the
+held-out split: by object id when the data has ids) and DIR/model.onnx for fast inference; an
+ensemble writes DIR/member-<k>/ and an ensemble card.json. DIR appears complete or not at all.`;
+
+export interface TrainExplainerCliOptions {
+  data: string;
+  out: string;
+  classifier?: string;
+  channels?: string;
+  variant: string;
+  freeze?: boolean;
+  condition: string;
+  cut: string;
+  bottleneck: string;
+  activation?: string;
+  inputSize?: string;
+  loss: string;
+  optimizer: string;
+  lr?: string;
+  epochs: string;
+  batchSize: string;
+  patience: string;
+  valFraction: string;
+  seed: string;
+  ensemble: string;
+  limit?: string;
+  backend: string;
+  keepLast?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+function int(name: string, v: string, min: number): number {
+  const n = Number(v);
+  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+function num(name: string, v: string, ok: (x: number) => boolean, what: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new UserError(`${name} must be ${what}, got '${v}'`);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, v: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(v)) throw new UserError(`${name} must be one of ${allowed.join(', ')}, got '${v}'`);
+  return v as T;
+}
+
+export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<TrainedExplainer> {
+  const cut = int('--cut', o.cut, 0);
+  if (cut > 2) throw new UserError(`--cut must be 0, 1 or 2, got '${o.cut}'`);
+  const bottleneck = int('--bottleneck', o.bottleneck, 1);
+  if (Math.round(Math.sqrt(bottleneck)) ** 2 !== bottleneck) throw new UserError(`--bottleneck must be a square number (it is reshaped to a square plane), got ${bottleneck}`);
+  const opts = {
+    data: o.data,
+    out: o.out,
+    classifier: o.classifier,
+    channels: o.channels,
+    variant: oneOf('--variant', o.variant, VARIANTS) as ExplainerVariant,
+    freeze: !!o.freeze,
+    condition: oneOf('--condition', o.condition, ['none', 'numeral', 'onehot'] as const),
+    cut: cut as 0 | 1 | 2,
+    bottleneck,
+    activation: o.activation !== undefined ? oneOf('--activation', o.activation, ['relu', 'linear'] as const) : undefined,
+    inputSize: o.inputSize !== undefined ? int('--input-size', o.inputSize, 4) : undefined,
+    loss: oneOf('--loss', o.loss, ['mse', 'bce'] as const),
+    optimizer: oneOf('--optimizer', o.optimizer, ['adam', 'adadelta'] as const),
+    lr: o.lr !== undefined ? num('--lr', o.lr, (x) => x > 0, 'a positive number') : undefined,
+    epochs: int('--epochs', o.epochs, 1),
+    batchSize: int('--batch-size', o.batchSize, 1),
+    patience: int('--patience', o.patience, 1),
+    valFraction: num('--val-fraction', o.valFraction, (x) => x > 0 && x < 1, 'between 0 and 1 (exclusive)'),
+    seed: int('--seed', o.seed, 0),
+    ensemble: int('--ensemble', o.ensemble, 1),
+    limit: o.limit !== undefined ? int('--limit', o.limit, 2) : undefined,
+    backend: oneOf('--backend', o.backend, ['auto', 'wasm', 'cpu'] as const) as BackendChoice,
+    restoreBest: !o.keepLast,
+    force: o.force,
+    quiet: o.quiet,
+    command: ['occmap', ...process.argv.slice(2)].join(' '),
+  };
+  let first = true;
+  const r = await trainExplainer({
+    ...opts,
+    log: (line) => {
+      if (first) process.stderr.write(`training on ${backendDescription()}\n`);
+      first = false;
+      process.stderr.write(line + '\n');
+    },
+  });
+  const card = r.card as Record<string, unknown> & typeof r.card;
+  const pc = card.parameterCounts as { total: number; trainable: number; nonTrainable: number };
+  const vals = r.results.map((x) => x.final.valLoss);
+  process.stdout.write(
+    `${o.out}: ${card.variant} explainer${card.ensemble ? ` (ensemble of ${card.ensemble})` : ''}, val_loss ${vals.map((v) => v.toFixed(5)).join(' / ')} (${opts.loss}) on ` +
+      `${card.split.valIndices.length} held-out maps (split by ${card.split.by}); ${pc.total} parameters (${pc.nonTrainable} frozen); ` +
+      `epochs ${r.results.map((x) => `${x.epochsRun}${x.stoppedEarly ? ' (early stop)' : ''}`).join(', ')}; ${r.seconds.toFixed(1)}s\n`,
+  );
+  return r;
+}
+
+export function registerTrainExplainer(program: Command): void {
+  program
+    .command('train-explainer')
+    .description('train an autoencoder that estimates occlusion maps in one inference (seed variants + U-Net); save tfjs + ONNX + card.json')
+    .requiredOption('--data <file>', "maps dataset .npz from 'occmap occlude' (images, maps; labels and ids used when present)")
+    .requiredOption('--out <dir>', 'output explainer directory (must be absent or empty unless --force)')
+    .option('--classifier <dir>', 'the classifier the maps explain: its channels, encoder weights (frozen/unet) and predicted classes')
+    .option('--channels <list>', 'channels to use without --classifier: indices or names, or all (default: snr_difference for HiTS 4-channel data)')
+    .option('--variant <name>', `${VARIANTS.join(' | ')} (normal: from scratch; frozen: encoder copied from --classifier, fixed; unet: skip connections)`, 'normal')
+    .option('--freeze', 'unet: keep the encoder copied from --classifier fixed')
+    .option('--condition <mode>', 'none | numeral | onehot: the class each map is drawn for, fed to the bottleneck', 'none')
+    .option('--cut <n>', '0 | 1 | 2: cut the seed autoencoder at its max-pool layers (SEED.md Exp. 3)', '0')
+    .option('--bottleneck <n>', 'bottleneck units incl. label units (a square; seed 36)', '36')
+    .option('--activation <name>', "relu | linear (default: the classifier's, else relu)")
+    .option('--input-size <n>', 'model input side, a multiple of 4 (default: stamps padded to the next multiple of 4: 21 -> 24)')
+    .option('--loss <name>', 'mse | bce (the seed code used bce)', 'mse')
+    .option('--optimizer <name>', 'adam | adadelta (the seed code used adadelta)', 'adam')
+    .option('--lr <x>', 'learning rate (default: 0.001 for adam, 1.0 for adadelta)')
+    .option('--epochs <n>', 'maximum epochs', '30')
+    .option('--batch-size <n>', 'batch size', '10')
+    .option('--patience <n>', 'early stopping: epochs without a lower val_loss', '3')
+    .option('--val-fraction <x>', 'held-out fraction (by object when the data has ids)', '0.25')
+    .option('--seed <n>', 'seed for split, shuffles, initial weights and bootstrap', '0')
+    .option('--ensemble <k>', 'train K explainers on bootstrap resamples of the training part', '1')
+    .option('--limit <n>', 'use only N maps (seeded random subset) for quick runs')
+    .option('--backend <name>', 'auto | wasm | cpu', 'auto')
+    .option('--keep-last', "keep the last epoch's weights instead of the best val_loss epoch's")
+    .option('--force', 'replace an existing non-empty output directory')
+    .option('--quiet', 'no within-epoch progress (epoch lines are still printed)')
+    .addHelpText('after', EXAMPLES)
+    .action(async (o: TrainExplainerCliOptions) => {
+      await runTrainExplainer(o);
+    });
+}

@@ -1,0 +1,238 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { initTf, tf } from '../src/runtime/tfjs.js';
+import { buildAutoencoder, parameterCounts } from '../src/models/autoencoder.js';
+import { hashModelDir, loadModelDir } from '../src/models/io.js';
+import { loadPredictor } from '../src/models/load.js';
+import { currentOnnxExport } from '../src/runtime/onnx.js';
+import { trainExplainer, bootstrapIndices, defaultInputSize, firstOutOfUnit } from '../src/explainer/train.js';
+import { loadExplainer, conditionTargets, memberMeanStd, type ExplainerCard } from '../src/explainer/estimate.js';
+import { leakedGroups } from '../src/data/split.js';
+import { UserError } from '../src/util/errors.js';
+import { Rng } from '../src/util/rng.js';
+import { H, W, C, makeClassifier, makeMaps, writeMaps } from './explainer-fixtures.js';
+
+const tmp = mkdtempSync(path.join(tmpdir(), 'occmap-expl-'));
+const N = 24;
+const data = makeMaps(N, 5);
+let clf = '';
+let mapsLabel = '';
+let mapsPred = '';
+const quiet = { quiet: true, log: () => undefined, backend: 'wasm' as const };
+
+before(async () => {
+  await initTf('wasm');
+  clf = await makeClassifier(path.join(tmp, 'clf'));
+  mapsLabel = await writeMaps(path.join(tmp, 'maps-label.npz'), data, 'label');
+  mapsPred = await writeMaps(path.join(tmp, 'maps-pred.npz'), data, 'predicted', hashModelDir(clf));
+});
+
+const ENCODER = ['conv1', 'conv2', 'conv3', 'conv4', 'conv5'];
+
+test('frozen explainer: card, held-out split by object, encoder equal to the classifier, current ONNX export', async () => {
+  const out = path.join(tmp, 'frozen');
+  const r = await trainExplainer({ data: mapsLabel, out, classifier: clf, variant: 'frozen', epochs: 2, seed: 1, ...quiet });
+  const card = r.card as ExplainerCard & Record<string, any>;
+  assert.equal(card.kind, 'explainer');
+  assert.equal(card.variant, 'frozen');
+  assert.equal(card.condition, 'none');
+  assert.deepEqual(card.channels, [1]);
+  assert.equal(card.inputSize, 12);
+  assert.deepEqual(card.pad, { top: 2, bottom: 1, left: 2, right: 1 });
+  assert.equal(card.numClasses, 2);
+  assert.equal(card.data, path.resolve(mapsLabel));
+  assert.equal(card.classifier, path.resolve(clf));
+  assert.equal(card.classifierHash, hashModelDir(clf));
+  assert.equal(card.split.by, 'group');
+  assert.equal(card.split.seed, 1);
+  assert.equal(card.split.valFraction, 0.25);
+  // The held-out rows share no object with the training rows.
+  const val = card.split.valIndices;
+  assert.ok(val.length > 0 && val.length < N);
+  const train = Array.from({ length: N }, (_, i) => i).filter((i) => !val.includes(i));
+  assert.deepEqual(leakedGroups({ train, val, by: 'group' }, data.ids), []);
+  assert.equal(card.split.valCount, val.length);
+  // Frozen = the 5 encoder convs of a 1-channel input: 102,144 weights, as in the seed.
+  assert.deepEqual(card.parameterCounts.nonTrainable, 102144);
+  assert.equal(card.parameterCounts.total, card.parameterCounts.trainable + 102144);
+  assert.deepEqual(card.encoderCopied, ENCODER);
+  assert.equal(card.training.history.length, card.training.epochsRun);
+  assert.ok(card.training.history.every((e: { loss: number; valLoss: number; samplesPerSec: number }) => e.loss > 0 && e.valLoss > 0 && e.samplesPerSec > 0));
+  assert.equal(card.options.loss, 'mse');
+  assert.equal(typeof card.hash, 'string');
+  assert.equal(currentOnnxExport(out), path.join(out, 'model.onnx'));
+  assert.deepEqual(readdirSync(path.dirname(out)).filter((f) => f.startsWith('.frozen')), [], 'no staging directory left');
+
+  // Trained, saved and reloaded: the encoder still holds the classifier's weights.
+  const saved = await loadModelDir(out);
+  const c = await loadModelDir(clf);
+  for (const name of ENCODER) {
+    const a = saved.getLayer(name).getWeights();
+    const b = c.getLayer(name).getWeights();
+    a.forEach((t, i) => assert.deepEqual(t.dataSync(), b[i].dataSync(), `${name} weight ${i}`));
+  }
+  // ... while the decoder moved away from its initial weights.
+  const init = buildAutoencoder({ size: 12, frozen: true, seed: 1 * 7919 + 1 });
+  assert.notDeepEqual(saved.getLayer('dec_conv1').getWeights()[0].dataSync(), init.getLayer('dec_conv1').getWeights()[0].dataSync());
+  [saved, c, init].forEach((m) => m.dispose());
+});
+
+test('U-Net: 24x24 in and out, skip connections, frozen encoder count, conditioning input', async () => {
+  await initTf('wasm');
+  const u = buildAutoencoder({ unet: true, frozen: true });
+  assert.deepEqual(u.outputs[0].shape, [null, 24, 24, 1]);
+  assert.equal(parameterCounts(u).nonTrainable, 102144);
+  assert.ok(u.getLayer('skip1') && u.getLayer('skip2'));
+  assert.deepEqual(u.getLayer('skip1').outputShape, [null, 24, 24, 64]);
+  assert.deepEqual(u.getLayer('skip2').outputShape, [null, 12, 12, 128]);
+  const oh = buildAutoencoder({ unet: true, condition: 'onehot', channels: 2 });
+  assert.equal(oh.inputs.length, 2);
+  const y = oh.predict([tf.zeros([3, 24, 24, 2]), tf.cast(tf.oneHot(tf.tensor1d([0, 1, 1], "int32"), 2), "float32")]) as tf.Tensor;
+  assert.deepEqual(y.shape, [3, 24, 24, 1]);
+  assert.throws(() => buildAutoencoder({ unet: true, cut: 1 }), /no cuts/);
+  [u, oh, y].forEach((m) => m.dispose());
+});
+
+test('conditioned U-Net on the predicted class: targets recomputed with the classifier; ONNX and tfjs estimates agree', async () => {
+  const out = path.join(tmp, 'unet-oh');
+  const r = await trainExplainer({ data: mapsPred, out, classifier: clf, variant: 'unet', freeze: true, condition: 'onehot', epochs: 1, seed: 2, ...quiet });
+  const card = r.card;
+  assert.equal(card.conditionOn, 'predicted');
+  assert.equal(card.classifierMatchesMaps, true);
+  // valTargets = the classifier's argmax on the held-out rows.
+  const p = await loadPredictor(clf, { engine: 'tfjs' });
+  const val = card.split.valIndices;
+  const item = H * W * C;
+  const imgs = new Float32Array(val.length * item);
+  val.forEach((row, k) => imgs.set(data.images.subarray(row * item, (row + 1) * item), k * item));
+  const sel = new Float32Array(val.length * H * W);
+  for (let q = 0; q < val.length * H * W; q++) sel[q] = imgs[q * C + 1];
+  const probs = await p.predict(sel, val.length);
+  p.dispose();
+  assert.deepEqual(card.split.valTargets, val.map((_, k) => (probs[2 * k + 1] > probs[2 * k] ? 1 : 0)));
+
+  const onnx = await loadExplainer(out, { engine: 'onnx', threads: 1 });
+  const tfjs = await loadExplainer(out, { engine: 'tfjs' });
+  assert.match(onnx.engine, /^onnxruntime \(1 thread\)$/);
+  assert.match(tfjs.engine, /^tfjs-/);
+  const labels = card.split.valTargets!;
+  const a = await onnx.estimate(imgs, [val.length, H, W, C], labels);
+  const b = await tfjs.estimate(imgs, [val.length, H, W, C], labels);
+  assert.equal(a.maps.length, val.length * H * W);
+  assert.equal(a.std, undefined);
+  let maxDiff = 0;
+  for (let i = 0; i < a.maps.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.maps[i] - b.maps[i]));
+  assert.ok(maxDiff < 1e-4, `max |onnx - tfjs| = ${maxDiff}`);
+  // The label matters to a conditioned explainer, and is required.
+  const flipped = await tfjs.estimate(imgs, [val.length, H, W, C], labels.map((l) => 1 - l));
+  assert.notDeepEqual(flipped.maps, b.maps);
+  await assert.rejects(tfjs.estimate(imgs, [val.length, H, W, C]), /conditioned/);
+  onnx.dispose();
+  tfjs.dispose();
+});
+
+test('ensemble K=2: members on bootstrap resamples, same held-out split, mean and per-pixel std', async () => {
+  const out = path.join(tmp, 'ens');
+  const r = await trainExplainer({ data: mapsLabel, out, channels: '1', variant: 'normal', ensemble: 2, epochs: 1, seed: 3, ...quiet });
+  const card = r.card as ExplainerCard & Record<string, any>;
+  assert.equal(card.ensemble, 2);
+  assert.deepEqual(readdirSync(out).sort(), ['card.json', 'member-0', 'member-1']);
+  assert.equal(r.results.length, 2);
+  for (const res of r.results) assert.deepEqual(res.splitIndices.val, r.results[0].splitIndices.val);
+  assert.notDeepEqual(r.results[0].splitIndices.train, r.results[1].splitIndices.train);
+  for (const k of [0, 1]) assert.ok(currentOnnxExport(path.join(out, `member-${k}`)));
+
+  const e = await loadExplainer(out);
+  assert.match(e.engine, /onnxruntime/);
+  const n = 4;
+  const imgs = data.images.slice(0, n * H * W * C);
+  const { maps, std } = await e.estimate(imgs, [n, H, W, C]);
+  assert.ok(std, 'an ensemble returns a std');
+  assert.equal(std.length, n * H * W);
+  assert.ok(std.some((v) => v > 0) && std.every((v) => v >= 0));
+  // The mean and std are those of the members run one by one.
+  const members = [];
+  for (const k of [0, 1]) {
+    const m = await loadExplainer(path.join(out, `member-${k}`), { engine: 'tfjs' });
+    members.push((await m.estimate(imgs, [n, H, W, C])).maps);
+    m.dispose();
+  }
+  const ref = memberMeanStd(members);
+  for (let i = 0; i < maps.length; i++) {
+    assert.ok(Math.abs(maps[i] - ref.mean[i]) < 1e-4);
+    assert.ok(Math.abs(std[i] - ref.std[i]) < 1e-4);
+  }
+  e.dispose();
+});
+
+test('bad requests: frozen without a classifier, data without maps, predicted targets without a classifier', async () => {
+  await assert.rejects(trainExplainer({ data: mapsLabel, out: path.join(tmp, 'x1'), variant: 'frozen', ...quiet }), (e: Error) => e instanceof UserError && /--classifier/.test(e.message));
+  const noMaps = path.join(tmp, 'nomaps.npz');
+  const { writeDataset } = await import('../src/data/dataset.js');
+  await writeDataset(noMaps, { images: data.images, shape: [N, H, W, C], labels: data.labels, meta: {} });
+  await assert.rejects(trainExplainer({ data: noMaps, out: path.join(tmp, 'x2'), ...quiet }), (e: Error) => e instanceof UserError && e.message.startsWith(noMaps) && /no maps/.test(e.message));
+  await assert.rejects(
+    trainExplainer({ data: mapsPred, out: path.join(tmp, 'x3'), condition: 'onehot', channels: '1', ...quiet }),
+    (e: Error) => e instanceof UserError && /predicted class/.test(e.message) && /--classifier/.test(e.message),
+  );
+  await assert.rejects(trainExplainer({ data: mapsLabel, out: path.join(tmp, 'x4'), variant: 'unet', cut: 1, ...quiet }), /--cut/);
+  for (const d of ['x1', 'x2', 'x3', 'x4']) assert.equal(existsSync(path.join(tmp, d)), false);
+});
+
+test('bootstrapIndices: whole groups with replacement, at least as many items, seeded', () => {
+  const train = [0, 1, 2, 3, 4, 5];
+  const groups = ['a', 'a', 'b', 'b', 'c', 'c'];
+  const s1 = bootstrapIndices(train, new Rng(7), groups);
+  assert.deepEqual(s1, bootstrapIndices(train, new Rng(7), groups));
+  assert.ok(s1.length >= train.length);
+  // Groups come whole: every drawn item's partner is drawn as often.
+  const count = (i: number) => s1.filter((x) => x === i).length;
+  for (const [i, j] of [[0, 1], [2, 3], [4, 5]]) assert.equal(count(i), count(j));
+  const items = bootstrapIndices(train, new Rng(7));
+  assert.equal(items.length, train.length);
+  assert.ok(items.every((i) => train.includes(i)));
+  assert.deepEqual(bootstrapIndices([], new Rng(1)), []);
+});
+
+test('conditionTargets, memberMeanStd, defaultInputSize, firstOutOfUnit: hand-computed cases', () => {
+  const labels = Int32Array.of(0, 1, 1);
+  const predicted = Int32Array.of(1, 1, 0);
+  assert.deepEqual(conditionTargets('label', { labels, file: 'f' }), { targets: labels, source: 'label' });
+  assert.deepEqual(conditionTargets('predicted', { labels, predicted, file: 'f' }), { targets: predicted, source: 'predicted' });
+  assert.deepEqual(Array.from(conditionTargets(1, { labels, file: 'f' }).targets), [1, 1, 1]);
+  assert.throws(() => conditionTargets('predicted', { labels, file: 'maps.npz' }), /^UserError: maps.npz: .*predicted/);
+  assert.throws(() => conditionTargets('label', { file: 'maps.npz' }), /no labels/);
+  // members [1, 3] and [3, 3]: mean [2, 3], population std [1, 0]
+  const { mean, std } = memberMeanStd([Float32Array.of(1, 3), Float32Array.of(3, 3)]);
+  assert.deepEqual(Array.from(mean), [2, 3]);
+  assert.deepEqual(Array.from(std), [1, 0]);
+  assert.equal(defaultInputSize(21, 21), 24);
+  assert.equal(defaultInputSize(9, 9), 12);
+  assert.equal(defaultInputSize(24, 20), 24);
+  assert.equal(firstOutOfUnit(Float32Array.of(0, 1, 0.5)), -1);
+  assert.equal(firstOutOfUnit(Float32Array.of(0, 1.5)), 1);
+  assert.equal(firstOutOfUnit(Float32Array.of(NaN)), 0);
+});
+
+test('occmap train-explainer CLI: per-epoch lines, summary, card; bad option exits 2 with one line', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const bin = fileURLToPath(new URL('../../bin/occmap.js', import.meta.url));
+  const out = path.join(tmp, 'cli');
+  let r = spawnSync(process.execPath, [bin, 'train-explainer', '--data', mapsLabel, '--classifier', clf, '--variant', 'unet', '--epochs', '2', '--quiet', '--out', out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /epoch 1\/2 {2}loss [\d.]+ {2}val_loss [\d.]+\*? +[\d.]+ samples\/s/);
+  assert.match(r.stdout, /unet explainer, val_loss [\d.]+ \(mse\) on \d+ held-out maps \(split by group\)/);
+  assert.ok(existsSync(path.join(out, 'card.json')) && existsSync(path.join(out, 'model.onnx')));
+  r = spawnSync(process.execPath, [bin, 'train-explainer', '--data', mapsLabel, '--variant', 'frozen', '--out', path.join(tmp, 'cli2')], { encoding: 'utf8' });
+  assert.equal(r.status, 2);
+  const lines = r.stderr.split('\n').filter((l) => l.startsWith('occmap: '));
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /--variant frozen .*--classifier DIR/);
+  assert.equal(existsSync(path.join(tmp, 'cli2')), false);
+  r = spawnSync(process.execPath, [bin, 'train-explainer', '--help'], { encoding: 'utf8' });
+  assert.match(r.stdout, /Examples:/);
+});
