@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { UserError } from '../util/errors.js';
 import { registerDataset } from './dataset.js';
+import { registerEvaluate } from './evaluate.js';
 import { registerBench } from './bench.js';
 import { registerOcclude } from './occlude.js';
 import { registerTrainClassifier } from './train-classifier.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerDataset(program);
+  registerEvaluate(program);
   registerBench(program);
   registerOcclude(program);
   registerTrainClassifier(program);
