@@ -5,6 +5,7 @@ import { registerDataset } from './dataset.js';
 import { registerEvaluate } from './evaluate.js';
 import { registerBench } from './bench.js';
 import { registerOcclude } from './occlude.js';
+import { registerWorker } from './worker.js';
 import { registerTrainClassifier } from './train-classifier.js';
 import { registerTrainExplainer } from './train-explainer.js';
 import { registerExplain } from './explain.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerEvaluate(program);
   registerBench(program);
   registerOcclude(program);
+  registerWorker(program);
   registerTrainClassifier(program);
   registerTrainExplainer(program);
   registerExplain(program);

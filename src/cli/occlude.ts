@@ -21,8 +21,9 @@ import {
   type OcclusionParams,
 } from '../occlusion/exact.js';
 import { geometryProblem, parsePatch } from '../occlusion/geometry.js';
-import { ShardStore, hashArrays, shardDirFor } from '../occlusion/shards.js';
+import { ShardStore, shardDirFor } from '../occlusion/shards.js';
 import { runOcclusionJob, type PredictorSource } from '../occlusion/workers.js';
+import { DEFAULT_ATTEMPTS, DEFAULT_QUEUE_NAME, checkQueueUrl, jobDataHash, probeRedis, redactUrl, runQueueCoordinator } from '../occlusion/queue.js';
 
 export const DEFAULT_SHARD_SIZE = 256;
 
@@ -42,6 +43,8 @@ export interface OccludeJob {
   quiet?: boolean;
   /** Recorded in meta.command. */
   command?: string;
+  /** Shards computed by `occmap worker` processes through BullMQ on this Redis URL. */
+  queue?: { url: string; name: string; attempts: number; pollMs?: number };
 }
 
 export interface OccludeSummary {
@@ -53,6 +56,8 @@ export interface OccludeSummary {
   inferencesPerSecond: number;
   engine: string;
   workers: number;
+  /** Computed by queue workers, not here. */
+  queued?: boolean;
 }
 
 export interface RawOccludeOptions {
@@ -75,6 +80,10 @@ export interface RawOccludeOptions {
   engine: string;
   threads?: string;
   quiet?: boolean;
+  queue?: string;
+  queueName?: string;
+  attempts?: string;
+  pollMs?: string;
 }
 
 function int(name: string, text: string, min: number): number {
@@ -123,7 +132,21 @@ export function parseOccludeOptions(o: RawOccludeOptions): OccludeJob {
     engine: oneOf('engine', o.engine, ['auto', 'tfjs', 'onnx'] as const),
     threads: o.threads === undefined ? undefined : int('threads', o.threads, 1),
     quiet: o.quiet,
+    queue:
+      o.queue === undefined
+        ? undefined
+        : {
+            url: checkQueueUrl(o.queue),
+            name: queueName(o.queueName ?? DEFAULT_QUEUE_NAME),
+            attempts: int('attempts', o.attempts ?? String(DEFAULT_ATTEMPTS), 1),
+            pollMs: o.pollMs === undefined ? undefined : int('poll-ms', o.pollMs, 10),
+          },
   };
+}
+
+function queueName(name: string): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UserError(`--queue-name: letters, digits, '.', '_' and '-' only, got '${name}'`);
+  return name;
 }
 
 /** Every check that needs the data and the model, before any work. */
@@ -151,6 +174,8 @@ function roundUp(x: number, m: number): number {
 /** Run the whole job: read, check, compute (resuming shards), write the output file. */
 export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
   await assertWritable(job.out);
+  // Before anything is read or created: an unreachable Redis leaves no shard directory.
+  if (job.queue) await probeRedis(job.queue.url);
   const ds = await readDataset(job.data);
   const [total, h, w] = ds.shape;
   const n = Math.min(total, job.limit ?? total);
@@ -162,7 +187,6 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
     checkJob(job, ds, predictor, n);
     const group = mapsPerGroup(job.params, h, w, job.batchSize);
     const shardSize = roundUp(job.shardSize, group);
-    const labelsUsed = job.params.target === 'label' ? ds.labels : undefined;
     // Without the thread count: ORT gave bit-identical maps with 1 and 2 threads, and a resume
     // with another --workers (hence threads per copy) must find its shards.
     const engine = predictor.engine.replace(/\s*\(\d+ threads?\)$/, '');
@@ -172,7 +196,7 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
         params: { ...job.params, batchSize: job.batchSize },
         modelHash: predictor.hash,
         engine,
-        dataHash: hashArrays(ds.images, new Int32Array(ds.shape), labelsUsed),
+        dataHash: jobDataHash(ds, job.params.target),
         shardSize,
       },
       { resume: job.resume, command: job.command },
@@ -182,6 +206,38 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
     let progress: Progress | undefined;
     let shown = 0;
     let t0 = 0;
+    const q = job.queue;
+    let queued: { computed: number; seconds: number } | undefined;
+    if (q) {
+      // Workers elsewhere fill the shard directory; the assembly below then only reads it.
+      queued = await runQueueCoordinator({
+        url: q.url,
+        queueName: q.name,
+        store,
+        n,
+        h,
+        w,
+        numClasses: predictor.numClasses,
+        data: job.data,
+        model: job.model,
+        engine: job.engine,
+        opts: { ...job.params, batchSize: job.batchSize },
+        attempts: q.attempts,
+        pollMs: q.pollMs,
+        onEnqueued: (i) => {
+          if (!job.quiet) {
+            process.stderr.write(
+              `occlude: ${i.shards} shards on queue ${q.name} at ${redactUrl(q.url)}: ${i.onDisk} on disk (${i.mapsOnDisk} maps), ` +
+                `${i.queued} already queued, ${i.added} enqueued${i.retried ? ` (${i.retried} failed before, retried)` : ''}; waiting for 'occmap worker' processes\n`,
+            );
+          }
+          progress = new Progress({ label: `occlude via queue (${perMap} inferences/map)`, unit: 'maps', total: n, start: i.mapsOnDisk, quiet: job.quiet });
+        },
+        onShard: (maps) => progress?.tick(maps),
+        onRedis: (up, why) => process.stderr.write(up ? 'occlude: Redis answers again\n' : `occlude: Redis does not answer (${why}); still waiting for shards on disk\n`),
+      });
+      progress?.stop();
+    }
     const r = await runOcclusionJob({
       predictor,
       source,
@@ -193,6 +249,8 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
       store,
       workers: job.workers,
       onReused: (reused) => {
+        t0 = performance.now();
+        if (q) return;
         if (reused > 0 && !job.quiet) process.stderr.write(`occlude: ${reused} of ${n} maps found in ${store.dir}\n`);
         progress = new Progress({ label: `occlude (${perMap} inferences/map)`, unit: 'maps', total: n, start: reused, quiet: job.quiet });
         t0 = performance.now();
@@ -203,7 +261,15 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
       },
     });
     progress?.stop();
-    const seconds = (performance.now() - t0) / 1000;
+    let seconds = (performance.now() - t0) / 1000;
+    let computed = r.computed;
+    let inferences = r.inferences;
+    if (queued) {
+      // What the workers did while this process waited (a shard it had to redo itself adds in).
+      computed += queued.computed;
+      inferences += queued.computed * perMap;
+      seconds = queued.seconds + (r.computed > 0 ? seconds : 0);
+    }
 
     const out: Dataset = n === total ? { ...ds } : subsetDataset(ds, Array.from({ length: n }, (_, i) => i));
     out.maps = r.maps;
@@ -234,13 +300,14 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
     const workers = Math.max(1, Math.min(job.workers, r.computed));
     return {
       maps: n,
-      reused: r.reused,
-      computed: r.computed,
+      reused: r.reused - (queued?.computed ?? 0),
+      computed,
       seconds,
-      mapsPerSecond: seconds > 0 ? r.computed / seconds : 0,
-      inferencesPerSecond: seconds > 0 ? r.inferences / seconds : 0,
-      engine: predictor.engine,
+      mapsPerSecond: seconds > 0 ? computed / seconds : 0,
+      inferencesPerSecond: seconds > 0 ? inferences / seconds : 0,
+      engine: q ? engine : predictor.engine,
       workers,
+      queued: !!q,
     };
   } finally {
     predictor.dispose();
@@ -271,6 +338,10 @@ export function registerOcclude(program: Command): void {
     .option('--engine <auto|tfjs|onnx>', 'inference engine', 'auto')
     .option('--threads <n>', 'threads per model copy for ONNX Runtime (default: cores / workers)')
     .option('--quiet', 'no progress output')
+    .option('--queue <redis://HOST:PORT/N>', "put the shards on a BullMQ queue in this Redis and wait while 'occmap worker' processes compute them")
+    .option('--queue-name <name>', 'BullMQ queue name (--queue); workers must use the same', DEFAULT_QUEUE_NAME)
+    .option('--attempts <n>', 'tries per shard before the job fails with its error (--queue)', String(DEFAULT_ATTEMPTS))
+    .option('--poll-ms <n>', 'how often the shard directory is looked at while waiting (--queue)', '500')
     .addHelpText(
       'after',
       `
@@ -280,11 +351,17 @@ patch only paints pixels inside the image: with --fill 0 this equals occluding t
 image (the seed); with another fill, unlike the seed, the padding stays 0.
 Maps are written in shards to <out>.shards/ as they finish; after a crash or kill, rerun the
 same command with --resume. Results do not depend on --workers.
+With --queue, this process only enqueues the missing shards and waits: 'occmap worker --queue
+URL' processes on any machine compute them into <out>.shards/, which must be on storage every
+machine sees (the same absolute paths for --data, --model and --out); then the output is
+assembled here, equal to a local run. A shard that fails --attempts times stops the job with
+its error; rerun with --resume to retry (shards on disk are never recomputed).
 
 Examples:
   occmap occlude --model clf --data hits.npz --out maps.npz
   occmap occlude --model clf --data hits.npz --out maps.npz --limit 1000 --workers 2
   occmap occlude --model clf --data hits.npz --out maps.npz --resume
+  occmap occlude --model /shared/clf --data /shared/hits.npz --out /shared/maps.npz --queue redis://head:6379/0
   occmap occlude --model clf --data hits.npz --out drop.npz --score drop --aggregate mean --normalize none --target label`,
     )
     .action(async (raw: RawOccludeOptions) => {
@@ -295,7 +372,7 @@ Examples:
         `occlude: wrote ${s.maps} maps to ${job.out}` +
           (s.reused > 0 ? ` (${s.reused} from earlier shards)` : '') +
           (s.computed > 0
-            ? `; ${s.computed} computed in ${s.seconds.toFixed(1)} s: ${s.mapsPerSecond.toFixed(2)} maps/s, ${s.inferencesPerSecond.toFixed(0)} classifier inferences/s (${s.engine}, ${s.workers} worker${s.workers > 1 ? 's' : ''})`
+            ? `; ${s.computed} computed in ${s.seconds.toFixed(1)} s: ${s.mapsPerSecond.toFixed(2)} maps/s, ${s.inferencesPerSecond.toFixed(0)} classifier inferences/s (${s.engine}, ${s.queued ? 'queue workers' : `${s.workers} worker${s.workers > 1 ? 's' : ''}`})`
             : '') +
           '\n',
       );

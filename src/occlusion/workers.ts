@@ -171,27 +171,45 @@ export async function runOcclusionJob(input: JobInput): Promise<JobResult> {
   return { maps, targets, baseProbs, reused, computed, inferences };
 }
 
-async function runHere(input: JobInput, pieces: Piece[], accept: (p: Piece, r: PieceResult) => void): Promise<void> {
-  const [, h, w, c] = input.shape;
+/**
+ * Maps [start, start+count) of a job: the one per-piece computation, shared by the threads
+ * here and the queue workers (queue.ts), so every path gives the same bits for a shard.
+ * `start` must be a multiple of mapsPerGroup for batch compositions to match.
+ */
+export async function computePiece(
+  predictor: Predictor,
+  images: Float32Array,
+  shape: readonly [number, number, number, number],
+  labels: Int32Array | undefined,
+  opts: ExactOptions,
+  start: number,
+  count: number,
+  onProgress?: (maps: number, inferences: number) => void,
+): Promise<ExactResult> {
+  const [, h, w, c] = shape;
   const px = h * w * c;
+  return exactMaps(
+    predictor,
+    images.subarray(start * px, (start + count) * px),
+    [count, h, w, c],
+    { ...opts, labels: labels?.subarray(start, start + count) },
+    onProgress && ((q) => onProgress(q.stamps, q.inferences)),
+  );
+}
+
+async function runHere(input: JobInput, pieces: Piece[], accept: (p: Piece, r: PieceResult) => void): Promise<void> {
   let maps = 0;
   let inf = 0;
   for (const p of pieces) {
     let lastMaps = 0;
     let lastInf = 0;
-    const r = await exactMaps(
-      input.predictor,
-      input.images.subarray(p.start * px, (p.start + p.count) * px),
-      [p.count, h, w, c],
-      { ...input.opts, labels: input.labels?.subarray(p.start, p.start + p.count) },
-      (q) => {
-        maps += q.stamps - lastMaps;
-        inf += q.inferences - lastInf;
-        lastMaps = q.stamps;
-        lastInf = q.inferences;
-        input.onProgress?.(maps, inf);
-      },
-    );
+    const r = await computePiece(input.predictor, input.images, input.shape, input.labels, input.opts, p.start, p.count, (m, i) => {
+      maps += m - lastMaps;
+      inf += i - lastInf;
+      lastMaps = m;
+      lastInf = i;
+      input.onProgress?.(maps, inf);
+    });
     accept(p, r);
   }
 }
