@@ -8,7 +8,7 @@ import { buildAutoencoder, parameterCounts } from '../src/models/autoencoder.js'
 import { hashModelDir, loadModelDir } from '../src/models/io.js';
 import { loadPredictor } from '../src/models/load.js';
 import { currentOnnxExport } from '../src/runtime/onnx.js';
-import { trainExplainer, bootstrapIndices, defaultInputSize, firstOutOfUnit } from '../src/explainer/train.js';
+import { trainExplainer, bootstrapIndices, holdoutSplit, defaultInputSize, firstOutOfUnit } from '../src/explainer/train.js';
 import { loadExplainer, conditionTargets, memberMeanStd, type ExplainerCard } from '../src/explainer/estimate.js';
 import { leakedGroups } from '../src/data/split.js';
 import { UserError } from '../src/util/errors.js';
@@ -98,9 +98,11 @@ test('U-Net: 24x24 in and out, skip connections, frozen encoder count, condition
 
 test('conditioned U-Net on the predicted class: targets recomputed with the classifier; ONNX and tfjs estimates agree', async () => {
   const out = path.join(tmp, 'unet-oh');
-  const r = await trainExplainer({ data: mapsPred, out, classifier: clf, variant: 'unet', freeze: true, condition: 'onehot', epochs: 1, seed: 2, ...quiet });
+  const r = await trainExplainer({ data: mapsPred, out, classifier: clf, variant: 'unet', freeze: true, condition: 'onehot', smooth: 3, epochs: 1, seed: 2, ...quiet });
   const card = r.card;
   assert.equal(card.conditionOn, 'predicted');
+  // the frozen encoder plus the fixed 3x3 box filter before the sigmoid
+  assert.equal((card.parameterCounts as { nonTrainable: number }).nonTrainable, 102144 + 9);
   assert.equal(card.classifierMatchesMaps, true);
   // valTargets = the classifier's argmax on the held-out rows.
   const p = await loadPredictor(clf, { engine: 'tfjs' });
@@ -180,6 +182,11 @@ test('bad requests: frozen without a classifier, data without maps, predicted ta
   );
   await assert.rejects(trainExplainer({ data: mapsLabel, out: path.join(tmp, 'x4'), variant: 'unet', cut: 1, ...quiet }), /--cut/);
   for (const d of ['x1', 'x2', 'x3', 'x4']) assert.equal(existsSync(path.join(tmp, d)), false);
+});
+
+test('holdoutSplit: the given objects held out, the rest trained on; ids required', () => {
+  assert.deepEqual(holdoutSplit(['a', 'b', 'a', 'c'], ['a', 'z'], 'f'), { train: [1, 3], val: [0, 2], by: 'group' });
+  assert.throws(() => holdoutSplit(undefined, ['a'], 'maps.npz'), /maps.npz: has no ids/);
 });
 
 test('bootstrapIndices: whole groups with replacement, at least as many items, seeded', () => {

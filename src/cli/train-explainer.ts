@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import { trainExplainer, VARIANTS, type ExplainerVariant, type TrainedExplainer } from '../explainer/train.js';
 import { backendDescription, type BackendChoice } from '../runtime/tfjs.js';
-import { UserError } from '../util/errors.js';
+import path from 'node:path';
+import { readExplainerCard } from '../explainer/estimate.js';
+import { fileError, UserError } from '../util/errors.js';
 
 const EXAMPLES = `
 Examples:
@@ -15,6 +17,8 @@ Examples:
       U-Net: encoder initialised from clf, decoder with skip connections at 24x24 and 12x12
   $ occmap train-explainer --data maps.npz --variant normal --loss bce --optimizer adadelta --out expl-seed
       trained from scratch with the seed code's loss and optimiser
+  $ occmap train-explainer --data maps-all.npz --classifier clf --variant unet --holdout-from expl-unet --out expl-all
+      trained on maps of every stamp, holding out the same objects as expl-unet
   $ occmap train-explainer --data maps.npz --classifier clf --variant unet --ensemble 5 --out expl-ens
       5 members on bootstrap resamples (by object): estimates come with a per-pixel std
 
@@ -34,6 +38,7 @@ export interface TrainExplainerCliOptions {
   condition: string;
   cut: string;
   bottleneck: string;
+  smooth: string;
   activation?: string;
   inputSize?: string;
   loss: string;
@@ -43,6 +48,7 @@ export interface TrainExplainerCliOptions {
   batchSize: string;
   patience: string;
   valFraction: string;
+  holdoutFrom?: string;
   seed: string;
   ensemble: string;
   limit?: string;
@@ -69,6 +75,16 @@ function oneOf<T extends string>(name: string, v: string, allowed: readonly T[])
   return v as T;
 }
 
+/** The held-out object ids of a trained explainer (its card's split.valIds). */
+function holdoutIdsFrom(dir: string): string[] {
+  const card = readExplainerCard(dir);
+  const ids = card.split?.valIds;
+  if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => typeof x === 'string')) {
+    throw fileError(path.join(dir, 'card.json'), 'lists no held-out object ids (split.valIds): its data had no ids');
+  }
+  return ids as string[];
+}
+
 export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<TrainedExplainer> {
   const cut = int('--cut', o.cut, 0);
   if (cut > 2) throw new UserError(`--cut must be 0, 1 or 2, got '${o.cut}'`);
@@ -84,6 +100,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     condition: oneOf('--condition', o.condition, ['none', 'numeral', 'onehot'] as const),
     cut: cut as 0 | 1 | 2,
     bottleneck,
+    smooth: int('--smooth', o.smooth, 0),
     activation: o.activation !== undefined ? oneOf('--activation', o.activation, ['relu', 'linear'] as const) : undefined,
     inputSize: o.inputSize !== undefined ? int('--input-size', o.inputSize, 4) : undefined,
     loss: oneOf('--loss', o.loss, ['mse', 'bce'] as const),
@@ -95,6 +112,8 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     valFraction: num('--val-fraction', o.valFraction, (x) => x > 0 && x < 1, 'between 0 and 1 (exclusive)'),
     seed: int('--seed', o.seed, 0),
     ensemble: int('--ensemble', o.ensemble, 1),
+    holdoutIds: o.holdoutFrom !== undefined ? holdoutIdsFrom(o.holdoutFrom) : undefined,
+    holdoutFrom: o.holdoutFrom !== undefined ? path.resolve(o.holdoutFrom) : undefined,
     limit: o.limit !== undefined ? int('--limit', o.limit, 2) : undefined,
     backend: oneOf('--backend', o.backend, ['auto', 'wasm', 'cpu'] as const) as BackendChoice,
     restoreBest: !o.keepLast,
@@ -135,6 +154,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--condition <mode>', 'none | numeral | onehot: the class each map is drawn for, fed to the bottleneck', 'none')
     .option('--cut <n>', '0 | 1 | 2: cut the seed autoencoder at its max-pool layers (SEED.md Exp. 3)', '0')
     .option('--bottleneck <n>', 'bottleneck units incl. label units (a square; seed 36)', '36')
+    .option('--smooth <k>', 'fixed k x k box filter before the output sigmoid (0: none)', '0')
     .option('--activation <name>', "relu | linear (default: the classifier's, else relu)")
     .option('--input-size <n>', 'model input side, a multiple of 4 (default: stamps padded to the next multiple of 4: 21 -> 24)')
     .option('--loss <name>', 'mse | bce (the seed code used bce)', 'mse')
@@ -144,6 +164,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--batch-size <n>', 'batch size', '10')
     .option('--patience <n>', 'early stopping: epochs without a lower val_loss', '3')
     .option('--val-fraction <x>', 'held-out fraction (by object when the data has ids)', '0.25')
+    .option('--holdout-from <dir>', "hold out the objects another explainer held out (its card's split.valIds), e.g. to compare training sets")
     .option('--seed <n>', 'seed for split, shuffles, initial weights and bootstrap', '0')
     .option('--ensemble <k>', 'train K explainers on bootstrap resamples of the training part', '1')
     .option('--limit <n>', 'use only N maps (seeded random subset) for quick runs')

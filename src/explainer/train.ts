@@ -50,6 +50,8 @@ export interface TrainExplainerOptions {
   condition?: Condition;
   cut?: 0 | 1 | 2;
   bottleneck?: number;
+  /** Fixed k x k box filter before the output sigmoid (0: none); see buildAutoencoder. */
+  smooth?: number;
   /** Default: the classifier's activation (its encoder weights were trained with it), else relu. */
   activation?: 'relu' | 'linear';
   /** Model input side; default the smallest multiple of 4 holding the stamps (21 -> 24). */
@@ -62,6 +64,13 @@ export interface TrainExplainerOptions {
   patience?: number;
   seed?: number;
   valFraction?: number;
+  /**
+   * Hold out exactly the objects with these ids (e.g. another explainer's split.valIds), so
+   * explainers trained on different maps datasets are compared on the same objects.
+   */
+  holdoutIds?: readonly string[];
+  /** Where holdoutIds came from (recorded in the card). */
+  holdoutFrom?: string;
   /** K explainers on bootstrap resamples of the training part (1: a single model). */
   ensemble?: number;
   /** Use only `limit` maps (seeded random subset). */
@@ -108,6 +117,16 @@ export function bootstrapIndices(train: readonly number[], rng: Rng, groups?: re
   const out: number[] = [];
   while (out.length < train.length) out.push(...byGroup.get(names[rng.int(names.length)])!);
   return out;
+}
+
+/** Items whose group id is in `ids` held out, the rest trained on. */
+export function holdoutSplit(groups: readonly string[] | undefined, ids: readonly string[], file: string): Split {
+  if (!groups) throw fileError(file, 'has no ids: holding out given objects needs object ids');
+  const set = new Set(ids);
+  const train: number[] = [];
+  const val: number[] = [];
+  groups.forEach((g, i) => (set.has(g) ? val : train).push(i));
+  return { train, val, by: 'group' };
 }
 
 /** Every value in [0, 1] (the sigmoid output's range)? Returns the first bad index or -1. */
@@ -325,7 +344,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
   const p = await prepare(o, log);
   const m = p.rows.length;
   const C = p.channels.length;
-  const split: Split = splitIndices(m, valFraction, seed, p.groups);
+  const split: Split = o.holdoutIds ? holdoutSplit(p.groups, o.holdoutIds, o.data) : splitIndices(m, valFraction, seed, p.groups);
   if (split.train.length === 0 || split.val.length === 0) {
     throw new UserError(`the ${split.by} split of ${m} maps left ${split.train.length} for training and ${split.val.length} for validation: need both${split.by === 'group' ? ' (too few distinct ids?)' : ''}`);
   }
@@ -360,6 +379,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     condition,
     cut: o.cut ?? 0,
     bottleneck: o.bottleneck ?? 36,
+    smooth: o.smooth ?? 0,
     activation,
     loss: lossName,
     optimizer,
@@ -401,8 +421,9 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     split: {
       by: split.by,
       seed,
-      valFraction,
+      valFraction: o.holdoutIds ? split.val.length / m : valFraction,
       valIndices,
+      ...(o.holdoutIds ? { holdoutFrom: o.holdoutFrom ?? null, holdoutIds: o.holdoutIds.length } : {}),
       trainCount: split.train.length,
       valCount: split.val.length,
       ...(valIds ? { valIds } : {}),
@@ -424,6 +445,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
         cut: o.cut ?? 0,
         frozen,
         unet: variant === 'unet',
+        smooth: o.smooth ?? 0,
         seed: seed * 7919 + 1 + k * 104729,
       });
       try {

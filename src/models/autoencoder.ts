@@ -45,6 +45,12 @@ export interface AutoencoderOptions {
   frozen?: boolean;
   /** U-Net decoder with skip connections instead of the dense bottleneck (cut must be 0). */
   unet?: boolean;
+  /**
+   * Side of a fixed (not trained) box filter applied before the output sigmoid; 0 or 1: none.
+   * An exact map is a box filter (the patch) over per-position scores, so its fine structure
+   * is smooth; the filter keeps pixel noise of the input (which skip connections carry) out.
+   */
+  smooth?: number;
   seed?: number;
 }
 
@@ -99,7 +105,7 @@ export function buildAutoencoder(o: AutoencoderOptions = {}): tfl.LayersModel {
 
   if (o.unet) {
     if (cut !== 0) throw new Error('the U-Net variant has no cuts (cut must be 0)');
-    return buildUnet(size, channels, condition, numClasses, !!o.frozen, conv, init);
+    return buildUnet(size, channels, condition, numClasses, !!o.frozen, o.smooth ?? 0, conv, init);
   }
   const image = tfl.input({ shape: [size, size, channels], name: 'image' });
   let x: tfl.SymbolicTensor = image;
@@ -142,7 +148,7 @@ export function buildAutoencoder(o: AutoencoderOptions = {}): tfl.LayersModel {
     x = up('up1', total);
     x = conv({ name: 'dec_conv5', filters: 32, kernel: 4 }).apply(x) as tfl.SymbolicTensor;
   }
-  const out = conv({ name: 'map', filters: 1, kernel: 3 }, 'sigmoid').apply(x) as tfl.SymbolicTensor;
+  const out = outputHead(x, conv, o.smooth ?? 0);
   return tfl.model({ inputs, outputs: out, name: `autoencoder_cut${cut}_${condition}${o.frozen ? '_frozen' : ''}` });
 }
 
@@ -154,6 +160,7 @@ function buildUnet(
   condition: Condition,
   numClasses: number,
   frozen: boolean,
+  smooth: number,
   conv: ConvFn,
   init: () => ReturnType<typeof tfl.initializers.glorotUniform>,
 ): tfl.LayersModel {
@@ -185,8 +192,27 @@ function buildUnet(
   x = apply(tfl.layers.upSampling2d({ name: 'up2', size: [2, 2] }), x);
   x = apply(tfl.layers.concatenate({ name: 'skip1' }), [x, skips[0]]);
   x = apply(conv({ name: 'dec_conv5', filters: 32, kernel: 3 }), x);
-  const out = apply(conv({ name: 'map', filters: 1, kernel: 3 }, 'sigmoid'), x);
+  const out = outputHead(x, conv, smooth);
   return tfl.model({ inputs, outputs: out, name: `unet_${condition}${frozen ? '_frozen' : ''}` });
+}
+
+/** conv 1 3x3 -> [fixed k x k box filter] -> sigmoid: the map in [0, 1]. */
+function outputHead(x: tfl.SymbolicTensor, conv: ConvFn, smooth: number): tfl.SymbolicTensor {
+  if (!(Number.isInteger(smooth) && smooth >= 0)) throw new Error(`smooth must be a non-negative integer, got ${smooth}`);
+  if (smooth <= 1) return conv({ name: 'map', filters: 1, kernel: 3 }, 'sigmoid').apply(x) as tfl.SymbolicTensor;
+  x = conv({ name: 'map_logit', filters: 1, kernel: 3 }, 'linear').apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers
+    .conv2d({
+      name: 'map_smooth',
+      filters: 1,
+      kernelSize: smooth,
+      padding: 'same',
+      useBias: false,
+      trainable: false,
+      kernelInitializer: tfl.initializers.constant({ value: 1 / (smooth * smooth) }),
+    })
+    .apply(x) as tfl.SymbolicTensor;
+  return tfl.layers.activation({ name: 'map', activation: 'sigmoid' }).apply(x) as tfl.SymbolicTensor;
 }
 
 /** Parameter counts as Keras' summary prints them. */
