@@ -130,7 +130,7 @@ test('loadPredictor: channels from card.json, engine, hash; one-line errors for 
   writeFileSync(path.join(root, 'net.onnx'), 'x');
   await assert.rejects(loadPredictor(path.join(root, 'net.onnx')), oneLine(/net\.onnx: /));
   writeFileSync(path.join(root, 'net.h5'), 'x');
-  await assert.rejects(loadPredictor(path.join(root, 'net.h5')), oneLine(/ONNX\/Keras import not available yet/));
+  await assert.rejects(loadPredictor(path.join(root, 'net.h5')), oneLine(/net\.h5: is not an HDF5 file/));
   const broken = path.join(root, 'broken');
   mkdirSync(broken);
   writeFileSync(path.join(broken, 'model.json'), '{"modelTopology": ');

@@ -4,6 +4,7 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { readDataset } from '../data/dataset.js';
 import { trainClassifier, type TrainedClassifier } from '../models/classifier.js';
+import { exportModelToOnnx, META_SOURCE_HASH } from '../models/to-onnx.js';
 import { assertModelDirWritable, hashFile, saveModelDir, type ModelCard } from '../models/io.js';
 import { initTf, backendDescription, type BackendChoice } from '../runtime/tfjs.js';
 import { UserError } from '../util/errors.js';
@@ -156,6 +157,9 @@ export async function runTrainClassifier(o: TrainClassifierCliOptions): Promise<
   try {
     const { hash } = await saveModelDir(trained.model, o.out, card, { force: o.force });
     card.hash = hash;
+    // The ONNX export is what occlude/evaluate/serve run by default (several times faster);
+    // its metadata names the weights it came from, so a stale export is never used.
+    await exportModelToOnnx(trained.model, path.join(o.out, 'model.onnx'), { metadata: { [META_SOURCE_HASH]: hash } });
   } finally {
     trained.model.dispose();
   }

@@ -5,7 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Predictor } from './predictor.js';
-import { fileError, UserError } from '../util/errors.js';
+import { fileError } from '../util/errors.js';
 import { initTf, type BackendChoice } from '../runtime/tfjs.js';
 import { CARD_JSON, MODEL_JSON, hashModelDir, loadModelDir, readCard } from './io.js';
 import { TfjsPredictor } from './tfjs-predictor.js';
@@ -37,12 +37,19 @@ export function detectKind(modelPath: string): { kind: ModelKind; path: string }
   }
   if (path.basename(modelPath) === MODEL_JSON) return { kind: 'tfjs', path: path.dirname(modelPath) };
   if (ext === '.onnx') return { kind: 'onnx', path: modelPath };
-  if (ext === '.h5' || ext === '.keras' || ext === '.hdf5') return { kind: 'keras', path: modelPath };
+  if (ext === '.h5' || ext === '.hdf5') return { kind: 'keras', path: modelPath };
+  if (ext === '.keras') throw fileError(modelPath, "is a Keras 3 '.keras' archive, which occmap cannot read; save the model with tf.keras 2 as model.save('x.h5')");
   throw fileError(modelPath, 'is not a model: expected a tfjs model directory (model.json + weights.bin), an .onnx or a Keras .h5 file');
 }
 
 async function loadTfjs(dir: string, opts: LoadOptions): Promise<Predictor> {
-  if (opts.engine === 'onnx') throw fileError(dir, 'ONNX Runtime for tfjs models (via an .onnx export) is not available yet; use --engine tfjs');
+  if (opts.engine !== 'tfjs') {
+    // A current ONNX export beside the model runs several times faster than tfjs.
+    const { currentOnnxExport, loadOnnxPredictor } = await import('../runtime/onnx.js');
+    const onnx = currentOnnxExport(dir);
+    if (onnx) return loadOnnxPredictor(onnx, { threads: opts.threads, batchSize: opts.batchSize });
+    if (opts.engine === 'onnx') throw fileError(dir, 'has no model.onnx exported from this model; use --engine tfjs');
+  }
   const card = readCard(dir);
   await initTf(opts.backend ?? 'auto');
   const hash = hashModelDir(dir);
@@ -62,11 +69,6 @@ async function loadTfjs(dir: string, opts: LoadOptions): Promise<Predictor> {
   }
 }
 
-function notYet(what: string): Loader {
-  return async (p) => {
-    throw new UserError(`${p}: ONNX/Keras import not available yet (${what} model); use a tfjs model directory from 'occmap train-classifier'`);
-  };
-}
 
 const LOADERS: Record<ModelKind, Loader> = {
   tfjs: loadTfjs,
@@ -76,7 +78,11 @@ const LOADERS: Record<ModelKind, Loader> = {
     const { loadOnnxPredictor } = await import('../runtime/onnx.js');
     return loadOnnxPredictor(p, { threads: opts.threads, batchSize: opts.batchSize, layout: opts.layout, outputs: opts.outputs });
   },
-  keras: notYet('Keras .h5'),
+  keras: async (p, opts) => {
+    if (opts.engine === 'onnx') throw fileError(p, 'a Keras .h5 model runs on tfjs only; drop --engine onnx');
+    const { loadKerasH5Predictor } = await import('./keras-h5.js');
+    return loadKerasH5Predictor(p, { backend: opts.backend, batchSize: opts.batchSize, outputs: opts.outputs });
+  },
 };
 
 export async function loadPredictor(modelPath: string, opts: LoadOptions = {}): Promise<Predictor> {
