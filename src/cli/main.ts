@@ -9,6 +9,7 @@ import { registerWorker } from './worker.js';
 import { registerTrainClassifier } from './train-classifier.js';
 import { registerTrainExplainer } from './train-explainer.js';
 import { registerExplain } from './explain.js';
+import { registerServe } from './serve.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
 
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerTrainClassifier(program);
   registerTrainExplainer(program);
   registerExplain(program);
+  registerServe(program);
   return program;
 }
 

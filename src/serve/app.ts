@@ -1,0 +1,522 @@
+/**
+ * `occmap serve`: the HTTP API (POST /explain, GET /models, GET /healthz) and the page that
+ * browses a dataset's stamps beside their estimated and exact maps. Models are loaded once;
+ * estimates are micro-batched on the main thread's engines (ONNX Runtime runs them off the
+ * event loop); exact maps run one at a time in a worker thread with its own classifier copy.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readDataset, type Dataset } from '../data/dataset.js';
+import { loadExplainer, type Explainer } from '../explainer/estimate.js';
+import { compareMaps, importanceOf, type MapComparison } from '../explainer/evaluate.js';
+import { occlusionParamsOf } from '../cli/explain.js';
+import { selectChannels, type Predictor } from '../models/predictor.js';
+import { inferencesPerMap, type ExactOptions, type OcclusionParams } from '../occlusion/exact.js';
+import { UserError } from '../util/errors.js';
+import { MicroBatcher, type BatchInfo } from './batcher.js';
+import { ExactPool } from './exact-pool.js';
+import { loadClassifier, type EngineChoice } from './models.js';
+import {
+  HttpError,
+  binaryKind,
+  checkStamp,
+  parseLabel,
+  stampFromJson,
+  stampFromNpy,
+  stampFromPng,
+  toNested,
+  toRows,
+  type ChannelKind,
+  type Stamp,
+  type StampSpec,
+} from './stamp.js';
+
+export const DEFAULT_BODY_LIMIT = 1 << 20;
+export const BINARY_TYPES = ['application/octet-stream', 'application/x-npy', 'image/png'];
+
+export interface ServeOptions {
+  classifier: string;
+  explainer: string;
+  data?: string;
+  /** Engine of both models (auto: ONNX Runtime where a current export exists). */
+  engine?: EngineChoice;
+  /** ONNX Runtime threads of the main thread's sessions (default 1: one stamp is tiny). */
+  threads?: number;
+  /** ONNX Runtime threads of the exact-map worker (default: cores - 1, at least 1). */
+  exactThreads?: number;
+  bodyLimit?: number;
+  /** Exact maps waiting or running before requests for more get a 503. */
+  maxExactQueue?: number;
+  /** Stamps estimated together at most. */
+  maxBatch?: number;
+}
+
+export interface ServeContext {
+  opts: ServeOptions;
+  predictor: Predictor;
+  explainer: Explainer;
+  exact: ExactPool;
+  dataset?: Dataset;
+  spec: StampSpec;
+  params: OcclusionParams;
+  classes: string[];
+  startedAt: number;
+}
+
+/** Load the models (and dataset) once; every check that can fail does so here, before listening. */
+export async function loadServeContext(o: ServeOptions): Promise<ServeContext> {
+  const engine = o.engine ?? 'auto';
+  if (!['auto', 'onnx', 'tfjs'].includes(engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${engine}'`);
+  const threads = o.threads ?? 1;
+  const dataset = o.data ? await readDataset(o.data) : undefined;
+  const predictor = await loadClassifier(o.classifier, { engine, threads });
+  let explainer: Explainer | undefined;
+  let exact: ExactPool | undefined;
+  try {
+    explainer = await loadExplainer(o.explainer, { engine, threads });
+    const card = explainer.card;
+    const [h, w, mc] = predictor.inputShape;
+    if (card.numClasses !== predictor.numClasses) {
+      throw new UserError(`${o.explainer}: the explainer draws maps for ${card.numClasses} classes, the classifier ${o.classifier} has ${predictor.numClasses}`);
+    }
+    const imageSize = card.imageSize as number[] | undefined;
+    if (Array.isArray(imageSize) && (imageSize[0] !== h || imageSize[1] !== w)) {
+      throw new UserError(`${o.explainer}: the explainer was trained on ${imageSize[0]}x${imageSize[1]} stamps, the classifier ${o.classifier} takes ${h}x${w}`);
+    }
+    const spec: StampSpec = { h, w, modelChannels: mc, dataChannels: predictor.channels, datasetChannels: dataset?.shape[3] };
+    if (dataset) {
+      const [, dh, dw, dc] = dataset.shape;
+      try {
+        checkStamp({ image: new Float32Array(0), h: dh, w: dw, c: dc }, spec);
+      } catch (err) {
+        throw new UserError(`${o.data}: ${(err as Error).message.replace(/^the stamp/, 'its stamps')}`);
+      }
+      const problem = explainerProblem(explainer, predictor, 'data', dc);
+      if (problem) throw new UserError(`${o.data}: ${problem}`);
+    }
+    const cores = availableParallelism();
+    exact = await ExactPool.start(
+      { classifier: o.classifier, engine, threads: o.exactThreads ?? Math.max(1, cores - 1) },
+      { maxQueue: o.maxExactQueue ?? 16 },
+    );
+    const classes = Array.isArray(card.classes) ? (card.classes as string[]).map(String) : Array.from({ length: predictor.numClasses }, (_, k) => `class ${k}`);
+    return { opts: o, predictor, explainer, exact, dataset, spec, params: occlusionParamsOf(card), classes, startedAt: Date.now() };
+  } catch (err) {
+    explainer?.dispose();
+    predictor.dispose();
+    await exact?.close();
+    throw err;
+  }
+}
+
+function sameChannels(a: readonly number[] | undefined, b: readonly number[] | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** Why the explainer cannot read a stamp the classifier accepts, or null. */
+function explainerProblem(explainer: Explainer, predictor: Predictor, kind: ChannelKind, c: number): string | null {
+  const ch = explainer.card.channels;
+  const C = ch?.length ?? Number((explainer.card.inputShape as number[] | undefined)?.[2]);
+  if (kind === 'model') {
+    if (C === predictor.inputShape[2] && sameChannels(ch, predictor.channels)) return null;
+    return `the explainer reads data channel(s) [${ch?.join(',') ?? '?'}], the classifier [${predictor.channels?.join(',') ?? 'all'}]: send the stamp with all the data's channels`;
+  }
+  if ((ch && ch.every((k) => k < c)) || c === C) return null;
+  return `the explainer reads data channel(s) [${ch?.join(',') ?? '?'}] but the stamp has ${c} channel(s)`;
+}
+
+function argmax(a: ArrayLike<number>): number {
+  let best = 0;
+  for (let j = 1; j < a.length; j++) if (a[j] > a[best]) best = j;
+  return best;
+}
+
+export interface ClassChoice {
+  class: number;
+  /** Where the class came from: the request's label, the classifier's prediction, or fixed by the card. */
+  source: 'label' | 'predicted' | 'fixed';
+}
+
+/**
+ * The class a conditioned explainer draws the map for, as it was trained: a fixed class, the
+ * given label when it was trained on labels, else the classifier's prediction.
+ */
+export function conditionClass(card: Explainer['card'], label: number | undefined, predicted: number): ClassChoice | undefined {
+  if (card.condition === 'none') return undefined;
+  if (typeof card.conditionOn === 'number') return { class: card.conditionOn, source: 'fixed' };
+  if (label !== undefined && card.conditionOn !== 'predicted') return { class: label, source: 'label' };
+  return { class: predicted, source: 'predicted' };
+}
+
+/**
+ * The exact map's target, matching the estimate: its conditioning class, else the occlusion
+ * target the explainer's training maps had (the label when given, else the prediction).
+ */
+export function exactTarget(
+  params: OcclusionParams,
+  cond: ClassChoice | undefined,
+  label: number | undefined,
+  predicted: number,
+): { opts: Pick<ExactOptions, 'target' | 'labels'>; source: ClassChoice['source'] } {
+  if (cond) return { opts: { target: 'label', labels: Int32Array.of(cond.class) }, source: cond.source };
+  if (params.target === 'label') return { opts: { target: 'label', labels: Int32Array.of(label ?? predicted) }, source: label !== undefined ? 'label' : 'predicted' };
+  return { opts: { target: params.target }, source: typeof params.target === 'number' ? 'fixed' : 'predicted' };
+}
+
+interface EstimateItem {
+  stamp: Stamp;
+  kind: ChannelKind;
+  label?: number;
+}
+
+interface EstimateOut {
+  probs: Float32Array;
+  predicted: number;
+  cond?: ClassChoice;
+  map: Float32Array;
+  std?: Float32Array;
+  classifyMs: number;
+  estimateMs: number;
+}
+
+/** A promise's value and the milliseconds from now until it settles. */
+async function timed<T>(p: Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const v = await p;
+  return [v, performance.now() - t0];
+}
+
+/** Classify and estimate a batch; stamps of one channel count go through the engines together. */
+async function estimateBatch(ctx: ServeContext, items: EstimateItem[]): Promise<EstimateOut[]> {
+  const { predictor, explainer } = ctx;
+  const { h, w } = ctx.spec;
+  const k = predictor.numClasses;
+  const out: EstimateOut[] = new Array(items.length);
+  const byC = new Map<number, number[]>();
+  items.forEach((it, i) => byC.set(it.stamp.c, [...(byC.get(it.stamp.c) ?? []), i]));
+  for (const [c, idx] of byC) {
+    const n = idx.length;
+    const mc = predictor.inputShape[2];
+    const x = new Float32Array(n * h * w * mc);
+    const raw = new Float32Array(n * h * w * c);
+    idx.forEach((i, j) => {
+      const it = items[i];
+      raw.set(it.stamp.image, j * h * w * c);
+      x.set(it.kind === 'data' ? selectChannels(it.stamp.image, 1, h, w, c, predictor.channels) : it.stamp.image, j * h * w * mc);
+    });
+    let probs: Float32Array;
+    let conds: (ClassChoice | undefined)[];
+    let est: { maps: Float32Array; std?: Float32Array };
+    let classifyMs: number;
+    let estimateMs: number;
+    if (explainer.card.condition === 'none') {
+      // Independent: both engines run at once (ONNX Runtime sessions run off the event loop).
+      [[probs, classifyMs], [est, estimateMs]] = await Promise.all([timed(predictor.predict(x, n)), timed(explainer.estimate(raw, [n, h, w, c]))]);
+      conds = idx.map(() => undefined);
+    } else {
+      [probs, classifyMs] = await timed(predictor.predict(x, n));
+      conds = idx.map((i, j) => conditionClass(explainer.card, items[i].label, argmax(probs.subarray(j * k, (j + 1) * k))));
+      [est, estimateMs] = await timed(explainer.estimate(raw, [n, h, w, c], conds.map((cc) => cc!.class)));
+    }
+    idx.forEach((i, j) => {
+      const p = probs.slice(j * k, (j + 1) * k);
+      out[i] = {
+        probs: p,
+        predicted: argmax(p),
+        cond: conds[j],
+        map: est.maps.slice(j * h * w, (j + 1) * h * w),
+        std: est.std?.slice(j * h * w, (j + 1) * h * w),
+        classifyMs,
+        estimateMs,
+      };
+    });
+  }
+  return out;
+}
+
+const round = (v: number, d = 3): number => (Number.isFinite(v) ? Number(v.toFixed(d)) : v);
+
+function readWeb(): Map<string, { type: string; body: Buffer }> {
+  // dist/src/serve/app.js -> src/serve/web/ (the page is plain files, no build step)
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [path.resolve(here, '../../../src/serve/web'), path.resolve(here, 'web')];
+  const dir = candidates.find((d) => {
+    try {
+      readFileSync(path.join(d, 'index.html'));
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const files = new Map<string, { type: string; body: Buffer }>();
+  if (!dir) return files;
+  const types: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+  for (const name of ['index.html', 'app.js', 'style.css']) {
+    files.set(name, { type: types[path.extname(name)], body: readFileSync(path.join(dir, name)) });
+  }
+  return files;
+}
+
+/** Fastify's own errors, said in the API's words. */
+function describeFrameworkError(err: { code?: string; message: string }, limit: number): string {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `the body is larger than the ${limit}-byte limit`;
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return `unsupported Content-Type: send application/json, ${BINARY_TYPES.join(', ')}`;
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'the JSON body is empty';
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return 'the body is not valid JSON';
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return 'Content-Length does not match the body';
+    default:
+      return err instanceof SyntaxError || /JSON/.test(err.message) ? `the body is not valid JSON (${err.message})` : err.message;
+  }
+}
+
+export function buildApp(ctx: ServeContext): FastifyInstance {
+  const bodyLimit = ctx.opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const app = Fastify({ logger: false, bodyLimit, requestTimeout: 60_000, return503OnClosing: true });
+  const batcher = new MicroBatcher<EstimateItem, EstimateOut>((items) => estimateBatch(ctx, items), ctx.opts.maxBatch ?? 64);
+  const web = readWeb();
+  const { predictor, explainer, dataset, spec } = ctx;
+  const [h, w] = [spec.h, spec.w];
+
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser(BINARY_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    let status = err instanceof HttpError ? err.statusCode : err instanceof UserError ? 422 : err.statusCode ?? 500;
+    if (!(status >= 400 && status < 600)) status = 500;
+    let message = err instanceof HttpError || err instanceof UserError ? err.message : describeFrameworkError(err, bodyLimit);
+    if (status >= 500 && !(err instanceof HttpError)) {
+      process.stderr.write(`occmap serve: ${req.method} ${req.url}: ${err.stack ?? err.message}\n`);
+      message = `internal error: ${err.message.split('\n')[0]}`;
+    }
+    void reply.code(status).send({ error: message, statusCode: status });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, statusCode: 404 });
+  });
+
+  const needData = (): Dataset => {
+    if (!dataset) throw new HttpError(404, 'no dataset loaded: start the server with --data FILE');
+    return dataset;
+  };
+
+  app.get('/healthz', async () => ({
+    ok: ctx.exact.state === 'ready' || ctx.exact.state === 'starting',
+    uptimeS: Math.round((Date.now() - ctx.startedAt) / 1000),
+    exact: { state: ctx.exact.state, pending: ctx.exact.pending, typicalMs: round(ctx.exact.typicalMs, 1) },
+    estimates: { pending: batcher.pending },
+  }));
+
+  app.get('/models', async () => ({
+    classifier: {
+      path: path.resolve(ctx.opts.classifier),
+      engine: predictor.engine,
+      hash: predictor.hash,
+      inputShape: predictor.inputShape,
+      numClasses: predictor.numClasses,
+      classes: ctx.classes,
+      channels: predictor.channels ?? null,
+      card: readClassifierCard(ctx.opts.classifier),
+    },
+    explainer: { path: path.resolve(ctx.opts.explainer), engine: explainer.engine, card: explainer.card },
+    exact: { engine: ctx.exact.engine, params: ctx.params, inferencesPerMap: inferencesPerMap(ctx.params, h, w), maxQueue: ctx.exact.maxQueue },
+    data: dataset
+      ? {
+          path: path.resolve(ctx.opts.data!),
+          shape: dataset.shape,
+          channels: channelNames(dataset),
+          classes: dataset.meta.classes ?? null,
+          hasLabels: !!dataset.labels,
+          hasMaps: !!dataset.maps,
+        }
+      : null,
+    accepts: { stamp: `${h}x${w}x${spec.modelChannels}${spec.datasetChannels !== undefined ? ` or ${h}x${w}x${spec.datasetChannels}` : ''}`, bodyLimit },
+  }));
+
+  app.post('/explain', async (req: FastifyRequest, reply: FastifyReply) => {
+    const tStart = performance.now();
+    const q = req.query as Record<string, string | undefined>;
+    const wantExact = q.exact !== undefined && !['0', 'false', 'no', ''].includes(q.exact);
+    const body = req.body as unknown;
+    let stamp: Stamp;
+    let label: number | undefined;
+    if (Buffer.isBuffer(body)) {
+      if (body.length === 0) throw new HttpError(400, 'the body is empty: send a stamp as .npy, PNG or JSON');
+      const kind = binaryKind(String(req.headers['content-type'] ?? ''), body);
+      stamp = kind === 'png' ? stampFromPng(body) : stampFromNpy(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), spec);
+    } else if (body === undefined || body === null) {
+      throw new HttpError(400, `no body: send a stamp as .npy (application/octet-stream), PNG (image/png) or JSON {"image": [[...]]}`);
+    } else {
+      ({ stamp, label } = stampFromJson(body, spec));
+    }
+    if (q.label !== undefined) label = parseLabel(q.label, 'query label');
+    if (label !== undefined && label >= predictor.numClasses) {
+      throw new HttpError(422, `label ${label} is not a class of the ${predictor.numClasses}-class classifier`);
+    }
+    const kind = checkStamp(stamp, spec);
+    const problem = explainerProblem(explainer, predictor, kind, stamp.c);
+    if (problem) throw new HttpError(422, problem);
+
+    const { out: est, batch } = await batcher.push({ stamp, kind, label });
+    const res: Record<string, unknown> = {
+      shape: [stamp.h, stamp.w, stamp.c],
+      channels: kind,
+      probabilities: Array.from(est.probs, (v) => round(v, 6)),
+      predicted: est.predicted,
+      classes: ctx.classes,
+      label: label ?? null,
+      condition: est.cond ?? null,
+      estimate: { map: toRows(est.map, h, w), ...(est.std ? { std: toRows(est.std, h, w) } : {}), engine: explainer.engine },
+    };
+    // The page shows an uploaded stamp's channels from the server's reading of it.
+    if (q.echo !== undefined && q.echo !== '0') res.image = toNested(stamp.image, h, w, stamp.c);
+    const timings: Record<string, number> = {
+      classifyMs: round(est.classifyMs),
+      estimateMs: round(est.estimateMs),
+      batchSize: batch.size,
+      batchWaitMs: round(batch.waitMs),
+    };
+    if (wantExact) {
+      const target = exactTarget(ctx.params, est.cond, label, est.predicted);
+      const gone = new AbortController();
+      const onClose = (): void => {
+        if (!reply.raw.writableFinished) gone.abort();
+      };
+      reply.raw.once('close', onClose);
+      const r = await ctx.exact.run(stamp.image, [1, h, w, stamp.c], { ...ctx.params, ...target.opts, modelChannels: kind === 'model' }, gone.signal).finally(() =>
+        reply.raw.off('close', onClose),
+      );
+      const metrics: MapComparison = compareMaps(est.map, r.maps, importanceOf(est.map, ctx.params.score), importanceOf(r.maps, ctx.params.score), h, w, 0.1);
+      res.exact = {
+        map: toRows(r.maps, h, w),
+        target: { class: r.targets[0], source: target.source },
+        inferences: r.inferences,
+        engine: ctx.exact.engine,
+        params: ctx.params,
+      };
+      res.metrics = Object.fromEntries(Object.entries(metrics).map(([k2, v]) => [k2 === 'iou' ? 'iouTop10' : k2, round(v, 6)]));
+      timings.exactMs = round(r.computeMs);
+      timings.exactQueueMs = round(r.queueMs);
+    } else {
+      res.exact = null;
+      // What the page shows while it asks for the exact map.
+      res.exactExpectedMs = round(ctx.exact.typicalMs * (ctx.exact.pending + 1), 1);
+    }
+    timings.totalMs = round(performance.now() - tStart);
+    res.timings = timings;
+    void reply.header('cache-control', 'no-store');
+    return res;
+  });
+
+  app.get('/api/stamps', async (req) => {
+    const ds = needData();
+    const q = req.query as Record<string, string | undefined>;
+    const n = ds.shape[0];
+    const offset = q.offset === undefined ? 0 : intParam(q.offset, 'offset', 0);
+    const limit = q.limit === undefined ? 100 : intParam(q.limit, 'limit', 1);
+    if (limit > 5000) throw new HttpError(400, `limit must be at most 5000, got ${limit}`);
+    const items = [];
+    for (let i = offset; i < Math.min(n, offset + limit); i++) {
+      items.push({ index: i, id: ds.ids?.[i] ?? String(i), label: ds.labels ? ds.labels[i] : null });
+    }
+    return { total: n, offset, limit, items, classes: ds.meta.classes ?? ctx.classes, channels: channelNames(ds), hasMaps: !!ds.maps };
+  });
+
+  app.get('/api/stamps/:i', async (req) => {
+    const ds = needData();
+    const [n, dh, dw, dc] = ds.shape;
+    const i = intParam((req.params as { i: string }).i, 'stamp index', 0);
+    if (i >= n) throw new HttpError(404, `stamp ${i} does not exist: the dataset has ${n} (0..${n - 1})`);
+    const px = dh * dw;
+    return {
+      index: i,
+      id: ds.ids?.[i] ?? String(i),
+      label: ds.labels ? ds.labels[i] : null,
+      shape: [dh, dw, dc],
+      channels: channelNames(ds),
+      image: toNested(ds.images.subarray(i * px * dc, (i + 1) * px * dc), dh, dw, dc),
+      map: ds.maps ? toRows(ds.maps.subarray(i * px, (i + 1) * px), dh, dw) : null,
+    };
+  });
+
+  const page = (name: string) => async (_req: FastifyRequest, reply: FastifyReply) => {
+    const f = web.get(name);
+    if (!f) throw new HttpError(404, `the page's files are missing (${name}): src/serve/web/ is not beside this build`);
+    return reply.header('content-type', f.type).header('cache-control', 'no-cache').send(f.body);
+  };
+  app.get('/', page('index.html'));
+  app.get('/app.js', page('app.js'));
+  app.get('/style.css', page('style.css'));
+
+  app.addHook('onClose', async () => batcher.close());
+  return app;
+}
+
+function readClassifierCard(p: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path.join(p, 'card.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+function channelNames(ds: Dataset): string[] {
+  const c = ds.shape[3];
+  const names = Array.isArray(ds.meta.channels) ? ds.meta.channels.map(String) : [];
+  return Array.from({ length: c }, (_, k) => names[k] ?? `channel ${k}`);
+}
+
+function intParam(v: string, what: string, min: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new HttpError(400, `${what} must be an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  ctx: ServeContext;
+  url: string;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}
+
+/** Load everything, then listen. `port` 0 picks a free port (tests). */
+export async function startServer(o: ServeOptions & { port?: number; host?: string }): Promise<RunningServer> {
+  const ctx = await loadServeContext(o);
+  const app = buildApp(ctx);
+  const host = o.host ?? '127.0.0.1';
+  const shutdown = async (): Promise<void> => {
+    await app.close();
+    await ctx.exact.close();
+    ctx.explainer.dispose();
+    ctx.predictor.dispose();
+  };
+  try {
+    await app.listen({ port: o.port ?? 8080, host });
+  } catch (err) {
+    await shutdown();
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE') throw new UserError(`port ${o.port} on ${host} is in use: pick another with --port`);
+    if (e.code === 'EACCES') throw new UserError(`cannot listen on ${host}:${o.port} (permission denied)`);
+    if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') throw new UserError(`cannot listen on host '${host}' (${e.code})`);
+    throw err;
+  }
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : o.port;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return { app, ctx, url: `http://${shown}:${port}`, close: shutdown };
+}

@@ -1,0 +1,48 @@
+/**
+ * The server's exact-map thread: holds its own copy of the classifier and computes one exact
+ * map at a time, so the 600-odd inferences of a map never hold up the main thread (tfjs
+ * inference is synchronous) while estimates are being served.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Predictor } from '../models/predictor.js';
+import { exactMaps } from '../occlusion/exact.js';
+import { loadClassifier } from './models.js';
+import type { ExactJob, FromExactWorker, ExactWorkerData } from './exact-pool.js';
+
+const port = parentPort;
+if (port) {
+  const data = workerData as ExactWorkerData;
+  const post = (m: FromExactWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+  let predictor: Predictor | null = null;
+
+  port.on('message', async (msg: ExactJob | { type: 'stop' }) => {
+    if (msg.type === 'stop') {
+      predictor?.dispose();
+      port.close();
+      return;
+    }
+    try {
+      const t0 = performance.now();
+      const r = await exactMaps(predictor!, msg.images, msg.shape, msg.opts);
+      const ms = performance.now() - t0;
+      post(
+        { type: 'done', id: msg.id, maps: r.maps, targets: r.targets, baseProbs: r.baseProbs, inferences: r.inferences, ms },
+        [r.maps.buffer as ArrayBuffer, r.targets.buffer as ArrayBuffer, r.baseProbs.buffer as ArrayBuffer],
+      );
+    } catch (err) {
+      const e = err as Error;
+      post({ type: 'error', id: msg.id, message: e?.message ?? String(err), user: e?.name === 'UserError' });
+    }
+  });
+
+  loadClassifier(data.classifier, { engine: data.engine, threads: data.threads }).then(
+    (p) => {
+      predictor = p;
+      post({ type: 'ready', engine: p.engine, hash: p.hash });
+    },
+    (err: Error) => {
+      post({ type: 'error', id: -1, message: err?.message ?? String(err), user: err?.name === 'UserError' });
+      port.close(); // the thread ends; the pool reports it and starts a new one when asked
+    },
+  );
+}
