@@ -11,6 +11,8 @@
  *        [--url http://127.0.0.1:8080] [--json FILE]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -50,6 +52,13 @@ export interface LoadResult {
   durationS: number;
   cores: number;
   estimate: LatencySummary & { errors: number; errorKinds: Record<string, number>; meanBatch: number; meanEngineMs: number };
+  /**
+   * CPU milliseconds per successful request (all kinds) of the server process (when spawned
+   * here, Linux) and of these clients: unlike wall-clock figures they hold on a shared machine.
+   */
+  cpuMsPerRequest: { server?: number; clients: number };
+  /** cores / (server + client CPU per request): the rate an otherwise idle machine could reach. */
+  idleCeilingPerSecond?: number;
   exact?: LatencySummary & { errors: number; errorKinds: Record<string, number>; meanExactMs: number };
 }
 
@@ -64,6 +73,18 @@ export function summarize(latencies: number[], seconds: number): LatencySummary 
   const s = [...latencies].sort((a, b) => a - b);
   const mean = s.length ? s.reduce((a, b) => a + b, 0) / s.length : NaN;
   return { requests: s.length, perSecond: s.length / seconds, p50: percentile(s, 0.5), p90: percentile(s, 0.9), p99: percentile(s, 0.99), max: s.length ? s[s.length - 1] : NaN, mean };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc; undefined elsewhere. */
+export function procCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start at field 3.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in USER_HZ (100 on Linux)
+  } catch {
+    return undefined;
+  }
 }
 
 const BIN = fileURLToPath(new URL('../../bin/occmap.js', import.meta.url));
@@ -86,6 +107,22 @@ async function spawnServer(o: LoadOptions): Promise<{ url: string; child: ChildP
     child.on('exit', (code) => reject(new Error(`occmap serve exited (${code}): ${err.trim() || out.trim()}`)));
   });
   return { url, child };
+}
+
+function postOnce(agent: http.Agent, target: URL, path: string, body: Uint8Array): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { agent, host: target.hostname, port: target.port, path, method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': body.length } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** Stamps to send: the dataset's first ones, else random ones of the shape the server takes. */
@@ -125,6 +162,10 @@ export async function runServeLoad(o: LoadOptions): Promise<LoadResult> {
     const ex = rec();
     let measuring = false;
     let stop = false;
+    // node:http with keep-alive: fetch (undici) costs the clients as much CPU as the server
+    // spends, which on a small machine would be measured as server slowness.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: clients + exactClients });
+    const target = new URL(url);
     const loop = async (k: number, exact: boolean): Promise<void> => {
       const r = exact ? ex : est;
       let i = k;
@@ -134,8 +175,8 @@ export async function runServeLoad(o: LoadOptions): Promise<LoadResult> {
         let kind: string | undefined;
         let json: { timings?: Record<string, number>; estimate?: unknown; exact?: unknown } | undefined;
         try {
-          const res = await fetch(`${url}/explain${exact ? '?exact=1' : ''}`, { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
-          json = (await res.json()) as typeof json;
+          const res = await postOnce(agent, target, `/explain${exact ? '?exact=1' : ''}`, body);
+          json = JSON.parse(res.body) as typeof json;
           if (res.status !== 200) kind = `HTTP ${res.status}`;
           else if (!json?.estimate || (exact && !json.exact)) kind = 'incomplete body';
         } catch (err) {
@@ -158,11 +199,16 @@ export async function runServeLoad(o: LoadOptions): Promise<LoadResult> {
     await new Promise((r) => setTimeout(r, warmupS * 1000));
     measuring = true;
     const t0 = performance.now();
+    const srv0 = child?.pid ? procCpuSeconds(child.pid) : undefined;
+    const cli0 = process.cpuUsage();
     await new Promise((r) => setTimeout(r, durationS * 1000));
     measuring = false;
     const seconds = (performance.now() - t0) / 1000;
+    const srv1 = child?.pid ? procCpuSeconds(child.pid) : undefined;
+    const cli = process.cpuUsage(cli0);
     stop = true;
     await Promise.all(loops);
+    agent.destroy();
     const result: LoadResult = {
       url,
       clients,
@@ -170,7 +216,13 @@ export async function runServeLoad(o: LoadOptions): Promise<LoadResult> {
       durationS: seconds,
       cores: availableParallelism(),
       estimate: { ...summarize(est.lat, seconds), errors: est.errors, errorKinds: est.kinds, meanBatch: est.batch / Math.max(1, est.lat.length), meanEngineMs: est.engineMs / Math.max(1, est.lat.length) },
+      cpuMsPerRequest: { clients: 0 },
     };
+    const ok = Math.max(1, est.lat.length + ex.lat.length);
+    const server = srv0 !== undefined && srv1 !== undefined ? ((srv1 - srv0) * 1000) / ok : undefined;
+    const clientsCpu = (cli.user + cli.system) / 1000 / ok;
+    result.cpuMsPerRequest = { server, clients: clientsCpu };
+    if (server !== undefined && !exactClients) result.idleCeilingPerSecond = (1000 * result.cores) / (server + clientsCpu);
     if (exactClients) result.exact = { ...summarize(ex.lat, seconds), errors: ex.errors, errorKinds: ex.kinds, meanExactMs: ex.exactMs / Math.max(1, ex.lat.length) };
     return result;
   } finally {
@@ -190,6 +242,11 @@ export function formatLoad(r: LoadResult): string {
     `  server: mean batch ${e.meanBatch.toFixed(1)} stamps, classify+estimate ${e.meanEngineMs.toFixed(2)} ms per batch`,
     `  target p99 < 100 ms with 0 errors: ${e.errors === 0 && e.p99 < 100 ? 'met' : 'NOT met'}`,
   ];
+  const c = r.cpuMsPerRequest;
+  lines.push(
+    `CPU per request: server ${c.server !== undefined ? c.server.toFixed(3) + ' ms' : 'n/a'}, clients ${c.clients.toFixed(3)} ms` +
+      (r.idleCeilingPerSecond ? `; an idle ${r.cores}-core machine could serve about ${r.idleCeilingPerSecond.toFixed(0)} req/s` : ''),
+  );
   if (r.exact) {
     const x = r.exact;
     lines.push(

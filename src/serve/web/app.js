@@ -149,10 +149,10 @@ function makePanel(parent, title) {
     sub(text) {
       sub.textContent = text;
     },
-    pending(text) {
+    pending(text, withBar = true) {
       if (!pending) {
         const bar = el('span');
-        pending = { node: el('div', { class: 'pending' }, el('div', { class: 'spinner' }), el('div', { class: 'ptext' }), el('div', { class: 'progress' }, bar)), bar };
+        pending = { node: el('div', { class: 'pending' }, el('div', { class: 'spinner' }), el('div', { class: 'ptext' }), withBar ? el('div', { class: 'progress' }, bar) : null), bar };
         frame.append(pending.node);
       }
       pending.node.querySelector('.ptext').textContent = text;
@@ -489,7 +489,7 @@ function pendingExact(expectedMs) {
   const t0 = performance.now();
   const label = (el) => `computing the exact map… ${(el / 1000).toFixed(1)} s${expectedMs > 0 ? ` (≈ ${(expectedMs / 1000).toFixed(1)} s)` : ''}`;
   ui.exact.pending(label(0));
-  ui.diff.pending('waits for the exact map');
+  ui.diff.pending('waits for the exact map', false);
   const timer = setInterval(() => {
     const dt = performance.now() - t0;
     ui.exact.pending(label(dt));
