@@ -17,7 +17,7 @@ import { readDataset, writeDataset } from '../src/data/dataset.js';
 import { buildClassifier } from '../src/models/classifier.js';
 import { exportModelToOnnx } from '../src/models/to-onnx.js';
 import { initTf } from '../src/runtime/tfjs.js';
-import { probeRedis, shardJobId, shardOfJobId, checkQueueUrl } from '../src/occlusion/queue.js';
+import { checkQueueUrl, jobNamespace, probeRedis, shardJobId, shardOfJobId } from '../src/occlusion/queue.js';
 import { randomImages } from './occlusion-fixtures.js';
 
 const url = process.env.OCCMAP_TEST_REDIS ?? 'redis://127.0.0.1:6390/0';
@@ -112,12 +112,18 @@ after(async () => {
   r.disconnect();
 });
 
-test('job ids: one namespace per job fingerprint, shard index recoverable', () => {
-  const a = 'ab'.repeat(32);
-  const b = 'cd'.repeat(32);
-  assert.equal(shardJobId(a, 7), `${'ab'.repeat(16)}-7`);
+test('job ids: one namespace per (job fingerprint, shard directory, map count), shard index recoverable', () => {
+  const fp = 'ab'.repeat(32);
+  const a = jobNamespace(fp, '/data/out.npz.shards', 100);
+  assert.match(a, /^[0-9a-f]{32}$/);
+  assert.equal(jobNamespace(fp, '/data/out.npz.shards', 100), a);
+  const others = [jobNamespace('cd'.repeat(32), '/data/out.npz.shards', 100), jobNamespace(fp, '/data/other.npz.shards', 100), jobNamespace(fp, '/data/out.npz.shards', 99)];
+  for (const b of others) {
+    assert.notEqual(b, a);
+    assert.equal(shardOfJobId(b, shardJobId(a, 7)), -1);
+  }
+  assert.equal(shardJobId(a, 7), `${a}-7`);
   assert.equal(shardOfJobId(a, shardJobId(a, 7)), 7);
-  assert.equal(shardOfJobId(b, shardJobId(a, 7)), -1);
   assert.equal(shardOfJobId(a, `${shardJobId(a, 7)}x`), -1);
   assert.equal(shardOfJobId(a, undefined), -1);
   assert.ok(!shardJobId(a, 3).includes(':'));
@@ -139,25 +145,30 @@ test('bad --queue: one-line error, exit 2, no output', async () => {
     ['http://127.0.0.1:6390', /^occmap: --queue: expected a redis:\/\/ or rediss:\/\/ URL/],
     ['redis://127.0.0.1:1/0', /^occmap: --queue redis:\/\/127\.0\.0\.1:1\/0: cannot reach Redis \(ECONNREFUSED\)$/],
   ];
-  for (const [q, re] of cases) {
-    const p = start(['occlude', ...common, '--data', path.join(tmp, 'tiny.npz'), '--out', out, '--queue', q, '--quiet']);
+  const runs = cases.map(([q]) => start(['occlude', ...common, '--data', path.join(tmp, 'tiny.npz'), '--out', out, '--queue', q, '--quiet']));
+  const w = start(['worker', '--queue', 'redis://127.0.0.1:1/0']);
+  for (const [i, [, re]] of cases.entries()) {
+    const p = runs[i];
     const r = await p.exited;
     assert.equal(r.code, 2, p.err());
     assert.equal(p.err().trimEnd().split('\n').length, 1, p.err());
     assert.match(p.err().trimEnd(), re);
-    assert.ok(!existsSync(out) && !existsSync(`${out}.shards`));
   }
-  const w = start(['worker', '--queue', 'redis://127.0.0.1:1/0']);
+  assert.ok(!existsSync(out) && !existsSync(`${out}.shards`));
   assert.equal((await w.exited).code, 2);
-  assert.match(w.err(), /^occmap: --queue redis:\/\/127\.0\.0\.1:1\/0: cannot reach Redis/);
+  assert.match(w.err(), /^occmap: --queue redis:\/\/127\.0\.0\.1:1\/0: cannot reach Redis \(ECONNREFUSED\)$/m);
 });
 
-test('coordinator + 2 workers, one killed (SIGKILL) mid-shard: its shard is retried, the file equals a local occlude', { skip }, async () => {
+test('coordinator + 2 workers, one killed (SIGKILL) mid-shard: its shard is retried, the file equals a local occlude; a second run on the same queue does not mix', { skip, timeout: 90_000 }, async () => {
   const ref = await referenceRun();
   const queueName = `${base}-kill`;
   const out = path.join(tmp, 'queued.npz');
   const coord = start(['occlude', ...common, '--data', data, '--out', out, '--queue', url, '--queue-name', queueName, '--poll-ms', '50']);
-  procs.push(coord);
+  // A second run on the same queue, of the same job fingerprint (--limit is not part of it)
+  // into another output: its shards must not be taken for the first run's.
+  const out10 = path.join(tmp, 'queued10.npz');
+  const coord10 = start(['occlude', ...common, '--data', data, '--out', out10, '--limit', '10', '--queue', url, '--queue-name', queueName, '--poll-ms', '50', '--quiet']);
+  procs.push(coord, coord10);
   const a = worker(queueName);
   const b = worker(queueName);
   procs.push(a, b);
@@ -179,8 +190,12 @@ test('coordinator + 2 workers, one killed (SIGKILL) mid-shard: its shard is retr
     await q.close();
   }
   assert.equal((await a.exited).signal, 'SIGKILL');
-  const r = await coord.exited;
+  const [r, r10] = await Promise.all([coord.exited, coord10.exited]);
   assert.equal(r.code, 0, coord.err());
+  assert.equal(r10.code, 0, coord10.err());
+  // Each run found its own jobs: none had to be re-added after another run's took their ids.
+  assert.doesNotMatch(coord10.err(), /enqueued again/);
+  assert.doesNotMatch(coord.err(), /enqueued again/);
   b.child.kill('SIGTERM');
   await b.exited;
   // Worker b finished the shard a was killed on (or found it written, if a died just after).
@@ -190,9 +205,13 @@ test('coordinator + 2 workers, one killed (SIGKILL) mid-shard: its shard is retr
   assert.match(coord.err(), /wrote 24 maps to .*queued\.npz; 24 computed in .* maps\/s/);
   await assertSameAsLocal(out);
   assert.equal(ref.maps!.length, N * 81);
+  // One map per predict call, so the first 10 maps of the full run are the 10-map run's.
+  const ten = await readDataset(out10);
+  assert.deepEqual(ten.maps, ref.maps!.slice(0, 10 * 81));
+  assert.equal(ten.meta.occlusion!.maps, 10);
 });
 
-test('coordinator restart: finished shards are not enqueued again, queued ones not duplicated', { skip }, async () => {
+test('coordinator restart: finished shards are not enqueued again, queued ones not duplicated', { skip, timeout: 90_000 }, async () => {
   await referenceRun();
   const queueName = `${base}-restart`;
   const out = path.join(tmp, 'restart.npz');
@@ -233,7 +252,7 @@ test('coordinator restart: finished shards are not enqueued again, queued ones n
   await assertSameAsLocal(out);
 });
 
-test('a shard failing every attempt stops the coordinator: exit 2, one line naming the shard and the error', { skip }, async () => {
+test('a shard failing every attempt stops the coordinator: exit 2, one line naming the shard and the error', { skip, timeout: 90_000 }, async () => {
   await referenceRun();
   const queueName = `${base}-fail`;
   const changing = path.join(tmp, 'changing.npz');
@@ -265,4 +284,12 @@ test('a shard failing every attempt stops the coordinator: exit 2, one line nami
   );
   assert.ok(!existsSync(out));
   assert.match(w.err(), /failed \(attempt 1\): .*differs from the data/);
+});
+
+test('worker --idle-exit: leaves once the queue has had nothing to do that long', { skip, timeout: 90_000 }, async () => {
+  const w = worker(`${base}-idle`, ['--idle-exit', '1']);
+  procs.push(w);
+  const r = await w.exited;
+  assert.equal(r.code, 0, w.err());
+  assert.match(w.err(), /worker: queue idle for 1 s; finishing the shards in hand/);
 });

@@ -234,6 +234,8 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
           progress = new Progress({ label: `occlude via queue (${perMap} inferences/map)`, unit: 'maps', total: n, start: i.mapsOnDisk, quiet: job.quiet });
         },
         onShard: (maps) => progress?.tick(maps),
+        onLost: (lost) =>
+          process.stderr.write(`occlude: ${lost.length} shard job(s) had left the queue without their file (shards ${lost.slice(0, 5).join(', ')}${lost.length > 5 ? ', ...' : ''}); enqueued again\n`),
         onRedis: (up, why) => process.stderr.write(up ? 'occlude: Redis answers again\n' : `occlude: Redis does not answer (${why}); still waiting for shards on disk\n`),
       });
       progress?.stop();

@@ -6,9 +6,12 @@
  * storage). The shard files are the results: BullMQ only carries the work and its failures,
  * so a coordinator restart trusts the directory, and the assembled file equals a local run.
  *
- * Job ids are `<fingerprint prefix>-<shard index>`: re-adding a queued shard is a no-op in
- * BullMQ, and two different jobs on one Redis (even one queue) never share an id.
+ * Job ids are `<namespace>-<shard index>`, the namespace a hash of the job fingerprint, shard
+ * directory and map count: re-adding a queued shard is a no-op in BullMQ (a coordinator
+ * restart finds its jobs), and two different jobs on one Redis (even one queue) never share
+ * an id.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -53,14 +56,23 @@ export interface ShardJobResult {
   host: string;
 }
 
-/** The BullMQ job id of shard `index` of the job with this fingerprint (no ':' allowed, not an integer). */
-export function shardJobId(fingerprint: string, index: number): string {
-  return `${fingerprint.slice(0, 32)}-${index}`;
+/**
+ * The job-id namespace of one run: its fingerprint, shard directory and map count. The
+ * fingerprint alone is not enough: the same job written to two outputs (or with two
+ * --limit values, which the fingerprint leaves out) has two shard directories to fill.
+ */
+export function jobNamespace(fingerprint: string, shardDir: string, n: number): string {
+  return createHash('sha256').update(`${fingerprint}\0${path.resolve(shardDir)}\0${n}`).digest('hex').slice(0, 32);
 }
 
-/** The shard index of a job id of this job, or -1 (another job's id). */
-export function shardOfJobId(fingerprint: string, id: string | undefined): number {
-  const prefix = `${fingerprint.slice(0, 32)}-`;
+/** The BullMQ job id of shard `index` (no ':' allowed, not an integer). */
+export function shardJobId(namespace: string, index: number): string {
+  return `${namespace}-${index}`;
+}
+
+/** The shard index of a job id in this namespace, or -1 (another run's id). */
+export function shardOfJobId(namespace: string, id: string | undefined): number {
+  const prefix = `${namespace}-`;
   return id?.startsWith(prefix) && /^\d+$/.test(id.slice(prefix.length)) ? Number(id.slice(prefix.length)) : -1;
 }
 
@@ -141,6 +153,8 @@ export interface CoordinatorInput {
   onEnqueued?: (info: { shards: number; onDisk: number; mapsOnDisk: number; queued: number; added: number; retried: number }) => void;
   /** Maps of a shard that just appeared on disk. */
   onShard?: (maps: number) => void;
+  /** Shards whose jobs vanished from the queue without their file, just enqueued again. */
+  onLost?: (shards: number[]) => void;
   /** Redis stopped answering (up = false, with why) or answers again. */
   onRedis?: (up: boolean, why?: string) => void;
 }
@@ -162,6 +176,7 @@ export async function runQueueCoordinator(input: CoordinatorInput): Promise<Coor
   const { store, n } = input;
   const m = input.h * input.w;
   const fp = store.fingerprint;
+  const ns = jobNamespace(fp, store.dir, n);
   const pollMs = input.pollMs ?? 500;
   const reconcileMs = input.reconcileMs ?? 15_000;
   await probeRedis(input.url);
@@ -205,14 +220,14 @@ export async function runQueueCoordinator(input: CoordinatorInput): Promise<Coor
     };
     const add = async (shards: number[]): Promise<void> => {
       for (let i = 0; i < shards.length; i += 1000) {
-        await queue.addBulk(shards.slice(i, i + 1000).map((s) => ({ name: 'shard', data: dataFor(s), opts: { ...jobOpts, jobId: shardJobId(fp, s) } })));
+        await queue.addBulk(shards.slice(i, i + 1000).map((s) => ({ name: 'shard', data: dataFor(s), opts: { ...jobOpts, jobId: shardJobId(ns, s) } })));
       }
     };
 
     // A restart finds its shards still queued (kept), or failed / finished without a file
     // (removed and added again: rerunning is how a user retries a failed shard).
     const ids = [...outstanding];
-    const states = await Promise.all(ids.map((s) => queue.getJobState(shardJobId(fp, s))));
+    const states = await Promise.all(ids.map((s) => queue.getJobState(shardJobId(ns, s))));
     const toAdd: number[] = [];
     let queued = 0;
     let retried = 0;
@@ -225,7 +240,7 @@ export async function runQueueCoordinator(input: CoordinatorInput): Promise<Coor
         mapsOnDisk += store.range(s, n)[1];
       } else {
         if (state !== 'unknown') {
-          await queue.remove(shardJobId(fp, s));
+          await queue.remove(shardJobId(ns, s));
           retried++;
         }
         toAdd.push(s);
@@ -243,7 +258,7 @@ export async function runQueueCoordinator(input: CoordinatorInput): Promise<Coor
       const reason = firstLine(job?.failedReason) || 'failed';
       return new UserError(
         `shard ${s} (maps ${start}-${start + count - 1}) failed after ${job?.attemptsMade ?? '?'} attempt(s): ${reason} ` +
-          `(job ${shardJobId(fp, s)} on queue ${input.queueName}; fix the cause and rerun with --resume to retry it)`,
+          `(job ${shardJobId(ns, s)} on queue ${input.queueName}; fix the cause and rerun with --resume to retry it)`,
       );
     };
     let redisDown = false;
@@ -266,7 +281,7 @@ export async function runQueueCoordinator(input: CoordinatorInput): Promise<Coor
           lastFailedCount = fc;
           if (fc > 0) {
             for (const job of await queue.getFailed(0, -1)) {
-              const s = shardOfJobId(fp, job?.id);
+              const s = shardOfJobId(ns, job?.id);
               if (outstanding.has(s) && !arrived(s)) throw failure(s, job);
             }
           }
@@ -277,14 +292,17 @@ export async function runQueueCoordinator(input: CoordinatorInput): Promise<Coor
           // persistence) would be waited for forever: add it again. State first, file second:
           // a worker writes the file before its job completes and disappears.
           const ids2 = [...outstanding];
-          const st = await Promise.all(ids2.map((s) => queue.getJobState(shardJobId(fp, s))));
+          const st = await Promise.all(ids2.map((s) => queue.getJobState(shardJobId(ns, s))));
           const lost: number[] = [];
           for (const [i, s] of ids2.entries()) {
             if ((st[i] !== 'unknown' && st[i] !== 'completed') || arrived(s)) continue;
-            if (st[i] === 'completed') await queue.remove(shardJobId(fp, s));
+            if (st[i] === 'completed') await queue.remove(shardJobId(ns, s));
             lost.push(s);
           }
-          if (lost.length > 0) await add(lost);
+          if (lost.length > 0) {
+            await add(lost);
+            input.onLost?.(lost);
+          }
         }
         if (redisDown) input.onRedis?.(true);
         redisDown = false;
