@@ -8,7 +8,7 @@ import { buildAutoencoder, parameterCounts } from '../src/models/autoencoder.js'
 import { hashModelDir, loadModelDir } from '../src/models/io.js';
 import { loadPredictor } from '../src/models/load.js';
 import { currentOnnxExport } from '../src/runtime/onnx.js';
-import { trainExplainer, bootstrapIndices, holdoutSplit, defaultInputSize, firstOutOfUnit } from '../src/explainer/train.js';
+import { trainExplainer, bootstrapIndices, holdoutSplit, padEdge, defaultInputSize, firstOutOfUnit } from '../src/explainer/train.js';
 import { loadExplainer, conditionTargets, memberMeanStd, type ExplainerCard } from '../src/explainer/estimate.js';
 import { leakedGroups } from '../src/data/split.js';
 import { UserError } from '../src/util/errors.js';
@@ -187,6 +187,12 @@ test('bad requests: frozen without a classifier, data without maps, predicted ta
 test('holdoutSplit: the given objects held out, the rest trained on; ids required', () => {
   assert.deepEqual(holdoutSplit(['a', 'b', 'a', 'c'], ['a', 'z'], 'f'), { train: [1, 3], val: [0, 2], by: 'group' });
   assert.throws(() => holdoutSplit(undefined, ['a'], 'maps.npz'), /maps.npz: has no ids/);
+});
+
+test('padEdge repeats the nearest map pixel into the padding', () => {
+  // one 2x2 map [[1,2],[3,4]] padded top/left 1, bottom/right 0 -> 3x3
+  const out = padEdge(Float32Array.of(1, 2, 3, 4), 1, 2, 2, { top: 1, bottom: 0, left: 1, right: 0 });
+  assert.deepEqual(Array.from(out), [1, 1, 2, 1, 1, 2, 3, 3, 4]);
 });
 
 test('bootstrapIndices: whole groups with replacement, at least as many items, seeded', () => {

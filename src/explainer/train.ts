@@ -50,6 +50,12 @@ export interface TrainExplainerOptions {
   condition?: Condition;
   cut?: 0 | 1 | 2;
   bottleneck?: number;
+  /**
+   * How target maps are padded to the input size: 'zero' (the seed) or 'edge' (the nearest map
+   * pixel repeated). The padding is cropped away at inference; zero targets there force a
+   * sharp 0-edge the decoder must spend capacity on.
+   */
+  targetPad?: 'zero' | 'edge';
   /** Fixed k x k box filter before the output sigmoid (0: none); see buildAutoencoder. */
   smooth?: number;
   /** Default: the classifier's activation (its encoder weights were trained with it), else relu. */
@@ -116,6 +122,23 @@ export function bootstrapIndices(train: readonly number[], rng: Rng, groups?: re
   const names = [...byGroup.keys()].sort();
   const out: number[] = [];
   while (out.length < train.length) out.push(...byGroup.get(names[rng.int(names.length)])!);
+  return out;
+}
+
+/** Pad n single-channel maps (n,h,w) by repeating their nearest edge pixel. */
+export function padEdge(maps: Float32Array, n: number, h: number, w: number, p: Pad): Float32Array {
+  const H = h + p.top + p.bottom;
+  const W = w + p.left + p.right;
+  const out = new Float32Array(n * H * W);
+  for (let i = 0; i < n; i++) {
+    for (let y = 0; y < H; y++) {
+      const sy = Math.min(h - 1, Math.max(0, y - p.top));
+      for (let x = 0; x < W; x++) {
+        const sx = Math.min(w - 1, Math.max(0, x - p.left));
+        out[(i * H + y) * W + x] = maps[(i * h + sy) * w + sx];
+      }
+    }
+  }
   return out;
 }
 
@@ -255,7 +278,7 @@ async function prepare(o: TrainExplainerOptions, log: (s: string) => void): Prom
   }
   const pad = padFor(h, w, size);
   const x = padImages(selectChannels(picked, m, h, w, cData, channels), m, h, w, channels.length, pad);
-  const y = padImages(maps, m, h, w, 1, pad);
+  const y = o.targetPad === 'edge' ? padEdge(maps, m, h, w, pad) : padImages(maps, m, h, w, 1, pad);
   const groups = ds.ids ? rows.map((r) => ds.ids![r]) : undefined;
 
   let maxLabel = 0;
@@ -380,6 +403,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     cut: o.cut ?? 0,
     bottleneck: o.bottleneck ?? 36,
     smooth: o.smooth ?? 0,
+    targetPad: o.targetPad ?? 'zero',
     activation,
     loss: lossName,
     optimizer,
