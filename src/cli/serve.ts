@@ -32,6 +32,7 @@ interface RawServeOptions {
   engine: string;
   threads: string;
   exactThreads?: string;
+  exactNice: string;
   bodyLimit: string;
   maxExactQueue: string;
 }
@@ -53,6 +54,7 @@ export function parseServeOptions(o: RawServeOptions): ServeOptions & { port: nu
     engine: o.engine as EngineChoice,
     threads: int('--threads', o.threads, 1),
     exactThreads: o.exactThreads !== undefined ? int('--exact-threads', o.exactThreads, 1) : undefined,
+    exactNice: int('--exact-nice', o.exactNice, 0, 19),
     bodyLimit: int('--body-limit', o.bodyLimit, 1024),
     maxExactQueue: int('--max-exact-queue', o.maxExactQueue, 1),
   };
@@ -70,6 +72,7 @@ export function registerServe(program: Command): void {
     .option('--engine <auto|onnx|tfjs>', 'engine of both models (auto: ONNX Runtime where a current export exists)', 'auto')
     .option('--threads <n>', 'ONNX Runtime threads of the estimate sessions', '1')
     .option('--exact-threads <n>', 'ONNX Runtime threads of the exact-map worker (default: cores - 1)')
+    .option('--exact-nice <n>', 'nice value of the exact-map thread: estimates get the CPU first (0: equal priority)', '10')
     .option('--body-limit <bytes>', 'largest request body accepted', String(DEFAULT_BODY_LIMIT))
     .option('--max-exact-queue <n>', 'exact maps waiting or running before more get a 503', '16')
     .addHelpText('after', EXAMPLES)

@@ -1,8 +1,9 @@
 /**
  * `occmap serve`: the HTTP API (POST /explain, GET /models, GET /healthz) and the page that
  * browses a dataset's stamps beside their estimated and exact maps. Models are loaded once;
- * estimates are micro-batched on the main thread's engines (ONNX Runtime runs them off the
- * event loop); exact maps run one at a time in a worker thread with its own classifier copy.
+ * estimates are micro-batched on the main thread's engines (one engine call per batch of
+ * concurrent requests; ONNX Runtime runs synchronously on the calling thread); exact maps run
+ * one at a time in a lower-priority worker thread with its own classifier copy.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { readFileSync } from 'node:fs';
@@ -48,6 +49,8 @@ export interface ServeOptions {
   /** ONNX Runtime threads of the exact-map worker (default: cores - 1, at least 1). */
   exactThreads?: number;
   bodyLimit?: number;
+  /** Nice value of the exact-map thread (default 10: estimates get the CPU first); 0: equal. */
+  exactNice?: number;
   /** Exact maps waiting or running before requests for more get a 503. */
   maxExactQueue?: number;
   /** Stamps estimated together at most. */
@@ -99,7 +102,7 @@ export async function loadServeContext(o: ServeOptions): Promise<ServeContext> {
     }
     const cores = availableParallelism();
     exact = await ExactPool.start(
-      { classifier: o.classifier, engine, threads: o.exactThreads ?? Math.max(1, cores - 1) },
+      { classifier: o.classifier, engine, threads: o.exactThreads ?? Math.max(1, cores - 1), nice: o.exactNice ?? 10 },
       { maxQueue: o.maxExactQueue ?? 16 },
     );
     const classes = Array.isArray(card.classes) ? (card.classes as string[]).map(String) : Array.from({ length: predictor.numClasses }, (_, k) => `class ${k}`);
@@ -214,7 +217,7 @@ async function estimateBatch(ctx: ServeContext, items: EstimateItem[]): Promise<
     let classifyMs: number;
     let estimateMs: number;
     if (explainer.card.condition === 'none') {
-      // Independent: both engines run at once (ONNX Runtime sessions run off the event loop).
+      // Independent: neither waits for the other's result.
       [[probs, classifyMs], [est, estimateMs]] = await Promise.all([timed(predictor.predict(x, n)), timed(explainer.estimate(raw, [n, h, w, c]))]);
       conds = idx.map(() => undefined);
     } else {

@@ -13,6 +13,8 @@ export interface ExactWorkerData {
   classifier: string;
   engine: EngineChoice;
   threads?: number;
+  /** Nice value of the worker thread (Linux: per thread), e.g. 10: estimates come first. */
+  nice?: number;
 }
 
 export interface ExactJob {

@@ -3,6 +3,7 @@
  * map at a time, so the 600-odd inferences of a map never hold up the main thread (tfjs
  * inference is synchronous) while estimates are being served.
  */
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Predictor } from '../models/predictor.js';
 import { exactMaps } from '../occlusion/exact.js';
@@ -12,6 +13,17 @@ import type { ExactJob, FromExactWorker, ExactWorkerData } from './exact-pool.js
 const port = parentPort;
 if (port) {
   const data = workerData as ExactWorkerData;
+  // ONNX Runtime (and tfjs) run synchronously on the calling thread. On Linux a nice value is
+  // per thread, and threads the engine starts later inherit it: raising this thread's nice
+  // value before loading the model makes the scheduler prefer the main thread, which serves
+  // the estimates, whenever both want a core.
+  if (data.nice) {
+    try {
+      setPriority(data.nice);
+    } catch {
+      // not permitted here: maps run at normal priority
+    }
+  }
   const post = (m: FromExactWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
   let predictor: Predictor | null = null;
 

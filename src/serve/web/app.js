@@ -433,7 +433,7 @@ function drawEstimate(r, h, w) {
   $('#maps-hint').textContent = `${state.models.exact.params.score === 'prob' ? 'low = the class probability drops when the patch hides this pixel (important)' : 'high = important'} · patch ${state.models.exact.params.patch.join('×')}`;
 }
 
-function drawExact(r, h, w, stored) {
+function drawExact(r, h, w, stored, first) {
   const est = flatRows(r.estimate.map);
   const ex = flatRows(r.exact.map);
   const [lo, hi] = mapRange(est, ex);
@@ -466,10 +466,12 @@ function drawExact(r, h, w, stored) {
   $('#metrics').replaceChildren(
     el('tbody', {}, ...rows.map(([k, tip, v, d]) => el('tr', {}, el('td', { class: 'k' }, el('abbr', { title: tip, text: k })), el('td', { class: 'v', text: fmt(v, d) })))),
   );
+  // The classifier and estimate figures of the request that drew the estimate shown.
   const t = r.timings;
+  const t0 = first?.timings ?? t;
   const trows = [
-    ['Classifier', '1 inference', t.classifyMs],
-    ['Estimate', `1 inference${t.batchSize > 1 ? `, batch of ${t.batchSize}` : ''}`, t.estimateMs],
+    ['Classifier', '1 inference', t0.classifyMs],
+    ['Estimate', `1 inference${t0.batchSize > 1 ? `, batch of ${t0.batchSize}` : ''}`, t0.estimateMs],
     ['Exact map', `${r.exact.inferences} inferences`, t.exactMs],
     ['Exact queue', 'waiting behind other maps', t.exactQueueMs],
     ['Round trip', 'estimate, as seen here', r.clientEstimateMs],
@@ -478,7 +480,7 @@ function drawExact(r, h, w, stored) {
   $('#timings').replaceChildren(
     el('tbody', {},
       ...trows.map(([k, n, v]) => el('tr', {}, el('td', { class: 'k', text: k }), el('td', { class: 'n', text: n }), el('td', { class: 'v', text: ms(v) }))),
-      el('tr', {}, el('td', { class: 'k', text: 'Exact ÷ estimate' }), el('td', { class: 'n', text: 'engine time' }), el('td', { class: 'v', text: t.estimateMs > 0 ? `${Math.round(t.exactMs / t.estimateMs)}×` : '–' })),
+      el('tr', {}, el('td', { class: 'k', text: 'Exact ÷ estimate' }), el('td', { class: 'n', text: 'engine time' }), el('td', { class: 'v', text: t0.estimateMs > 0 ? `${Math.round(t.exactMs / t0.estimateMs)}×` : '–' })),
     ),
   );
 }
@@ -555,7 +557,7 @@ async function explain(token, post, { h, w, stored, index }) {
       }
     }
     if (token !== state.token) return;
-    drawExact(rx, h, w, stored);
+    drawExact(rx, h, w, stored, r);
     setStatus(`done · exact map ${ms(rx.timings.exactMs)}, estimate ${ms(rx.timings.estimateMs)}`);
   } catch (e) {
     if (e.name === 'AbortError' || token !== state.token) return;
