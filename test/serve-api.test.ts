@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import type { Worker } from 'node:worker_threads';
 import { PNG } from 'pngjs';
 import { serializeNpy } from '../src/data/npy.js';
 import { exactMaps } from '../src/occlusion/exact.js';
@@ -11,7 +12,7 @@ import { formatLoad, runServeLoad } from '../bench/serve-load.js';
 import { loadClassifier } from '../src/serve/models.js';
 import { selectChannels } from '../src/models/predictor.js';
 import { UserError } from '../src/util/errors.js';
-import { C, H, N, PARAMS, W, makeServeFixtures, type ServeFixtures } from './serve-fixtures.js';
+import { C, H, N, PARAMS, W, makeConditionedEnsemble, makeServeFixtures, type ServeFixtures } from './serve-fixtures.js';
 
 let fx: ServeFixtures;
 let server: RunningServer;
@@ -217,11 +218,49 @@ test('the exact-map queue refuses work beyond its bound with a 503, and a worker
     // A bad job fails alone (a 422), and the worker goes on.
     await assert.rejects(pool.run(new Float32Array(4), [1, 2, 2, 1], PARAMS), (e: Error & { statusCode?: number }) => e.statusCode === 422);
     assert.equal((await pool.run(x, [1, H, W, C], PARAMS)).maps.length, H * W);
+    // A worker that dies (here: terminated) fails what it held; the next map starts a new one.
+    const running = pool.run(x, [1, H, W, C], PARAMS);
+    await (pool as unknown as { worker: Worker }).worker.terminate();
+    await assert.rejects(running, (e: Error & { statusCode?: number }) => e.statusCode === 503 && /worker stopped/.test(e.message));
+    assert.equal(pool.state, 'down');
+    assert.equal((await pool.run(x, [1, H, W, C], PARAMS)).maps.length, H * W);
+    assert.equal(pool.state, 'ready');
   } finally {
     await pool.close();
   }
   await assert.rejects(ExactPool.start({ classifier: fx.dir + '/nothing', engine: 'auto' }), (e: Error) => /nothing: does not exist/.test(e.message));
   await stillServing();
+});
+
+test('a conditioned ensemble: the map is drawn for the given label, with a std, and the exact map for the same class', async () => {
+  const ens = await startServer({ classifier: fx.classifier, explainer: await makeConditionedEnsemble(fx), port: 0, exactThreads: 1 });
+  try {
+    const body = (label: number) => JSON.stringify({ image: Array.from({ length: H }, (_, y) => Array.from({ length: W }, (_, x) => Array.from(stamp(4).subarray((y * W + x) * C, (y * W + x + 1) * C)))), label });
+    const send = async (label: number, q = ''): Promise<Res> => {
+      const r = await fetch(`${ens.url}/explain${q}`, { method: 'POST', body: body(label), headers: { 'content-type': 'application/json' } });
+      return { status: r.status, body: (await r.json()) as Record<string, any> };
+    };
+    const a = await send(0, '?exact=1');
+    const b = await send(1);
+    assert.equal(a.status, 200, JSON.stringify(a.body));
+    assert.deepEqual(a.body.condition, { class: 0, source: 'label' });
+    assert.deepEqual(b.body.condition, { class: 1, source: 'label' });
+    const std = assertMap(a.body.estimate.std, 'std');
+    assert.ok(std.some((v) => v > 0), 'two different members disagree somewhere');
+    assert.ok(assertMap(a.body.estimate.map, 'a').some((v, k) => v !== assertMap(b.body.estimate.map, 'b')[k]), 'the class changes the estimate');
+    // The exact map explains the class the estimate was drawn for (not the prediction).
+    assert.deepEqual(a.body.exact.target, { class: 0, source: 'label' });
+    const p = await loadClassifier(fx.classifier, { engine: 'auto', threads: 1 });
+    try {
+      const want = await exactMaps(p, stamp(4), [1, H, W, C], { ...PARAMS, target: 'label', labels: Int32Array.of(0) });
+      const got = assertMap(a.body.exact.map, 'exact');
+      assert.ok(got.every((v, k) => Math.abs(v - want.maps[k]) < 1e-5));
+    } finally {
+      p.dispose();
+    }
+  } finally {
+    await ens.close();
+  }
 });
 
 test('startup refuses models that cannot serve together, with a one-line error', async () => {

@@ -4,7 +4,7 @@
  * reading the same channel, both with their ONNX exports, and a 6-stamp dataset whose stored
  * maps are the classifier's exact maps.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { writeDataset } from '../src/data/dataset.js';
@@ -104,4 +104,38 @@ export async function makeServeFixtures(): Promise<ServeFixtures> {
     meta: { source: 'test', channels: ['noise', 'signal'], classes: ['bogus', 'real'], occlusion: { method: 'exact', ...PARAMS } },
   });
   return { dir, classifier, explainer, data, images, labels };
+}
+
+/**
+ * A conditioned (one-hot, on the label) ensemble of two autoencoders beside the fixtures:
+ * DIR/member-0, DIR/member-1 and the ensemble's card.json.
+ */
+export async function makeConditionedEnsemble(fx: ServeFixtures): Promise<string> {
+  const dir = path.join(fx.dir, 'ensemble');
+  mkdirSync(dir);
+  const card = {
+    kind: 'explainer',
+    occmapVersion: 'test',
+    createdAt: 'test',
+    variant: 'normal',
+    condition: 'onehot',
+    conditionOn: 'label',
+    channels: [1],
+    inputSize: 12,
+    inputShape: [12, 12, 1],
+    imageSize: [H, W],
+    numClasses: 2,
+    classes: ['bogus', 'real'],
+    split: { by: 'item', seed: 0, valFraction: 0.5, valIndices: [] },
+    data: 'test',
+    occlusion: { method: 'exact', ...PARAMS, target: 'label' },
+  };
+  for (const k of [0, 1]) {
+    const m = buildAutoencoder({ size: 12, channels: 1, bottleneck: 9, condition: 'onehot', numClasses: 2, seed: 11 + k });
+    const { hash } = await saveModelDir(m, path.join(dir, `member-${k}`), { ...card, member: k });
+    await exportModelToOnnx(m, path.join(dir, `member-${k}`, 'model.onnx'), { metadata: { [META_SOURCE_HASH]: hash } });
+    m.dispose();
+  }
+  writeFileSync(path.join(dir, 'card.json'), JSON.stringify({ ...card, ensemble: 2 }, null, 2));
+  return dir;
 }
