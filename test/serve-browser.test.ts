@@ -37,7 +37,7 @@ test('the page shows a stamp, its estimate and its exact map; keys and upload wo
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    viewport: { width: 1360, height: 1100 },
+    viewport: { width: 1360, height: 1180 },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   const errors: string[] = [];
