@@ -10,6 +10,8 @@ import { registerTrainClassifier } from './train-classifier.js';
 import { registerTrainExplainer } from './train-explainer.js';
 import { registerExplain } from './explain.js';
 import { registerServe } from './serve.js';
+import { registerExperiments } from './experiments.js';
+import { registerDemo } from './demo.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
 
@@ -28,6 +30,8 @@ export function buildProgram(): Command {
   registerTrainExplainer(program);
   registerExplain(program);
   registerServe(program);
+  registerExperiments(program);
+  registerDemo(program);
   return program;
 }
 
