@@ -294,6 +294,7 @@ test('experiments end to end (tiny preset, simulated stamps), then a rerun that 
   assert.equal(second.evaluated, 0);
   assert.equal(second.timingMeasured, false);
   assert.deepEqual(second.results.runs.map((x) => x.mse), r.runs.map((x) => x.mse));
+  assert.deepEqual(second.results.invocations!.map((i) => i.trained), [12, 0], 'the report keeps what the first invocation did');
 
   await assert.rejects(runExperiments({ ...o, seed: 1 }), (e: Error) => e instanceof UserError && /holds a study with other seed/.test(e.message));
   const lines2 = demoSummary({ ...second, results: { ...second.results, demo: { run: r.runs[0].name } } }, 12);

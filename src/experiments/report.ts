@@ -363,6 +363,15 @@ export function buildDocument(res: ExperimentResults): Section[] {
       rows: Object.entries(res.phases).map(([k, v]) => [k, v.toFixed(1)]),
     },
   ];
+  if (res.invocations && res.invocations.length > 0) {
+    const total = res.invocations.reduce((a, i) => a + i.wallSeconds, 0);
+    repro.push({
+      kind: 'table',
+      caption: `Every invocation on this directory (a rerun skips finished steps): ${total.toFixed(0)} s in all.`,
+      head: ['started', 'wall seconds', 'explainers trained', 'evaluated', 'exact maps computed', 'classifier trained'],
+      rows: res.invocations.map((i) => [i.startedAt, i.wallSeconds.toFixed(0), String(i.trained), String(i.evaluated), String(i.mapsComputed), i.classifierTrained ? 'yes' : 'no']),
+    });
+  }
   if (res.notes.length > 0) repro.push({ kind: 'list', items: res.notes });
   sections.push({ id: 'reproduce', title: 'Reproducibility', blocks: repro });
   return sections;

@@ -80,6 +80,16 @@ export interface LayerRow {
   trainable: boolean;
 }
 
+export interface Invocation {
+  startedAt: string;
+  wallSeconds: number;
+  trained: number;
+  evaluated: number;
+  mapsComputed: number;
+  classifierTrained: boolean;
+  command: string;
+}
+
 export interface ExperimentResults {
   schema: typeof RESULTS_SCHEMA;
   preset: PresetName;
@@ -133,5 +143,7 @@ export interface ExperimentResults {
   /** Wall seconds of each phase of this invocation (0 when skipped). */
   phases: Record<string, number>;
   wallSeconds: number;
+  /** Every invocation on this directory so far, oldest first (this one last). */
+  invocations?: Invocation[];
   notes: string[];
 }

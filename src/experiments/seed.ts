@@ -45,7 +45,7 @@ import {
   type RunConfig,
   type RunSpec,
 } from './plan.js';
-import { RESULTS_SCHEMA, type Example, type ExperimentResults, type LayerRow, type MethodMetrics, type RunResult, type TimingResult } from './results.js';
+import { RESULTS_SCHEMA, type Invocation, type Example, type ExperimentResults, type LayerRow, type MethodMetrics, type RunResult, type TimingResult } from './results.js';
 import { measureTiming } from './timing.js';
 import { writeReport } from './report.js';
 
@@ -150,6 +150,7 @@ function checkPlanFile(file: string, identity: Record<string, unknown>): boolean
 
 export async function runExperiments(o: RunExperimentsOptions): Promise<RunExperimentsSummary> {
   const tStart = performance.now();
+  const startedAt = new Date().toISOString();
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   const preset = o.preset;
   const seed = o.seed ?? 0;
@@ -534,11 +535,27 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
       wallSeconds: (performance.now() - tStart) / 1000,
       notes,
     };
+    // Wall time per invocation, so a report rewritten by a rerun still tells what the study cost.
+    const invFile = path.join(out, 'invocations.json');
+    let invocations: Invocation[] = [];
+    try {
+      invocations = existsSync(invFile) ? JSON.parse(readFileSync(invFile, 'utf8')) : [];
+    } catch {
+      notes.push(`${invFile} was unreadable: earlier invocations are not listed`);
+    }
+    const current: Invocation = { startedAt, wallSeconds: 0, trained, evaluated, mapsComputed, classifierTrained, command };
+    full.invocations = [...invocations, current];
+    const finish = () => {
+      current.wallSeconds = (performance.now() - tStart) / 1000;
+      full.phases = phases;
+      full.wallSeconds = current.wallSeconds;
+    };
+    finish();
     const files = await writeReport(full, out);
     phase('report');
-    full.phases = phases;
-    full.wallSeconds = (performance.now() - tStart) / 1000;
+    finish();
     await writeFileAtomic(files.json, JSON.stringify(full, null, 1) + '\n');
+    await writeFileAtomic(invFile, JSON.stringify(full.invocations, null, 1) + '\n');
     return { results: full, trained, reused, evaluated, mapsComputed, classifierTrained, timingMeasured, files };
   } finally {
     clf?.dispose();
