@@ -30,6 +30,7 @@ test('formatTick and finiteRange', () => {
   assert.equal(formatTick(-1.5), '-1.5');
   assert.equal(formatTick(0.0000123), '1.23E-5');
   assert.equal(formatTick(123456), '1.23E5');
+  assert.equal(formatTick(0.0002), '2E-4');
   assert.deepEqual(finiteRange([3, NaN, -1, 2]), [-1, 3]);
   assert.deepEqual(finiteRange([NaN]), [0, 0]);
   assert.equal(textWidth('12', 2), (2 * 6 - 1) * 2);

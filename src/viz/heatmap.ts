@@ -49,7 +49,7 @@ export function formatTick(v: number): string {
   if (!Number.isFinite(v)) return String(v).toUpperCase();
   if (v === 0) return '0';
   const a = Math.abs(v);
-  const s = a >= 1e-3 && a < 1e5 ? String(Number(v.toPrecision(3))) : v.toExponential(2).replace('e+', 'E').replace('e', 'E');
+  const s = a >= 1e-3 && a < 1e5 ? String(Number(v.toPrecision(3))) : Number(v.toPrecision(3)).toExponential().replace('e+', 'E').replace('e', 'E');
   return s;
 }
 
