@@ -388,7 +388,7 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
     const total = stage1.length + (exps.has('exp4') ? 2 * (preset.repeats - 1) : 0);
     let k = 0;
     for (const r of stage1) await ensureRun(r, ++k, total);
-    phase('stage 1 (Exp 1-3)');
+    phase(exps.has('demo') ? 'explainer (train + evaluate)' : 'Exp 1-3 (train + evaluate)');
 
     const val = (name: string) => evals.get(name)?.mse.val;
     const byTag = (tag: string, f: (r: RunSpec) => boolean = () => true) => [...specs.values()].filter((r) => r.experiments.includes(tag as RunSpec['experiments'][number]) && f(r));
@@ -424,7 +424,7 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
       });
       const best = stats.reduce((a, b) => (b.val.mean < a.val.mean ? b : a));
       results.exp4 = { groups: stats, best: best.base };
-      phase('Exp 4');
+      phase('Exp 4 (train + evaluate)');
     }
     if (exps.has('demo')) results.demo = { run: byTag('demo')[0].name };
 
