@@ -8,7 +8,7 @@ import { buildAutoencoder, parameterCounts } from '../src/models/autoencoder.js'
 import { hashModelDir, loadModelDir } from '../src/models/io.js';
 import { loadPredictor } from '../src/models/load.js';
 import { currentOnnxExport } from '../src/runtime/onnx.js';
-import { trainExplainer, bootstrapIndices, holdoutSplit, padEdge, defaultInputSize, firstOutOfUnit } from '../src/explainer/train.js';
+import { trainExplainer, bootstrapIndices, holdoutSplit, padEdge, gradientKernel, applyKernel, defaultInputSize, firstOutOfUnit } from '../src/explainer/train.js';
 import { loadExplainer, conditionTargets, memberMeanStd, type ExplainerCard } from '../src/explainer/estimate.js';
 import { leakedGroups } from '../src/data/split.js';
 import { UserError } from '../src/util/errors.js';
@@ -187,6 +187,20 @@ test('bad requests: frozen without a classifier, data without maps, predicted ta
 test('holdoutSplit: the given objects held out, the rest trained on; ids required', () => {
   assert.deepEqual(holdoutSplit(['a', 'b', 'a', 'c'], ['a', 'z'], 'f'), { train: [1, 3], val: [0, 2], by: 'group' });
   assert.throws(() => holdoutSplit(undefined, ['a'], 'maps.npz'), /maps.npz: has no ids/);
+});
+
+test('gradient loss: kernel gives [map, g*dx, g*dy] (zero beyond the edge); training saves the 1-channel model', async () => {
+  // map [[1,2],[3,5]], g = 2: dx = 2*[[1,-2],[2,-5]], dy = 2*[[2,3],[-3,-5]]
+  const y = applyKernel(Float32Array.of(1, 2, 3, 5), 1, 2, gradientKernel(2));
+  assert.deepEqual(Array.from(y), [1, 2, 4, 2, -4, 6, 3, 4, -6, 5, -10, -10]);
+  const out = path.join(tmp, 'grad');
+  const r = await trainExplainer({ data: mapsLabel, out, channels: '1', variant: 'unet', gradWeight: 2, epochs: 1, seed: 4, ...quiet });
+  assert.equal((r.card.options as { gradWeight: number }).gradWeight, 2);
+  const e = await loadExplainer(out);
+  const { maps } = await e.estimate(data.images.slice(0, 2 * H * W * C), [2, H, W, C]);
+  assert.equal(maps.length, 2 * H * W);
+  e.dispose();
+  await assert.rejects(trainExplainer({ data: mapsLabel, out: path.join(tmp, 'x5'), channels: '1', gradWeight: 1, loss: 'bce', ...quiet }), /--grad-weight needs --loss mse/);
 });
 
 test('padEdge repeats the nearest map pixel into the padding', () => {

@@ -40,6 +40,7 @@ export interface TrainExplainerCliOptions {
   bottleneck: string;
   smooth: string;
   targetPad: string;
+  gradWeight: string;
   activation?: string;
   inputSize?: string;
   loss: string;
@@ -102,6 +103,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     cut: cut as 0 | 1 | 2,
     bottleneck,
     smooth: int('--smooth', o.smooth, 0),
+    gradWeight: num('--grad-weight', o.gradWeight, (x) => x >= 0, 'a non-negative number'),
     targetPad: oneOf('--target-pad', o.targetPad, ['zero', 'edge'] as const),
     activation: o.activation !== undefined ? oneOf('--activation', o.activation, ['relu', 'linear'] as const) : undefined,
     inputSize: o.inputSize !== undefined ? int('--input-size', o.inputSize, 4) : undefined,
@@ -156,6 +158,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--condition <mode>', 'none | numeral | onehot: the class each map is drawn for, fed to the bottleneck', 'none')
     .option('--cut <n>', '0 | 1 | 2: cut the seed autoencoder at its max-pool layers (SEED.md Exp. 3)', '0')
     .option('--bottleneck <n>', 'bottleneck units incl. label units (a square; seed 36)', '36')
+    .option('--grad-weight <g>', 'add g^2 x the squared error of map differences (dx, dy) to the MSE: penalises wiggles in flat parts (0: plain MSE)', '0')
     .option('--target-pad <mode>', 'zero | edge: how target maps are padded to the input size (zero: the seed)', 'zero')
     .option('--smooth <k>', 'fixed k x k box filter before the output sigmoid (0: none)', '0')
     .option('--activation <name>', "relu | linear (default: the classifier's, else relu)")
