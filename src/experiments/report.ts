@@ -41,6 +41,8 @@ const f3 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? 
 const pct = (a: number, b: number) => `${Math.abs((100 * (a - b)) / b).toFixed(0)}%`;
 const ms = (s: number) => (s >= 1 ? `${s.toFixed(2)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(2)} ms` : `${(s * 1e6).toFixed(0)} µs`);
 
+const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
+
 export function describeRun(r: Pick<RunResult, 'variant' | 'condition' | 'cut' | 'data'>): string {
   const parts = [`${r.variant} autoencoder`];
   if (r.condition !== 'none') parts.push(`${CONDITION_NAMES[r.condition].toLowerCase()} conditioning`);
@@ -278,7 +280,7 @@ export function buildDocument(res: ExperimentResults): Section[] {
     blocks.unshift({
       kind: 'p',
       text:
-        `${parts.join('; ')}. The lower mean makes the ${describeRun(best)} the best model of the study. ` +
+        `${cap(parts.join('; '))}. The lower mean makes the ${describeRun(best)} the best model of the study. ` +
         `The seed: frozen on supernova data ${f5(t9.frozenSn.mean.val)} ± ${f5(t9.frozenSn.std.val)}, frozen + one-hot on mixed data ${f5(t9.onehotMixed.mean.val)} ± ${f5(t9.onehotMixed.std.val)} (the conditioned model best). ` +
         `Every training holds out the same objects, so the spread is that of initial weights and shuffling; the two finalists are measured on different held-out maps (supernova only vs mixed), as in the seed. ` +
         exp4Skill(res) +
@@ -373,7 +375,10 @@ export function buildDocument(res: ExperimentResults): Section[] {
       blocks: [
         {
           kind: 'p',
-          text: `An exact map took ${ms(t.exactPerMap)} per map batched (${t.inferencesPerMap} inferences on ${t.classifierEngine}), an estimated one ${ms(t.estimatedPerMap)} (${t.explainerEngine}): ${t.speedupThroughput.toFixed(0)}x faster. For one stamp alone: ${ms(t.exactLatency)} vs ${ms(t.estimatedLatency)}, ${t.speedupLatency.toFixed(0)}x. The seed's claim (1 inference instead of N x N) holds; the measured ratio is below ${t.inferencesPerMap} because the explainer is a larger network than the classifier and small batches carry fixed costs.`,
+          text: `An exact map took ${ms(t.exactPerMap)} per map batched (${t.inferencesPerMap} inferences on ${t.classifierEngine}), an estimated one ${ms(t.estimatedPerMap)} (${t.explainerEngine}): ${t.speedupThroughput.toFixed(0)}x faster. For one stamp alone: ${ms(t.exactLatency)} vs ${ms(t.estimatedLatency)}, ${t.speedupLatency.toFixed(0)}x. ` +
+            (t.speedupThroughput < t.inferencesPerMap
+              ? `The seed's claim (1 inference instead of N x N) holds in kind; the ratio is below ${t.inferencesPerMap} because an estimate (${ms(t.estimatedPerMap)}) costs more than one classifier inference inside an exact map (${ms(t.exactPerMap / t.inferencesPerMap)}): the explainer adds a decoder${res.runs.find((r) => r.name === res.layers?.run)?.condition !== 'none' ? ', and a conditioned explainer needs the classifier\'s prediction first' : ''}.`
+              : `The measured ratio is at least the ${t.inferencesPerMap} inferences an exact map costs.`),
         },
         { kind: 'table', caption: `Time per map, measured in this run (${t.note}).`, head: ['what', 'time per map', 'maps/s', 'cost'], rows },
       ],
