@@ -301,6 +301,14 @@ test('experiments end to end (tiny preset, simulated stamps), then a rerun that 
   assert.deepEqual(second.results.invocations!.map((i) => i.trained), [12, 0], 'the report keeps what the first invocation did');
 
   await assert.rejects(runExperiments({ ...o, seed: 1 }), (e: Error) => e instanceof UserError && /holds a study with other seed/.test(e.message));
+  // Bad input: a one-line error naming the file, and no study directory left behind.
+  const unlabeled = path.join(tmp, 'unlabeled.npz');
+  const sim = simulateDataset({ n: 8, seed: 1 }).dataset;
+  delete sim.labels;
+  await writeDataset(unlabeled, sim);
+  const bad = path.join(tmp, 'bad-study');
+  await assert.rejects(runExperiments({ ...o, data: unlabeled, out: bad }), (e: Error) => e instanceof UserError && e.message.startsWith(`${unlabeled}: has no labels`));
+  assert.equal(existsSync(bad), false);
   const lines2 = demoSummary({ ...second, results: { ...second.results, demo: { run: r.runs[0].name } } }, 12);
   assert.match(lines2.join('\n'), /validation accuracy/);
   assert.match(lines2.join('\n'), /faster/);

@@ -172,19 +172,7 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
   if (o.classifier && !existsSync(path.join(o.classifier, CARD_JSON))) {
     throw fileError(o.classifier, "is not a classifier directory from 'occmap train-classifier' (no card.json)");
   }
-  ensureDir(out);
-  for (const d of ['data', 'runs', 'evals']) ensureDir(path.join(out, d));
-  const identity = {
-    preset: preset.name,
-    seed,
-    data: path.resolve(o.data),
-    dataBytes: statSync(o.data).size,
-    classifier: o.classifier ? path.resolve(o.classifier) : null,
-  };
-  const planFile = path.join(out, 'plan.json');
-  if (checkPlanFile(planFile, identity)) log(`experiments: continuing the study in ${out}`);
-  else await writeFileAtomic(planFile, JSON.stringify({ ...identity, createdAt: new Date().toISOString(), command }, null, 2) + '\n');
-
+  // The data is read and checked before anything is created: bad input leaves no directory.
   const ds = await readDataset(o.data);
   if (!ds.labels) throw fileError(o.data, 'has no labels: the study splits maps by class (1 = supernova, 0 = not)');
   for (let i = 0; i < ds.labels.length; i++) {
@@ -194,6 +182,20 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
   for (const l of ds.labels) nPos += l;
   const nNeg = ds.labels.length - nPos;
   if (nPos < 2 || nNeg < 2) throw fileError(o.data, `has ${nPos} supernova and ${nNeg} non-supernova stamps: the study needs at least 2 of each`);
+  const identity = {
+    preset: preset.name,
+    seed,
+    data: path.resolve(o.data),
+    dataBytes: statSync(o.data).size,
+    classifier: o.classifier ? path.resolve(o.classifier) : null,
+  };
+  const planFile = path.join(out, 'plan.json');
+  const continuing = checkPlanFile(planFile, identity);
+  ensureDir(out);
+  for (const d of ['data', 'runs', 'evals']) ensureDir(path.join(out, d));
+  if (continuing) log(`experiments: continuing the study in ${out}`);
+  else await writeFileAtomic(planFile, JSON.stringify({ ...identity, createdAt: new Date().toISOString(), command }, null, 2) + '\n');
+
   phase('read data');
 
   // --- classifier ------------------------------------------------------------------------
