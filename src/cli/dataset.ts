@@ -5,24 +5,10 @@ import { readDataset, writeDataset, type Dataset } from '../data/dataset.js';
 import { buildHits2015, formatSummary, parseClasses, CHANNELS, LABEL_NAMES } from '../data/hits2015.js';
 import { simulateDataset } from '../data/simulate.js';
 import { assertWritable } from '../util/atomic.js';
-import { UserError } from '../util/errors.js';
+import { int, num, choice } from './options.js';
 
-function int(name: string, v: string, min: number): number {
-  const n = Number(v);
-  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
-}
 
-function num(name: string, v: string, ok: (x: number) => boolean, what: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new UserError(`${name} must be ${what}, got '${v}'`);
-  return n;
-}
 
-function choice<T extends string>(name: string, v: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(v)) throw new UserError(`${name} must be one of ${allowed.join(', ')}, got '${v}'`);
-  return v as T;
-}
 
 function commandLine(): string {
   return ['occmap', ...process.argv.slice(2)].join(' ');

@@ -24,6 +24,7 @@ import {
   type MethodResult,
   type MetricName,
 } from '../explainer/evaluate.js';
+import { int } from './options.js';
 
 export interface EvaluateCliOptions {
   explainer: string;
@@ -45,11 +46,6 @@ export interface EvaluateCliOptions {
   quiet?: boolean;
 }
 
-function int(name: string, text: string, min: number): number {
-  const v = Number(text);
-  if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(v) || v < min) throw new UserError(`--${name}: expected an integer >= ${min}, got '${text}'`);
-  return v;
-}
 
 function oneOf<T extends string>(name: string, text: string, values: readonly T[]): T {
   if (!(values as readonly string[]).includes(text)) throw new UserError(`--${name}: expected one of ${values.join('|')}, got '${text}'`);

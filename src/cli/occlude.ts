@@ -24,6 +24,7 @@ import { geometryProblem, parsePatch } from '../occlusion/geometry.js';
 import { ShardStore, shardDirFor } from '../occlusion/shards.js';
 import { runOcclusionJob, type PredictorSource } from '../occlusion/workers.js';
 import { DEFAULT_ATTEMPTS, DEFAULT_QUEUE_NAME, checkQueueUrl, jobDataHash, probeRedis, redactUrl, runQueueCoordinator } from '../occlusion/queue.js';
+import { int } from './options.js';
 
 export const DEFAULT_SHARD_SIZE = 256;
 
@@ -86,11 +87,6 @@ export interface RawOccludeOptions {
   pollMs?: string;
 }
 
-function int(name: string, text: string, min: number): number {
-  const v = Number(text);
-  if (!/^\s*\d+\s*$/.test(text) || !Number.isInteger(v) || v < min) throw new UserError(`--${name}: expected an integer >= ${min}, got '${text}'`);
-  return v;
-}
 
 function oneOf<T extends string>(name: string, text: string, values: readonly T[]): T {
   if (!(values as readonly string[]).includes(text)) throw new UserError(`--${name}: expected one of ${values.join('|')}, got '${text}'`);

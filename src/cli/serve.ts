@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { isLoopback, startServer, DEFAULT_BODY_LIMIT, type ServeOptions } from '../serve/app.js';
 import type { EngineChoice } from '../serve/models.js';
 import { UserError } from '../util/errors.js';
+import { int } from './options.js';
 
 const EXAMPLES = `
 Examples:
@@ -37,11 +38,6 @@ interface RawServeOptions {
   maxExactQueue: string;
 }
 
-function int(name: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) throw new UserError(`${name} must be an integer in [${min}, ${max}], got '${v}'`);
-  return n;
-}
 
 export function parseServeOptions(o: RawServeOptions): ServeOptions & { port: number; host: string } {
   if (!['auto', 'onnx', 'tfjs'].includes(o.engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${o.engine}'`);

@@ -8,6 +8,7 @@ import { exportModelToOnnx, META_SOURCE_HASH } from '../models/to-onnx.js';
 import { assertModelDirWritable, hashFile, saveModelDir, type ModelCard } from '../models/io.js';
 import { initTf, backendDescription, type BackendChoice } from '../runtime/tfjs.js';
 import { UserError } from '../util/errors.js';
+import { int, num } from './options.js';
 
 const EXAMPLES = `
 Examples:
@@ -43,17 +44,7 @@ export interface TrainClassifierCliOptions {
   quiet?: boolean;
 }
 
-function int(name: string, v: string, min: number): number {
-  const n = Number(v);
-  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
-}
 
-function num(name: string, v: string, ok: (x: number) => boolean, what: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new UserError(`${name} must be ${what}, got '${v}'`);
-  return n;
-}
 
 function occmapVersion(): string {
   try {

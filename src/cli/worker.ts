@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { Queue } from 'bullmq';
 import { UserError } from '../util/errors.js';
 import { DEFAULT_QUEUE_NAME, DEFAULT_STALLED_MS, checkQueueUrl, redactUrl, startQueueWorker } from '../occlusion/queue.js';
+import { int } from './options.js';
 
 interface RawWorkerOptions {
   queue: string;
@@ -20,11 +21,6 @@ interface RawWorkerOptions {
   quiet?: boolean;
 }
 
-function int(name: string, text: string, min: number): number {
-  const v = Number(text);
-  if (!/^\s*\d+\s*$/.test(text) || !Number.isInteger(v) || v < min) throw new UserError(`--${name}: expected an integer >= ${min}, got '${text}'`);
-  return v;
-}
 
 export function registerWorker(program: Command): void {
   program
