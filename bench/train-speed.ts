@@ -427,15 +427,20 @@ function parseArgs(argv: string[]): TrainBenchOptions & { json?: string } {
   return o;
 }
 
-async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
-  const log = (s: string) => process.stdout.write(s + '\n');
-  const r = await runTrainBench({ ...o, log });
+/** The summary lines after the per-run lines: machine, fast/naive ratios, step profiles. */
+export function printTrainBench(r: TrainBenchResult, log: (s: string) => void): void {
   log(`\nbackend ${r.backend}, ${r.cpus} cpus (${r.cpuModel}), load average ${r.loadAverage.map((v) => v.toFixed(2)).join(' ')}`);
   for (const q of r.ratios) {
     log(`${q.model.padEnd(11)} batch ${String(q.batchSize).padStart(3)}  fast / naive = ${q.fastOverNaive.toFixed(2)}x wall, ${q.fastOverNaiveCpu.toFixed(2)}x cpu`);
   }
   for (const p of r.profiles) log('\n' + formatProfile(p));
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const log = (s: string) => process.stdout.write(s + '\n');
+  const r = await runTrainBench({ ...o, log });
+  printTrainBench(r, log);
   if (o.json) await writeFileAtomic(o.json, JSON.stringify(r, null, 2) + '\n');
 }
 

@@ -35,8 +35,11 @@ Figures depend on what else runs: close other work first; the load average is pr
       }
       if (o.train || o.onlyTrain) {
         process.stderr.write('== training ==\n');
-        const { runTrainBench } = await import('../../bench/train-speed.js');
-        out.training = await runTrainBench({ steps, profile: true });
+        const { runTrainBench, printTrainBench } = await import('../../bench/train-speed.js');
+        const log = (line: string) => process.stderr.write(line + '\n');
+        const r = await runTrainBench({ steps, profile: true, log });
+        printTrainBench(r, log);
+        out.training = r;
       }
       if (o.json) await writeFileAtomic(o.json, JSON.stringify(out, null, 2));
     });
