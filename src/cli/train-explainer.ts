@@ -13,8 +13,9 @@ Examples:
   $ occmap train-explainer --data maps.npz --classifier clf --variant frozen --condition onehot --out expl-oh
       conditioned on the class each map was drawn for (the classifier's prediction when the
       maps were made with --target predicted: recomputed with clf)
-  $ occmap train-explainer --data maps.npz --classifier clf --variant unet --out expl-unet
-      U-Net: encoder initialised from clf, decoder with skip connections at 24x24 and 12x12
+  $ occmap train-explainer --data maps.npz --classifier clf --variant unet --condition onehot --out expl-unet
+      U-Net: encoder initialised from clf, decoder with skip connections at 24x24 and 12x12;
+      with one-hot conditioning the most faithful variant on HiTS 2015 maps (held-out objects)
   $ occmap train-explainer --data maps.npz --variant normal --loss bce --optimizer adadelta --out expl-seed
       trained from scratch with the seed code's loss and optimiser
   $ occmap train-explainer --data maps-all.npz --classifier clf --variant unet --holdout-from expl-unet --out expl-all
