@@ -45,7 +45,7 @@ test('plan: Exp 1-3 runs, names and seeds; a configuration shared by two experim
   assert.deepEqual(plan.find((r) => r.name === 'frozen-none-cut0-mixed-s0')!.experiments, ['exp1', 'exp3']);
   assert.ok(plan.every((r) => r.seed === 0));
   assert.deepEqual(planStage1(PRESETS.quick, 3).map((r) => r.seed), new Array(10).fill(3));
-  assert.deepEqual(planStage1(PRESETS.demo, 2).map((r) => [r.name, r.experiments]), [['frozen-onehot-cut0-mixed-s2', ['demo']]]);
+  assert.deepEqual(planStage1(PRESETS.demo, 2).map((r) => [r.name, r.experiments]), [['unet-onehot-cut0-mixed-s2', ['demo']]]);
 });
 
 test('plan: Exp 4 trains each finalist with seeds S..S+repeats-1, the first being the finalist itself', () => {

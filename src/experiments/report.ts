@@ -33,7 +33,7 @@ export interface Section {
 export type Figure = { id: string; svg: string } | { id: string; png: Uint8Array };
 
 export const DATA_NAMES: Record<DataKey, string> = { mixed: 'Mixed', sn: 'Supernova', nonsn: 'Non-supernova' };
-const VARIANT_NAMES = { normal: 'Normal', frozen: 'Frozen' } as const;
+const VARIANT_NAMES = { normal: 'Normal', frozen: 'Frozen', unet: 'U-Net' } as const;
 const CONDITION_NAMES = { none: 'none', numeral: 'Numeral', onehot: 'One-hot' } as const;
 
 const f5 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(5));
@@ -44,7 +44,7 @@ const ms = (s: number) => (s >= 1 ? `${s.toFixed(2)} s` : s >= 1e-3 ? `${(s * 1e
 const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
 export function describeRun(r: Pick<RunResult, 'variant' | 'condition' | 'cut' | 'data'>): string {
-  const parts = [`${r.variant} autoencoder`];
+  const parts = [r.variant === 'unet' ? 'U-Net explainer (encoder from the classifier, skip connections)' : `${r.variant} autoencoder`];
   if (r.condition !== 'none') parts.push(`${CONDITION_NAMES[r.condition].toLowerCase()} conditioning`);
   if (r.cut !== 0) parts.push(`cut ${r.cut}`);
   return `${parts.join(', ')}${parts.length > 1 ? ',' : ''} on ${DATA_NAMES[r.data].toLowerCase()} data`;

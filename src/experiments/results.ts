@@ -32,7 +32,7 @@ export interface Example {
 export interface RunResult {
   name: string;
   experiments: ExpTag[];
-  variant: 'normal' | 'frozen';
+  variant: 'normal' | 'frozen' | 'unet';
   condition: Condition;
   cut: 0 | 1 | 2;
   data: DataKey;
