@@ -22,7 +22,7 @@ import { readDataset, type Dataset } from '../data/dataset.js';
 import { splitIndices, type Split } from '../data/split.js';
 import { buildAutoencoder, copyEncoderWeights, parameterCounts, labelUnits, type Condition } from '../models/autoencoder.js';
 import { resolveChannels } from '../models/classifier.js';
-import { assertModelDirWritable, hashFile, hashModelDir, loadModelDir, readCard, saveModelDir, CARD_JSON, type ModelCard } from '../models/io.js';
+import { assertModelDirWritable, hashFile, hashModelDir, installDir, loadModelDir, readCard, saveModelDir, siblingTemp, CARD_JSON, type ModelCard } from '../models/io.js';
 import { loadPredictor } from '../models/load.js';
 import { selectChannels } from '../models/predictor.js';
 import { exportModelToOnnx, META_SOURCE_HASH } from '../models/to-onnx.js';
@@ -211,29 +211,14 @@ function occmapVersion(): string {
   }
 }
 
-function siblingTemp(dir: string, tag: string): string {
-  const abs = path.resolve(dir);
-  return path.join(path.dirname(abs), `.${path.basename(abs)}.${tag}.${process.pid}.${Date.now()}.tmp`);
-}
-
 /** Put the staged directory in place of `dir` (replacing it only with force). */
 function installStaged(staged: string, dir: string, force: boolean): void {
-  let old: string | null = null;
-  if (existsSync(dir)) {
-    if (readdirSync(dir).length === 0) rmSync(dir, { recursive: true });
-    else if (!force) throw fileError(dir, 'exists and is not empty (use --force to replace it)');
-    else {
-      old = siblingTemp(dir, 'old');
-      renameSync(dir, old);
-    }
-  }
   try {
-    renameSync(staged, dir);
+    installDir(staged, dir, force);
   } catch (err) {
-    if (old) renameSync(old, dir);
+    if (err instanceof UserError) throw err;
     throw fileError(dir, `cannot install the trained explainer (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  if (old) rmSync(old, { recursive: true, force: true });
 }
 
 interface Prepared {

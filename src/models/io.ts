@@ -174,7 +174,8 @@ export function assertModelDirWritable(dir: string, force = false): void {
   if (readdirSync(dir).length > 0 && !force) throw fileError(dir, 'exists and is not empty (use --force to replace it)');
 }
 
-function siblingTemp(dir: string, tag: string): string {
+/** A temp path beside `dir` (same filesystem, so a rename into place is atomic). */
+export function siblingTemp(dir: string, tag: string): string {
   const abs = path.resolve(dir);
   return path.join(path.dirname(abs), `.${path.basename(abs)}.${tag}.${process.pid}.${Date.now()}.tmp`);
 }
@@ -212,7 +213,8 @@ export async function saveModelDir(
   }
 }
 
-function installDir(tmp: string, dir: string, force: boolean): void {
+/** Put a fully written directory in place of `dir`; a non-empty `dir` is replaced only with force. */
+export function installDir(tmp: string, dir: string, force: boolean): void {
   let old: string | null = null;
   if (existsSync(dir)) {
     if (readdirSync(dir).length === 0) rmSync(dir, { recursive: true });
