@@ -18,6 +18,7 @@ import { selectChannels } from '../models/predictor.js';
 import { exactMaps, SEED_PARAMS, type OcclusionParams } from '../occlusion/exact.js';
 import { assertWritable, writeFileAtomic } from '../util/atomic.js';
 import { fileError, UserError } from '../util/errors.js';
+import { int } from './options.js';
 import { heatmapPng, finiteRange, type Panel } from '../viz/heatmap.js';
 
 const EXAMPLES = `
@@ -128,12 +129,6 @@ export async function readInput(file: string): Promise<Input> {
   if (bytes[0] === 0x93 || ext === '.npy') return npyInput(file, bytes);
   const ds = await readDataset(file);
   return { images: ds.images, shape: ds.shape, labels: ds.labels, single: false };
-}
-
-function int(name: string, v: string, min: number): number {
-  const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
 }
 
 function argmaxRows(p: Float32Array, n: number, k: number): Int32Array {

@@ -5,6 +5,7 @@ import { backendDescription, type BackendChoice } from '../runtime/tfjs.js';
 import path from 'node:path';
 import { readExplainerCard } from '../explainer/estimate.js';
 import { fileError, UserError } from '../util/errors.js';
+import { choice, int, num } from './options.js';
 
 const EXAMPLES = `
 Examples:
@@ -61,23 +62,6 @@ export interface TrainExplainerCliOptions {
   quiet?: boolean;
 }
 
-function int(name: string, v: string, min: number): number {
-  const n = Number(v);
-  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new UserError(`${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
-}
-
-function num(name: string, v: string, ok: (x: number) => boolean, what: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new UserError(`${name} must be ${what}, got '${v}'`);
-  return n;
-}
-
-function oneOf<T extends string>(name: string, v: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(v)) throw new UserError(`${name} must be one of ${allowed.join(', ')}, got '${v}'`);
-  return v as T;
-}
-
 /** The held-out object ids of a trained explainer (its card's split.valIds). */
 function holdoutIdsFrom(dir: string): string[] {
   const card = readExplainerCard(dir);
@@ -89,8 +73,7 @@ function holdoutIdsFrom(dir: string): string[] {
 }
 
 export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<TrainedExplainer> {
-  const cut = int('--cut', o.cut, 0);
-  if (cut > 2) throw new UserError(`--cut must be 0, 1 or 2, got '${o.cut}'`);
+  const cut = int('--cut', o.cut, 0, 2);
   const bottleneck = int('--bottleneck', o.bottleneck, 1);
   if (Math.round(Math.sqrt(bottleneck)) ** 2 !== bottleneck) throw new UserError(`--bottleneck must be a square number (it is reshaped to a square plane), got ${bottleneck}`);
   const opts = {
@@ -98,18 +81,18 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     out: o.out,
     classifier: o.classifier,
     channels: o.channels,
-    variant: oneOf('--variant', o.variant, VARIANTS) as ExplainerVariant,
+    variant: choice('--variant', o.variant, VARIANTS) as ExplainerVariant,
     freeze: !!o.freeze,
-    condition: oneOf('--condition', o.condition, ['none', 'numeral', 'onehot'] as const),
+    condition: choice('--condition', o.condition, ['none', 'numeral', 'onehot'] as const),
     cut: cut as 0 | 1 | 2,
     bottleneck,
     smooth: int('--smooth', o.smooth, 0),
     gradWeight: num('--grad-weight', o.gradWeight, (x) => x >= 0, 'a non-negative number'),
-    targetPad: oneOf('--target-pad', o.targetPad, ['zero', 'edge'] as const),
-    activation: o.activation !== undefined ? oneOf('--activation', o.activation, ['relu', 'linear'] as const) : undefined,
+    targetPad: choice('--target-pad', o.targetPad, ['zero', 'edge'] as const),
+    activation: o.activation !== undefined ? choice('--activation', o.activation, ['relu', 'linear'] as const) : undefined,
     inputSize: o.inputSize !== undefined ? int('--input-size', o.inputSize, 4) : undefined,
-    loss: oneOf('--loss', o.loss, ['mse', 'bce'] as const),
-    optimizer: oneOf('--optimizer', o.optimizer, ['adam', 'adadelta'] as const),
+    loss: choice('--loss', o.loss, ['mse', 'bce'] as const),
+    optimizer: choice('--optimizer', o.optimizer, ['adam', 'adadelta'] as const),
     lr: o.lr !== undefined ? num('--lr', o.lr, (x) => x > 0, 'a positive number') : undefined,
     epochs: int('--epochs', o.epochs, 1),
     batchSize: int('--batch-size', o.batchSize, 1),
@@ -120,7 +103,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     holdoutIds: o.holdoutFrom !== undefined ? holdoutIdsFrom(o.holdoutFrom) : undefined,
     holdoutFrom: o.holdoutFrom !== undefined ? path.resolve(o.holdoutFrom) : undefined,
     limit: o.limit !== undefined ? int('--limit', o.limit, 2) : undefined,
-    backend: oneOf('--backend', o.backend, ['auto', 'wasm', 'cpu'] as const) as BackendChoice,
+    backend: choice('--backend', o.backend, ['auto', 'wasm', 'cpu'] as const) as BackendChoice,
     restoreBest: !o.keepLast,
     force: o.force,
     quiet: o.quiet,
