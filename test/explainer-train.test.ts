@@ -170,6 +170,13 @@ test('ensemble K=2: members on bootstrap resamples, same held-out split, mean an
   e.dispose();
 });
 
+test('ensemble without bootstrap: members see the whole training part, differ by seed', async () => {
+  const r = await trainExplainer({ data: mapsLabel, out: path.join(tmp, 'ens-nb'), channels: '1', variant: 'normal', ensemble: 2, bootstrap: false, epochs: 1, seed: 3, ...quiet });
+  assert.equal(r.card.bootstrap, 'none');
+  assert.deepEqual(r.results[0].splitIndices.train, r.results[1].splitIndices.train);
+  assert.notEqual(r.results[0].history[0].loss, r.results[1].history[0].loss);
+});
+
 test('bad requests: frozen without a classifier, data without maps, predicted targets without a classifier', async () => {
   await assert.rejects(trainExplainer({ data: mapsLabel, out: path.join(tmp, 'x1'), variant: 'frozen', ...quiet }), (e: Error) => e instanceof UserError && /--classifier/.test(e.message));
   const noMaps = path.join(tmp, 'nomaps.npz');

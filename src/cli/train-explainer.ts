@@ -55,6 +55,7 @@ export interface TrainExplainerCliOptions {
   holdoutFrom?: string;
   seed: string;
   ensemble: string;
+  bootstrap: boolean;
   limit?: string;
   backend: string;
   keepLast?: boolean;
@@ -100,6 +101,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     valFraction: num('--val-fraction', o.valFraction, (x) => x > 0 && x < 1, 'between 0 and 1 (exclusive)'),
     seed: int('--seed', o.seed, 0),
     ensemble: int('--ensemble', o.ensemble, 1),
+    bootstrap: o.bootstrap,
     holdoutIds: o.holdoutFrom !== undefined ? holdoutIdsFrom(o.holdoutFrom) : undefined,
     holdoutFrom: o.holdoutFrom !== undefined ? path.resolve(o.holdoutFrom) : undefined,
     limit: o.limit !== undefined ? int('--limit', o.limit, 2) : undefined,
@@ -157,6 +159,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--holdout-from <dir>', "hold out the objects another explainer held out (its card's split.valIds), e.g. to compare training sets")
     .option('--seed <n>', 'seed for split, shuffles, initial weights and bootstrap', '0')
     .option('--ensemble <k>', 'train K explainers on bootstrap resamples of the training part', '1')
+    .option('--no-bootstrap', 'ensemble members train on the whole training part, differing by seed only')
     .option('--limit <n>', 'use only N maps (seeded random subset) for quick runs')
     .option('--backend <name>', 'auto | wasm | cpu', 'auto')
     .option('--keep-last', "keep the last epoch's weights instead of the best val_loss epoch's")

@@ -86,6 +86,12 @@ export interface TrainExplainerOptions {
   holdoutFrom?: string;
   /** K explainers on bootstrap resamples of the training part (1: a single model). */
   ensemble?: number;
+  /**
+   * false: ensemble members train on the whole training part and differ only by seed
+   * (initial weights, shuffles). Each member is then as good as a single model and the mean
+   * better; the std reflects training randomness only, not data variability. Default true.
+   */
+  bootstrap?: boolean;
   /** Use only `limit` maps (seeded random subset). */
   limit?: number;
   restoreBest?: boolean;
@@ -425,6 +431,8 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
   const results: TrainResult[] = [];
   const members: Record<string, unknown>[] = [];
   const bootRng = new Rng(seed ^ 0xb0075);
+  const boot = o.bootstrap ?? true;
+  const bootMode = !boot ? 'none' : p.groups ? 'groups' : 'items';
   let counts: ReturnType<typeof parameterCounts> | undefined;
   let copied: string[] = [];
   const dataHash = await hashFile(o.data);
@@ -449,6 +457,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     seed,
     valFraction,
     ensemble: K,
+    bootstrap: K > 1 ? boot : null,
     limit: o.limit ?? null,
     restoreBest: o.restoreBest ?? true,
   };
@@ -510,12 +519,12 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
       try {
         if (clfModel) copied = copyEncoderWeights(clfModel, model);
         counts = parameterCounts(model);
-        const memberSplit: Split = K > 1 ? { train: bootstrapIndices(split.train, bootRng, p.groups), val: split.val, by: split.by } : split;
+        const memberSplit: Split = K > 1 && boot ? { train: bootstrapIndices(split.train, bootRng, p.groups), val: split.val, by: split.by } : split;
         if (k === 0) {
           log(
             `explainer ${variant}${frozen ? ' (frozen encoder)' : ''}, condition ${condition}: ${counts.total} parameters (${counts.trainable} trainable, ${counts.nonTrainable} frozen); ` +
               `${m} maps ${p.h}x${p.w} -> ${p.size}x${p.size}x${C}; ${split.by} split: ${split.train.length} train / ${split.val.length} held out` +
-              (K > 1 ? `; ensemble of ${K} on bootstrap resamples` : ''),
+              (K > 1 ? `; ensemble of ${K}${boot ? ' on bootstrap resamples' : ' (seeds only, no bootstrap)'}` : ''),
           );
         }
         const prefix = K > 1 ? `[member ${k + 1}/${K}] ` : '';
@@ -554,7 +563,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
           parameterCounts: counts,
           encoderCopied: copied,
           training,
-          ...(K > 1 ? { member: k, ensembleOf: K, bootstrap: p.groups ? 'groups' : 'items' } : {}),
+          ...(K > 1 ? { member: k, ensembleOf: K, bootstrap: bootMode } : {}),
         };
         const { hash } = await saveModelDir(model, dir, memberCard);
         await exportModelToOnnx(model, path.join(dir, 'model.onnx'), {
@@ -572,7 +581,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
         ...base,
         ensemble: K,
         members,
-        bootstrap: p.groups ? 'groups' : 'items',
+        bootstrap: bootMode,
         parameters: counts!.total,
         parameterCounts: counts,
         parametersPerMember: counts,
