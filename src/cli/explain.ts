@@ -13,8 +13,7 @@ import { serializeNpz, type NpzEntry } from '../data/npz.js';
 import { loadExplainer, type Explainer, type ExplainerCard } from '../explainer/estimate.js';
 import { mse, spearman, ssim, summarize } from '../metrics/maps.js';
 import { loadPredictor } from '../models/load.js';
-import type { Predictor } from '../models/predictor.js';
-import { selectChannels } from '../models/predictor.js';
+import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
 import { exactMaps, SEED_PARAMS, type OcclusionParams } from '../occlusion/exact.js';
 import { assertWritable, writeFileAtomic } from '../util/atomic.js';
 import { fileError, UserError } from '../util/errors.js';
@@ -129,16 +128,6 @@ export async function readInput(file: string): Promise<Input> {
   if (bytes[0] === 0x93 || ext === '.npy') return npyInput(file, bytes);
   const ds = await readDataset(file);
   return { images: ds.images, shape: ds.shape, labels: ds.labels, single: false };
-}
-
-function argmaxRows(p: Float32Array, n: number, k: number): Int32Array {
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (p[i * k + j] > p[i * k + best]) best = j;
-    out[i] = best;
-  }
-  return out;
 }
 
 /** The occlusion parameters the explainer's training maps were made with (seed defaults otherwise). */

@@ -5,8 +5,7 @@
  * (ONNX Runtime when the exports are current) on the same held-out stamps, after a warm-up.
  */
 import type { Explainer } from '../explainer/estimate.js';
-import type { Predictor } from '../models/predictor.js';
-import { selectChannels } from '../models/predictor.js';
+import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
 import { exactMaps, inferencesPerMap, SEED_PARAMS } from '../occlusion/exact.js';
 import type { TimingResult } from './results.js';
 
@@ -14,16 +13,6 @@ function median(v: number[]): number {
   const s = [...v].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function argmaxRows(p: Float32Array, n: number, k: number): Int32Array {
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (p[i * k + j] > p[i * k + best]) best = j;
-    out[i] = best;
-  }
-  return out;
 }
 
 /** Seconds per call of `fn`, repeated until at least `minSeconds` have passed (at least once). */

@@ -34,7 +34,7 @@
  *     every pixel of every map.
  */
 import type { Dataset } from '../data/dataset.js';
-import { selectChannels, type Predictor } from '../models/predictor.js';
+import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { inputMismatch } from '../occlusion/exact.js';
 import { normalizeSeed } from '../occlusion/geometry.js';
 import { mae, mse, pearson, spearman, ssim, summarize, topKIoU, aucUniform, type Summary } from '../metrics/maps.js';
@@ -269,12 +269,6 @@ export function stdErrorCorrelation(
   const perMap: number[] = [];
   for (let i = 0; i < n; i++) perMap.push(spearman(s.subarray(i * hw, (i + 1) * hw), err.subarray(i * hw, (i + 1) * hw)));
   return { perMap, pooled: spearman(s, err) };
-}
-
-function argmax(a: ArrayLike<number>, off: number, k: number): number {
-  let best = 0;
-  for (let j = 1; j < k; j++) if (a[off + j] > a[off + best]) best = j;
-  return best;
 }
 
 function summaries(perMap: Partial<Record<MetricName, number[]>>, labels: number[] | undefined): Pick<MethodResult, 'summary' | 'byClass'> {

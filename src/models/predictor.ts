@@ -42,3 +42,17 @@ export function selectChannels(
   }
   return out;
 }
+
+/** Index of the largest of `k` values starting at `off` (first on ties, as numpy.argmax). */
+export function argmax(a: ArrayLike<number>, off = 0, k = a.length - off): number {
+  let best = 0;
+  for (let j = 1; j < k; j++) if (a[off + j] > a[off + best]) best = j;
+  return best;
+}
+
+/** Predicted class of each row of an n x k probability matrix. */
+export function argmaxRows(p: ArrayLike<number>, n: number, k: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = argmax(p, i * k, k);
+  return out;
+}

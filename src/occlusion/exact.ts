@@ -3,7 +3,7 @@
  * unoccluded image), batched. Engine-agnostic: anything implementing Predictor works; tfjs
  * and ONNX Runtime differ only in how they run a batch.
  */
-import { selectChannels, type Predictor } from '../models/predictor.js';
+import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { UserError } from '../util/errors.js';
 import {
   accumulate,
@@ -115,12 +115,6 @@ export function inputMismatch(predictor: Predictor, shape: readonly number[]): s
     return `model input is ${mh}x${mw}x${mc} but the data images are ${h}x${w} (x${c} channels)`;
   }
   return null;
-}
-
-function argmax(a: Float32Array, off: number, k: number): number {
-  let best = 0;
-  for (let j = 1; j < k; j++) if (a[off + j] > a[off + best]) best = j;
-  return best;
 }
 
 interface Chunk {

@@ -14,7 +14,7 @@ import { readDataset, type Dataset } from '../data/dataset.js';
 import { loadExplainer, type Explainer } from '../explainer/estimate.js';
 import { compareMaps, importanceOf, type MapComparison } from '../explainer/evaluate.js';
 import { occlusionParamsOf } from '../cli/explain.js';
-import { selectChannels, type Predictor } from '../models/predictor.js';
+import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { inferencesPerMap, type ExactOptions, type OcclusionParams } from '../occlusion/exact.js';
 import { UserError } from '../util/errors.js';
 import { MicroBatcher, type BatchInfo } from './batcher.js';
@@ -130,12 +130,6 @@ function explainerProblem(explainer: Explainer, predictor: Predictor, kind: Chan
   }
   if ((ch && ch.every((k) => k < c)) || c === C) return null;
   return `the explainer reads data channel(s) [${ch?.join(',') ?? '?'}] but the stamp has ${c} channel(s)`;
-}
-
-function argmax(a: ArrayLike<number>): number {
-  let best = 0;
-  for (let j = 1; j < a.length; j++) if (a[j] > a[best]) best = j;
-  return best;
 }
 
 export interface ClassChoice {
