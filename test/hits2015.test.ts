@@ -360,6 +360,25 @@ test('balance gives equal labels (seeded); augmentation multiplies and keeps ids
   assert.equal(rot.dataset.shape[0], 4 * f.n);
   const split = splitIndices(aug.dataset.shape[0], 0.25, 5, aug.dataset.ids);
   assert.deepEqual(leakedGroups(split, aug.dataset.ids!), [], 'rotated copies stay with their object');
+
+  // Only the rare class copied: supernova stamps x8, the others once, in archive order.
+  const all = assembleHits2015(derive());
+  const sn = assembleHits2015(derive(), { augment: 'dihedral', augmentLabels: [1] });
+  const a = all.summary.final;
+  assert.equal(sn.summary.final.label1, 8 * a.label1);
+  assert.equal(sn.summary.final.label0, a.label0);
+  let j = 0;
+  for (let i = 0; i < a.n; i++) {
+    const reps = all.dataset.labels![i] === 1 ? 8 : 1;
+    for (let k = 0; k < reps; k++, j++) {
+      assert.equal(sn.dataset.ids![j], all.dataset.ids![i]);
+      assert.equal(sn.dataset.labels![j], all.dataset.labels![i]);
+    }
+    const first = sn.dataset.images.subarray((j - reps) * s, (j - reps + 1) * s);
+    assert.deepEqual(first, all.dataset.images.subarray(i * s, (i + 1) * s));
+  }
+  assert.equal(j, sn.dataset.shape[0]);
+  assert.match(formatSummary(sn.summary), /augmented x8 of supernova stamps/);
 });
 
 test('builder input errors', () => {

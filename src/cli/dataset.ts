@@ -6,6 +6,7 @@ import { buildHits2015, formatSummary, parseClasses, CHANNELS, LABEL_NAMES } fro
 import { simulateDataset } from '../data/simulate.js';
 import { assertWritable } from '../util/atomic.js';
 import { int, num, choice } from './options.js';
+import { UserError } from '../util/errors.js';
 
 
 
@@ -33,6 +34,8 @@ Examples:
       every kept epoch (about 18,000 not-supernova and 480 supernova stamps)
   $ occmap dataset hits2015 --out hits-aug.npz --augment
       x8 with the rotations and flips of each stamp (same object ids)
+  $ occmap dataset hits2015 --out hits-scale.npz --balance none --augment --augment-labels supernova
+      every kept epoch, the rare supernova stamps x8 (about 17,800 + 3,900 stamps)
   $ occmap dataset hits2015 --out sn-const.npz --classes supernova,constant --detection-snr 7
 
 Derivation (docs/data.md): per epoch, sky = median of the 2-pixel frame; template = median of
@@ -61,6 +64,20 @@ Examples:
 Inputs: a Python pickle (.pkl/.pickle; NumPy arrays, protocols 0-5, Python 2 or 3), a .npy
 of images, or an .npz with images/x/X (+ labels/y/Y, optional maps, ids).`;
 
+/** `all` -> undefined (every label); else label names (LABEL_NAMES) or indices. */
+function parseLabels(spec: string): number[] | undefined {
+  if (spec.trim() === 'all') return undefined;
+  const out = spec.split(',').map((t) => t.trim()).filter(Boolean).map((t) => {
+    const k = /^\d+$/.test(t) ? Number(t) : LABEL_NAMES.indexOf(t);
+    if (k < 0 || k >= LABEL_NAMES.length) {
+      throw new UserError(`--augment-labels: '${t}' is not a label (${LABEL_NAMES.map((n, i) => `${i}=${n}`).join(', ')}, or all)`);
+    }
+    return k;
+  });
+  if (out.length === 0) throw new UserError(`--augment-labels '${spec}' names no label`);
+  return out;
+}
+
 export function registerDataset(program: Command): void {
   const ds = program
     .command('dataset')
@@ -73,6 +90,7 @@ export function registerDataset(program: Command): void {
     .option('--classes <list>', 'object classes to use: supernova,constant,eclipsing_binary,rr_lyrae', 'supernova,constant,eclipsing_binary,rr_lyrae')
     .option('--balance <mode>', 'none | undersample (the majority label down to the minority count, seeded)', 'undersample')
     .option('--augment [mode]', 'none | rot (x4 quarter turns) | dihedral (x8, turns and flips; the default when given alone)', 'none')
+    .option('--augment-labels <list>', 'labels that get the copies: all, or a comma list of names/indices (e.g. supernova)', 'all')
     .option('--seed <n>', 'random seed (balancing)', '1')
     .option('--detection-snr <x>', 'SNR a supernova epoch needs at the centre of the difference for label 1', '5')
     .option('--sn-undetected <rule>', 'supernova epochs below the threshold: drop | negative (label 0)', 'drop')
@@ -88,6 +106,7 @@ export function registerDataset(program: Command): void {
         classes: parseClasses(String(o.classes)),
         balance: choice('--balance', String(o.balance), ['none', 'undersample'] as const),
         augment,
+        augmentLabels: parseLabels(String(o.augmentLabels)),
         seed: int('--seed', String(o.seed), 0),
         detectionSnr: num('--detection-snr', String(o.detectionSnr), (x) => x > 0, 'a positive number'),
         snUndetected: choice('--sn-undetected', String(o.snUndetected), ['drop', 'negative'] as const),

@@ -776,6 +776,11 @@ export interface Hits2015Options {
   balance?: 'none' | 'undersample';
   /** Rotation/flip copies: none, rot (x4 quarter turns), dihedral (x8 with flips). */
   augment?: 'none' | 'rot' | 'dihedral';
+  /**
+   * Labels whose stamps get the rotation/flip copies (default: every label). [1] augments
+   * only the rare supernova class: more of it to learn from without repeating the majority.
+   */
+  augmentLabels?: number[];
   seed?: number;
   /** Detection threshold: box-aperture SNR of the difference at the centre. */
   detectionSnr?: number;
@@ -805,6 +810,8 @@ export interface Hits2015Summary {
   /** After --balance: stamps per label (null when not balanced). */
   balanced: { label0: number; label1: number } | null;
   augmentFactor: number;
+  /** Labels that got the copies (undefined: all). */
+  augmentLabels?: number[];
   final: { n: number; label0: number; label1: number; objects: number };
 }
 
@@ -1075,7 +1082,7 @@ export function deriveHits2015(opts: Hits2015Options = {}): Hits2015Derived {
 /** Balance (seeded undersampling) and rotation/flip augmentation of a derivation. */
 export function assembleHits2015(
   derived: Hits2015Derived,
-  opts: Pick<Hits2015Options, 'balance' | 'augment' | 'seed' | 'command'> = {},
+  opts: Pick<Hits2015Options, 'balance' | 'augment' | 'augmentLabels' | 'seed' | 'command'> = {},
 ): Hits2015Result {
   const { h, w, images, labels, info, byClass: counts, total } = derived;
   const s = h * w;
@@ -1101,7 +1108,9 @@ export function assembleHits2015(
   const factor = augment === 'dihedral' ? 8 : augment === 'rot' ? 4 : 1;
   if (h !== w && factor > 1) throw new UserError('rotation augmentation needs square stamps');
   const C = CHANNELS.length;
-  const N = order.length * factor;
+  const augLabels = opts.augmentLabels;
+  const copies = (i: number): number => (augLabels && !augLabels.includes(labels[i]) ? 1 : factor);
+  const N = order.reduce((a, i) => a + copies(i), 0);
   const out = new Float32Array(N * s * C);
   const outLabels = new Int32Array(N);
   const ids: string[] = new Array(N);
@@ -1116,7 +1125,7 @@ export function assembleHits2015(
   };
   let k = 0;
   for (const i of order) {
-    for (let t = 0; t < factor; t++) {
+    for (let t = 0; t < copies(i); t++) {
       // Augmented copies sit next to their original and keep its object id, so a group
       // split never puts a rotated copy of a training stamp in validation.
       out.set(t === 0 ? images[i] : dihedral(images[i], h, C, t), k * s * C);
@@ -1139,6 +1148,7 @@ export function assembleHits2015(
     total,
     balanced,
     augmentFactor: factor,
+    ...(augLabels && factor > 1 ? { augmentLabels: augLabels } : {}),
     final: { n: N, label0: N - label1, label1, objects: new Set(ids).size },
   };
   const dataset: Dataset = {
@@ -1152,7 +1162,7 @@ export function assembleHits2015(
       channels: CHANNELS,
       classes: LABEL_NAMES,
       normalisation: 'each channel of each stamp min-max scaled to [0,1]',
-      derivation: { ...derived.derivation, balance, augment, seed },
+      derivation: { ...derived.derivation, balance, augment, ...(augLabels ? { augmentLabels: augLabels } : {}), seed },
       counts: summary,
       ...(opts.command ? { command: opts.command } : {}),
     },
@@ -1184,7 +1194,10 @@ export function formatSummary(summary: Hits2015Summary): string {
   lines.splice(1, 0, widths.map((wd) => '-'.repeat(wd)).join('  '));
   lines.splice(lines.length - 1, 0, widths.map((wd) => '-'.repeat(wd)).join('  '));
   if (summary.balanced) lines.push(`balanced (undersample): ${summary.balanced.label0} not_supernova + ${summary.balanced.label1} supernova`);
-  if (summary.augmentFactor > 1) lines.push(`augmented x${summary.augmentFactor} (rotations/flips, same ids)`);
+  if (summary.augmentFactor > 1) {
+    const which = summary.augmentLabels ? ` of ${summary.augmentLabels.map((l) => LABEL_NAMES[l] ?? String(l)).join(', ')} stamps` : '';
+    lines.push(`augmented x${summary.augmentFactor}${which} (rotations/flips, same ids)`);
+  }
   const f = summary.final;
   lines.push(`dataset: ${f.n} stamps from ${f.objects} objects: ${f.label0} not_supernova (label 0), ${f.label1} supernova (label 1)`);
   return lines.join('\n');
