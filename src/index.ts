@@ -1,0 +1,72 @@
+/**
+ * occmap's public API: what `import ... from 'occmap'` gives. Re-exports only, no logic
+ * (DESIGN.md: the api layer). Everything here is typed; docs/api.md shows it in use, and
+ * every example there is a file under examples/ that the test suite runs.
+ *
+ * Nothing here loads onnxruntime-node at import time: ONNX Runtime is loaded on first use,
+ * so a program that only trains on tfjs never opens the native library.
+ */
+
+// Models: any classifier occmap can run, as a Predictor (images in, probabilities out).
+export { loadPredictor, detectKind, type LoadOptions, type ModelKind } from './models/load.js';
+export { argmax, argmaxRows, selectChannels, type Predictor } from './models/predictor.js';
+export { initTf, tf, tfl, type BackendChoice } from './runtime/tfjs.js';
+
+// Exact occlusion maps (the engine every runner shares) and its pure geometry.
+export {
+  exactMaps,
+  inferencesPerMap,
+  inputMismatch,
+  SEED_PARAMS,
+  DEFAULT_BATCH_SIZE,
+  type ExactOptions,
+  type ExactProgress,
+  type ExactResult,
+  type OcclusionParams,
+  type Normalize,
+  type Score,
+  type Target,
+} from './occlusion/exact.js';
+export { parsePatch, positions, normalizeSeed, type Aggregate, type Geometry } from './occlusion/geometry.js';
+
+// The trained explainer (one-pass estimates) and its evaluation against exact maps.
+export {
+  loadExplainer,
+  readExplainerCard,
+  type Explainer as ExplainerModel,
+  type ExplainerCard,
+  type LoadExplainerOptions,
+} from './explainer/estimate.js';
+export { evaluateExplainer, type EvaluateOptions, type EvaluationResult, type MethodResult } from './explainer/evaluate.js';
+
+// Metrics: pure functions over flat row-major maps.
+export { mse, mae, pearson, spearman, ranks, ssim, topKIoU, topIndices, aucUniform, summarize, type SsimOptions, type Summary } from './metrics/maps.js';
+export { deletionInsertion, curveImages, importanceOrder, type CurveOptions } from './metrics/faithfulness.js';
+
+// Datasets: the occmap .npz format, numpy arrays, splits, the simulator.
+export {
+  readDataset,
+  writeDataset,
+  datasetFromArrays,
+  subsetDataset,
+  datasetSize,
+  imageAt,
+  type Dataset,
+  type DatasetMeta,
+  type WriteOptions,
+} from './data/dataset.js';
+export { parseNpy, serializeNpy, toFloat32, type NpyArray, type NumericArray } from './data/npy.js';
+export { parseNpz, serializeNpz, type NpzContents, type NpzEntry } from './data/npz.js';
+export { splitIndices, type Split } from './data/split.js';
+export { simulateDataset, simulateStamp, type SimulateOptions, type SimulateResult } from './data/simulate.js';
+
+// Models occmap builds, and the tfjs -> ONNX exporter.
+export { buildClassifier, type ClassifierOptions } from './models/classifier.js';
+export { buildAutoencoder, type AutoencoderOptions, type Condition } from './models/autoencoder.js';
+export { modelToOnnx, exportModelToOnnx, type OnnxExportOptions, type OnnxExportInfo } from './models/to-onnx.js';
+
+// Figures.
+export { heatmapPng, renderFigure, type Panel, type FigureOptions, type Colormap } from './viz/heatmap.js';
+
+// Errors the library throws for bad input (message names the field or file and the problem).
+export { UserError } from './util/errors.js';
