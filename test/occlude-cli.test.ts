@@ -10,6 +10,7 @@ import { saveModelDir } from '../src/models/io.js';
 import { loadPredictor } from '../src/models/load.js';
 import { tf, tfl, initTf } from '../src/runtime/tfjs.js';
 import { exactMaps, SEED_PARAMS } from '../src/occlusion/exact.js';
+import { normalizeSeed } from '../src/occlusion/geometry.js';
 import { randomImages } from './occlusion-fixtures.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -88,6 +89,25 @@ test('occlude writes the dataset plus maps, equal to exactMaps; 2 workers identi
   let worst = 0;
   for (let i = 0; i < direct.maps.length; i++) worst = Math.max(worst, Math.abs(direct.maps[i] - a.maps![i]));
   assert.ok(worst < 1e-5, `max abs diff ${worst}`);
+  // maps_raw: the summed scores before the seed normalisation, the same through workers;
+  // normalising them gives the maps.
+  assert.ok(a.mapsRaw && b.mapsRaw);
+  assert.deepEqual(b.mapsRaw, a.mapsRaw);
+  for (let i = 0; i < 5; i++) {
+    const seed = normalizeSeed(a.mapsRaw.subarray(i * 81, (i + 1) * 81));
+    // float32 storage of the raw sums: the z-score of a nearly flat map moves by ~1e-4.
+    for (let j = 0; j < 81; j++) assert.ok(Math.abs(seed[j] - a.maps![i * 81 + j]) < 1e-3, `map ${i} pixel ${j}: ${seed[j]} vs ${a.maps![i * 81 + j]}`);
+  }
+  let worstRaw = 0;
+  for (let i = 0; i < direct.raw.length; i++) worstRaw = Math.max(worstRaw, Math.abs(direct.raw[i] - a.mapsRaw[i]));
+  assert.ok(worstRaw < 1e-5, `raw max abs diff ${worstRaw}`);
+  // --normalize none: the maps are the raw scores, stored once.
+  const out3 = path.join(tmp, 'w3.npz');
+  const r3 = await run(['occlude', '--model', model, '--data', data, '--out', out3, '--limit', '5', '--normalize', 'none', '--quiet']);
+  assert.equal(r3.code, 0, r3.err);
+  const c = await readDataset(out3);
+  assert.equal(c.mapsRaw, undefined);
+  for (let i = 0; i < c.maps!.length; i++) assert.ok(Math.abs(c.maps![i] - a.mapsRaw[i]) < 1e-6);
 });
 
 test('kill -9 during occlude, then --resume: the same maps as an uninterrupted run', async () => {

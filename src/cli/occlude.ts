@@ -271,6 +271,8 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
 
     const out: Dataset = n === total ? { ...ds } : subsetDataset(ds, Array.from({ length: n }, (_, i) => i));
     out.maps = r.maps;
+    if (r.raw !== r.maps) out.mapsRaw = r.raw;
+    else delete out.mapsRaw;
     const targetCounts: Record<string, number> = {};
     for (const t of r.targets) targetCounts[t] = (targetCounts[t] ?? 0) + 1;
     out.meta = {

@@ -32,6 +32,11 @@ export interface Dataset {
   labels?: Int32Array;
   /** (N, H, W): one map per image. */
   maps?: Float32Array;
+  /**
+   * (N, H, W): the maps before normalisation (member `maps_raw`), when `maps` are normalised:
+   * the summed occlusion scores, whose ranking the seed normalisation's clip flattens.
+   */
+  mapsRaw?: Float32Array;
   ids?: string[];
   meta: DatasetMeta;
 }
@@ -131,6 +136,13 @@ export function datasetFromArrays(
     ds.maps = toFloat32(maps);
     assertFinite(file, 'maps', ds.maps, h * w);
   }
+  const raw = arrays.get('maps_raw');
+  if (raw) {
+    if (!ds.maps) throw fileError(file, 'has maps_raw but no maps');
+    if (numel(raw.shape) !== n * h * w) throw fileError(file, `maps_raw have shape (${raw.shape.join(',')}), expected (${n},${h},${w})`);
+    ds.mapsRaw = toFloat32(raw);
+    assertFinite(file, 'maps_raw', ds.mapsRaw, h * w);
+  }
   const ids = arrays.get('ids');
   if (ids) {
     if (numel(ids.shape) !== n) throw fileError(file, `ids have ${numel(ids.shape)} values for ${n} images`);
@@ -190,6 +202,7 @@ export async function writeDataset(file: string, d: Dataset, opts: WriteOptions 
   const arrays: Record<string, NpzEntry> = { images: { data: d.images, shape: d.shape } };
   if (d.labels) arrays.labels = { data: d.labels, shape: [n] };
   if (d.maps) arrays.maps = { data: d.maps, shape: [n, h, w] };
+  if (d.mapsRaw && d.mapsRaw !== d.maps) arrays.maps_raw = { data: d.mapsRaw, shape: [n, h, w] };
   if (d.ids) arrays.ids = { data: d.ids, shape: [n] };
   const meta = { ...d.meta, createdAt: d.meta.createdAt ?? new Date().toISOString() };
   const bytes = serializeNpz(arrays, { 'meta.json': JSON.stringify(meta, null, 2) }, opts.compress ? 6 : 0);
@@ -206,12 +219,14 @@ export function subsetDataset(d: Dataset, idx: ArrayLike<number>): Dataset {
   const out: Dataset = { images, shape: [n, h, w, c], meta: { ...d.meta } };
   if (d.labels) out.labels = new Int32Array(n);
   if (d.maps) out.maps = new Float32Array(n * m);
+  if (d.mapsRaw) out.mapsRaw = new Float32Array(n * m);
   if (d.ids) out.ids = new Array(n);
   for (let k = 0; k < n; k++) {
     const i = idx[k];
     images.set(d.images.subarray(i * s, (i + 1) * s), k * s);
     if (out.labels) out.labels[k] = d.labels![i];
     if (out.maps) out.maps.set(d.maps!.subarray(i * m, (i + 1) * m), k * m);
+    if (out.mapsRaw) out.mapsRaw.set(d.mapsRaw!.subarray(i * m, (i + 1) * m), k * m);
     if (out.ids) out.ids[k] = d.ids![i];
   }
   return out;

@@ -62,8 +62,14 @@ export interface ExactOptions extends OcclusionParams {
 }
 
 export interface ExactResult {
-  /** (N, H, W) */
+  /** (N, H, W), normalised as `normalize` says. */
   maps: Float32Array;
+  /**
+   * (N, H, W): the accumulated scores before normalisation (equal to `maps` for normalize
+   * 'none'). The seed normalisation clips the z-score to [-1, 1], which flattens the ranking
+   * inside the most important region; these keep it (and the probabilities' own scale).
+   */
+  raw: Float32Array;
   /** Class each map explains. */
   targets: Int32Array;
   /** (N, numClasses) probabilities of the unoccluded images. */
@@ -169,6 +175,7 @@ export async function exactMaps(
   const nGroups = Math.ceil(n / group);
 
   const maps = new Float32Array(n * h * w);
+  const raw = opts.normalize === 'none' ? maps : new Float32Array(n * h * w);
   const targets = new Int32Array(n);
   const baseProbs = new Float32Array(n * k);
   const fills = new Float32Array(n * c);
@@ -215,6 +222,7 @@ export async function exactMaps(
         scores[j] = opts.score === 'drop' ? base - p : p;
       }
       const m = accumulate(g, scores, opts.aggregate, pos);
+      if (raw !== maps) raw.set(m, i * h * w);
       maps.set(opts.normalize === 'seed' ? normalizeSeed(m) : m, i * h * w);
     }
     done += i1 - i0;
@@ -247,5 +255,5 @@ export async function exactMaps(
     pending = { chunk: ch, result: predictor.predict(batch, ch.count) };
   }
   await collect();
-  return { maps, targets, baseProbs, inferences };
+  return { maps, raw, targets, baseProbs, inferences };
 }

@@ -29,6 +29,8 @@ export interface JobFile extends JobIdentity {
 
 export interface ShardData {
   maps: Float32Array;
+  /** The maps before normalisation (the same array as `maps` for normalize 'none'). */
+  raw: Float32Array;
   targets: Int32Array;
   baseProbs: Float32Array;
 }
@@ -157,12 +159,16 @@ export class ShardStore {
     if (header.fingerprint !== this.fingerprint) throw fileError(file, 'belongs to a different job than job.json; delete the shard directory');
     if (header.start !== start || header.count !== count) return null;
     const maps = arrays.get('maps')?.data;
+    // Shards of a normalize 'none' job store the maps once.
+    const raw = arrays.get('raw')?.data ?? maps;
     const targets = arrays.get('targets')?.data;
     const baseProbs = arrays.get('baseProbs')?.data;
     if (!(maps instanceof Float32Array) || maps.length !== count * mapSize) return null;
+    // A shard from before raw maps were kept: recomputed, so every map of the output has both.
+    if (!(raw instanceof Float32Array) || raw.length !== count * mapSize) return null;
     if (!(targets instanceof Int32Array) || targets.length !== count) return null;
     if (!(baseProbs instanceof Float32Array) || baseProbs.length !== count * numClasses) return null;
-    return { maps, targets, baseProbs };
+    return { maps, raw, targets, baseProbs };
   }
 
   async write(index: number, start: number, count: number, h: number, w: number, d: ShardData): Promise<void> {
@@ -170,6 +176,7 @@ export class ShardStore {
     const bytes = serializeNpz(
       {
         maps: { data: d.maps, shape: [count, h, w] },
+        ...(d.raw !== d.maps ? { raw: { data: d.raw, shape: [count, h, w] } } : {}),
         targets: { data: d.targets, shape: [count] },
         baseProbs: { data: d.baseProbs, shape: [count, d.baseProbs.length / Math.max(1, count)] },
       },

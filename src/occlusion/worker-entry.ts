@@ -40,8 +40,8 @@ if (port) {
         },
       );
       post(
-        { type: 'done', id: msg.id, maps: r.maps, targets: r.targets, baseProbs: r.baseProbs, inferences: r.inferences },
-        [r.maps.buffer as ArrayBuffer, r.targets.buffer as ArrayBuffer, r.baseProbs.buffer as ArrayBuffer],
+        { type: 'done', id: msg.id, maps: r.maps, raw: r.raw, targets: r.targets, baseProbs: r.baseProbs, inferences: r.inferences },
+        [r.maps.buffer as ArrayBuffer, ...(r.raw !== r.maps ? [r.raw.buffer as ArrayBuffer] : []), r.targets.buffer as ArrayBuffer, r.baseProbs.buffer as ArrayBuffer],
       );
     } catch (err) {
       report(err);

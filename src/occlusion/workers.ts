@@ -72,7 +72,7 @@ export type ToWorker = { type: 'piece'; id: number; start: number; count: number
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'progress'; maps: number; inferences: number }
-  | { type: 'done'; id: number; maps: Float32Array; targets: Int32Array; baseProbs: Float32Array; inferences: number }
+  | { type: 'done'; id: number; maps: Float32Array; raw: Float32Array; targets: Int32Array; baseProbs: Float32Array; inferences: number }
   | { type: 'error'; message: string; user: boolean };
 
 export interface WorkerData {
@@ -103,10 +103,12 @@ export async function runOcclusionJob(input: JobInput): Promise<JobResult> {
   }
 
   const maps = new Float32Array(n * m);
+  const raw = input.opts.normalize === 'none' ? maps : new Float32Array(n * m);
   const targets = new Int32Array(n);
   const baseProbs = new Float32Array(n * k);
   const place = (start: number, d: ShardData): void => {
     maps.set(d.maps, start * m);
+    if (raw !== maps) raw.set(d.raw, start * m);
     targets.set(d.targets, start);
     baseProbs.set(d.baseProbs, start * k);
   };
@@ -148,8 +150,10 @@ export async function runOcclusionJob(input: JobInput): Promise<JobResult> {
     remaining.set(p.shard, left);
     if (left === 0) {
       const [start, count] = store.range(p.shard, n);
+      const mapsPart = maps.slice(start * m, (start + count) * m);
       const d: ShardData = {
-        maps: maps.slice(start * m, (start + count) * m),
+        maps: mapsPart,
+        raw: raw === maps ? mapsPart : raw.slice(start * m, (start + count) * m),
         targets: targets.slice(start, start + count),
         baseProbs: baseProbs.slice(start * k, (start + count) * k),
       };
@@ -168,7 +172,7 @@ export async function runOcclusionJob(input: JobInput): Promise<JobResult> {
     else await runInWorkers(input, pieces, workers, accept);
   }
   await writes;
-  return { maps, targets, baseProbs, reused, computed, inferences };
+  return { maps, raw, targets, baseProbs, reused, computed, inferences };
 }
 
 /**
@@ -273,7 +277,7 @@ async function runInWorkers(
             input.onProgress?.(maps, inf);
           } else if (msg.type === 'done') {
             try {
-              accept(pieces[msg.id], { maps: msg.maps, targets: msg.targets, baseProbs: msg.baseProbs, inferences: msg.inferences });
+              accept(pieces[msg.id], { maps: msg.maps, raw: msg.raw, targets: msg.targets, baseProbs: msg.baseProbs, inferences: msg.inferences });
             } catch (err) {
               fail(err as Error);
               return;
