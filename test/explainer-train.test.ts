@@ -12,6 +12,7 @@ import { trainExplainer, bootstrapIndices, holdoutSplit, padEdge, gradientKernel
 import { loadExplainer, conditionTargets, memberMeanStd, type ExplainerCard } from '../src/explainer/estimate.js';
 import { leakedGroups } from '../src/data/split.js';
 import { UserError } from '../src/util/errors.js';
+import { normalizeSeed, seedUnitsUnclipped } from '../src/occlusion/geometry.js';
 import { Rng } from '../src/util/rng.js';
 import { H, W, C, makeClassifier, makeMaps, writeMaps } from './explainer-fixtures.js';
 
@@ -269,4 +270,43 @@ test('occmap train-explainer CLI: per-epoch lines, summary, card; bad option exi
   assert.equal(existsSync(path.join(tmp, 'cli2')), false);
   r = spawnSync(process.execPath, [bin, 'train-explainer', '--help'], { encoding: 'utf8' });
   assert.match(r.stdout, /Examples:/);
+});
+
+test('--target-units unclipped: trained on the z-score units before the clip, saved with a clip to [0,1]; ONNX = tfjs', async () => {
+  // Raw maps whose seed normalisation clips (a deep dip): the fixture maps cubed.
+  const raw = data.maps.map((v) => v ** 3);
+  const seedMaps = new Float32Array(raw.length);
+  for (let i = 0; i < N; i++) seedMaps.set(normalizeSeed(raw.subarray(i * H * W, (i + 1) * H * W)), i * H * W);
+  const file = await writeMaps(path.join(tmp, 'maps-raw.npz'), { ...data, maps: seedMaps }, 'label', undefined, raw);
+  const out = path.join(tmp, 'unclipped');
+  const r = await trainExplainer({ data: file, out, channels: '1', variant: 'unet', targetUnits: 'unclipped', epochs: 1, seed: 6, ...quiet });
+  assert.equal((r.card.options as { targetUnits: string }).targetUnits, 'unclipped');
+  const model = await loadModelDir(out);
+  assert.equal(model.layers[model.layers.length - 1].name, 'map_clip');
+  model.dispose();
+  const imgs = data.images.slice(0, 4 * H * W * C);
+  const onnx = await loadExplainer(out, { engine: 'onnx', threads: 1 });
+  const tfjs = await loadExplainer(out, { engine: 'tfjs' });
+  const a = await onnx.estimate(imgs, [4, H, W, C]);
+  const b = await tfjs.estimate(imgs, [4, H, W, C]);
+  let maxDiff = 0;
+  for (let i = 0; i < a.maps.length; i++) {
+    assert.ok(a.maps[i] >= 0 && a.maps[i] <= 1, `estimate ${a.maps[i]} outside [0,1]`);
+    maxDiff = Math.max(maxDiff, Math.abs(a.maps[i] - b.maps[i]));
+  }
+  assert.ok(maxDiff < 1e-4, `max |onnx - tfjs| = ${maxDiff}`);
+  onnx.dispose();
+  tfjs.dispose();
+  // Maps without maps_raw cannot give the unclipped units.
+  await assert.rejects(trainExplainer({ data: mapsLabel, out: path.join(tmp, 'x6'), channels: '1', targetUnits: 'unclipped', ...quiet }), /has no maps_raw/);
+});
+
+test('seedUnitsUnclipped: clipped to [0,1] it is the seed normalisation; beyond it the ranking survives', () => {
+  const map = Float64Array.from({ length: 49 }, (_, i) => (i === 24 ? -9 : i === 23 ? -5 : (i % 7) * 0.1));
+  const u = seedUnitsUnclipped(map);
+  const s = normalizeSeed(map);
+  for (let i = 0; i < map.length; i++) assert.equal(Math.max(0, Math.min(1, u[i])), s[i]);
+  assert.equal(s[24], s[23]);
+  assert.ok(u[24] < u[23] && u[23] < 0);
+  assert.deepEqual(Array.from(seedUnitsUnclipped([2, 2, 2])), [0.5, 0.5, 0.5]);
 });

@@ -42,6 +42,7 @@ export interface TrainExplainerCliOptions {
   bottleneck: string;
   smooth: string;
   targetPad: string;
+  targetUnits: string;
   gradWeight: string;
   activation?: string;
   inputSize?: string;
@@ -90,6 +91,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     smooth: int('--smooth', o.smooth, 0),
     gradWeight: num('--grad-weight', o.gradWeight, (x) => x >= 0, 'a non-negative number'),
     targetPad: choice('--target-pad', o.targetPad, ['zero', 'edge'] as const),
+    targetUnits: choice('--target-units', o.targetUnits, ['seed', 'unclipped'] as const),
     activation: o.activation !== undefined ? choice('--activation', o.activation, ['relu', 'linear'] as const) : undefined,
     inputSize: o.inputSize !== undefined ? int('--input-size', o.inputSize, 4) : undefined,
     loss: choice('--loss', o.loss, ['mse', 'bce'] as const),
@@ -146,6 +148,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--bottleneck <n>', 'bottleneck units incl. label units (a square; seed 36)', '36')
     .option('--grad-weight <g>', 'add g^2 x the squared error of map differences (dx, dy) to the MSE: penalises wiggles in flat parts (0: plain MSE)', '0')
     .option('--target-pad <mode>', 'zero | edge: how target maps are padded to the input size (zero: the seed)', 'zero')
+    .option('--target-units <u>', 'seed | unclipped: the loss sees the seed-normalised maps, or the same units before the clip (from maps_raw; the saved explainer clips its output)', 'seed')
     .option('--smooth <k>', 'fixed k x k box filter before the output sigmoid (0: none)', '0')
     .option('--activation <name>', "relu | linear (default: the classifier's, else relu)")
     .option('--input-size <n>', 'model input side, a multiple of 4 (default: stamps padded to the next multiple of 4: 21 -> 24)')

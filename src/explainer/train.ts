@@ -31,6 +31,7 @@ import { trainModel, type EpochRecord, type LossName, type OptimizerName, type T
 import { fileError, UserError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import { conditionVectors, padFor, padImages, type Pad } from './data.js';
+import { seedUnitsUnclipped } from '../occlusion/geometry.js';
 import { conditionTargets, type ExplainerCard } from './estimate.js';
 
 export type ExplainerVariant = 'normal' | 'frozen' | 'unet';
@@ -63,6 +64,15 @@ export interface TrainExplainerOptions {
    * scramble the rank order (Spearman) of the flat part. 0: plain MSE.
    */
   gradWeight?: number;
+  /**
+   * What the loss compares the output with. 'seed': the seed-normalised maps (z-score clipped
+   * to [-1, 1], then (z+1)/2), through a sigmoid output. 'unclipped': the same units without
+   * the clip, from the maps before normalisation (maps_raw), through a linear output; the saved
+   * explainer ends in a clip to [0, 1], so its maps are in the exact maps' units. The clip
+   * flattens the ranking inside the most important region (everything below z = -1 is 0);
+   * the unclipped target keeps it for the loss to learn.
+   */
+  targetUnits?: 'seed' | 'unclipped';
   /** Fixed k x k box filter before the output sigmoid (0: none); see buildAutoencoder. */
   smooth?: number;
   /** Default: the classifier's activation (its encoder weights were trained with it), else relu. */
@@ -176,6 +186,12 @@ function withGradientHead(model: tfl.LayersModel, kernel: Float32Array): tfl.Lay
   return tfl.model({ inputs: model.inputs, outputs: out, name: `${model.name}_with_gradients` });
 }
 
+/** The model followed by a clip of its map to [0, 1] (a ReLU with max 1), sharing every layer. */
+export function withClip(model: tfl.LayersModel): tfl.LayersModel {
+  const clip = tfl.layers.reLU({ name: 'map_clip', maxValue: 1 });
+  return tfl.model({ inputs: model.inputs, outputs: clip.apply(model.outputs[0]) as tfl.SymbolicTensor, name: model.name });
+}
+
 /** Pad n single-channel maps (n,h,w) by repeating their nearest edge pixel. */
 export function padEdge(maps: Float32Array, n: number, h: number, w: number, p: Pad): Float32Array {
   const H = h + p.top + p.bottom;
@@ -266,6 +282,16 @@ async function prepare(o: TrainExplainerOptions, log: (s: string) => void): Prom
   const ds = await readDataset(o.data);
   if (!ds.maps) throw fileError(o.data, "has no maps: make a maps dataset with 'occmap occlude --model CLF --data DATA --out MAPS.npz'");
   const [n, h, w, cData] = ds.shape;
+  const units = o.targetUnits ?? 'seed';
+  const occNormalize = (ds.meta.occlusion as { normalize?: unknown } | undefined)?.normalize;
+  if (units === 'unclipped') {
+    if (occNormalize !== undefined && occNormalize !== 'seed') {
+      throw fileError(o.data, `--target-units unclipped learns the seed units without their clip, but the maps are normalised '${String(occNormalize)}' (make them with --normalize seed)`);
+    }
+    if (!ds.mapsRaw) {
+      throw fileError(o.data, "has no maps_raw (the maps before normalisation) for --target-units unclipped: remake the maps with this version's 'occmap occlude', or use --target-units seed");
+    }
+  }
   const bad = firstOutOfUnit(ds.maps);
   if (bad >= 0) {
     throw fileError(o.data, `map ${Math.floor(bad / (h * w))} has value ${ds.maps[bad]} outside [0,1], which a sigmoid output cannot reach (make the maps with --normalize seed)`);
@@ -306,7 +332,8 @@ async function prepare(o: TrainExplainerOptions, log: (s: string) => void): Prom
   const maps = new Float32Array(m * h * w);
   rows.forEach((r, k) => {
     picked.set(ds.images.subarray(r * item, (r + 1) * item), k * item);
-    maps.set(ds.maps!.subarray(r * h * w, (r + 1) * h * w), k * h * w);
+    const map = units === 'unclipped' ? seedUnitsUnclipped(ds.mapsRaw!.subarray(r * h * w, (r + 1) * h * w)) : ds.maps!.subarray(r * h * w, (r + 1) * h * w);
+    maps.set(map, k * h * w);
   });
   const size = o.inputSize ?? defaultInputSize(h, w);
   if (!(Number.isInteger(size) && size % 4 === 0 && size >= Math.max(h, w))) {
@@ -424,6 +451,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     extra: p.cond ? [{ data: p.cond, shape: [nLabel] }] : undefined,
   };
 
+  const unclipped = (o.targetUnits ?? 'seed') === 'unclipped';
   let clfModel: tfl.LayersModel | undefined;
   if (copyEncoder) clfModel = await loadModelDir(o.classifier!);
 
@@ -445,6 +473,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     cut: o.cut ?? 0,
     bottleneck: o.bottleneck ?? 36,
     smooth: o.smooth ?? 0,
+    targetUnits: o.targetUnits ?? 'seed',
     targetPad: o.targetPad ?? 'zero',
     gradWeight: o.gradWeight ?? 0,
     activation,
@@ -514,8 +543,12 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
         frozen,
         unet: variant === 'unet',
         smooth: o.smooth ?? 0,
+        output: unclipped ? 'linear' : 'sigmoid',
         seed: seed * 7919 + 1 + k * 104729,
       });
+      // What is saved and exported: with the unclipped target, the trained model plus a clip
+      // to [0, 1] (shared layers), so estimates are in the exact maps' units.
+      const saved = unclipped ? withClip(model) : model;
       try {
         if (clfModel) copied = copyEncoderWeights(clfModel, model);
         counts = parameterCounts(model);
@@ -565,8 +598,8 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
           training,
           ...(K > 1 ? { member: k, ensembleOf: K, bootstrap: bootMode } : {}),
         };
-        const { hash } = await saveModelDir(model, dir, memberCard);
-        await exportModelToOnnx(model, path.join(dir, 'model.onnx'), {
+        const { hash } = await saveModelDir(saved, dir, memberCard);
+        await exportModelToOnnx(saved, path.join(dir, 'model.onnx'), {
           metadata: { [META_SOURCE_HASH]: hash },
           docString: `occmap explainer (${variant}, condition ${condition})`,
         });

@@ -51,6 +51,11 @@ export interface AutoencoderOptions {
    * is smooth; the filter keeps pixel noise of the input (which skip connections carry) out.
    */
   smooth?: number;
+  /**
+   * Output activation: 'sigmoid' (the seed: a map in [0, 1]) or 'linear' (for targets beyond
+   * [0, 1], e.g. the unclipped z-score; the saved explainer clips, see explainer/train.ts).
+   */
+  output?: 'sigmoid' | 'linear';
   seed?: number;
 }
 
@@ -105,7 +110,7 @@ export function buildAutoencoder(o: AutoencoderOptions = {}): tfl.LayersModel {
 
   if (o.unet) {
     if (cut !== 0) throw new Error('the U-Net variant has no cuts (cut must be 0)');
-    return buildUnet(size, channels, condition, numClasses, !!o.frozen, o.smooth ?? 0, conv, init);
+    return buildUnet(size, channels, condition, numClasses, !!o.frozen, o.smooth ?? 0, conv, init, o.output ?? 'sigmoid');
   }
   const image = tfl.input({ shape: [size, size, channels], name: 'image' });
   let x: tfl.SymbolicTensor = image;
@@ -148,7 +153,7 @@ export function buildAutoencoder(o: AutoencoderOptions = {}): tfl.LayersModel {
     x = up('up1', total);
     x = conv({ name: 'dec_conv5', filters: 32, kernel: 4 }).apply(x) as tfl.SymbolicTensor;
   }
-  const out = outputHead(x, conv, o.smooth ?? 0);
+  const out = outputHead(x, conv, o.smooth ?? 0, o.output ?? 'sigmoid');
   return tfl.model({ inputs, outputs: out, name: `autoencoder_cut${cut}_${condition}${o.frozen ? '_frozen' : ''}` });
 }
 
@@ -163,6 +168,7 @@ function buildUnet(
   smooth: number,
   conv: ConvFn,
   init: () => ReturnType<typeof tfl.initializers.glorotUniform>,
+  output: 'sigmoid' | 'linear',
 ): tfl.LayersModel {
   const apply = (l: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) => l.apply(x) as tfl.SymbolicTensor;
   const image = tfl.input({ shape: [size, size, channels], name: 'image' });
@@ -192,14 +198,14 @@ function buildUnet(
   x = apply(tfl.layers.upSampling2d({ name: 'up2', size: [2, 2] }), x);
   x = apply(tfl.layers.concatenate({ name: 'skip1' }), [x, skips[0]]);
   x = apply(conv({ name: 'dec_conv5', filters: 32, kernel: 3 }), x);
-  const out = outputHead(x, conv, smooth);
+  const out = outputHead(x, conv, smooth, output);
   return tfl.model({ inputs, outputs: out, name: `unet_${condition}${frozen ? '_frozen' : ''}` });
 }
 
-/** conv 1 3x3 -> [fixed k x k box filter] -> sigmoid: the map in [0, 1]. */
-function outputHead(x: tfl.SymbolicTensor, conv: ConvFn, smooth: number): tfl.SymbolicTensor {
+/** conv 1 3x3 -> [fixed k x k box filter] -> sigmoid (the map in [0, 1]) or linear. */
+function outputHead(x: tfl.SymbolicTensor, conv: ConvFn, smooth: number, output: 'sigmoid' | 'linear'): tfl.SymbolicTensor {
   if (!(Number.isInteger(smooth) && smooth >= 0)) throw new Error(`smooth must be a non-negative integer, got ${smooth}`);
-  if (smooth <= 1) return conv({ name: 'map', filters: 1, kernel: 3 }, 'sigmoid').apply(x) as tfl.SymbolicTensor;
+  if (smooth <= 1) return conv({ name: 'map', filters: 1, kernel: 3 }, output).apply(x) as tfl.SymbolicTensor;
   x = conv({ name: 'map_logit', filters: 1, kernel: 3 }, 'linear').apply(x) as tfl.SymbolicTensor;
   x = tfl.layers
     .conv2d({
@@ -212,7 +218,7 @@ function outputHead(x: tfl.SymbolicTensor, conv: ConvFn, smooth: number): tfl.Sy
       kernelInitializer: tfl.initializers.constant({ value: 1 / (smooth * smooth) }),
     })
     .apply(x) as tfl.SymbolicTensor;
-  return tfl.layers.activation({ name: 'map', activation: 'sigmoid' }).apply(x) as tfl.SymbolicTensor;
+  return tfl.layers.activation({ name: 'map', activation: output }).apply(x) as tfl.SymbolicTensor;
 }
 
 /** Parameter counts as Keras' summary prints them. */

@@ -135,6 +135,17 @@ export function accumulate(
  * clip to [-1, 1], then (x + 1) / 2. A constant map carries no ranking: all 0.5.
  */
 export function normalizeSeed(map: ArrayLike<number>): Float64Array {
+  const out = seedUnitsUnclipped(map);
+  for (let i = 0; i < out.length; i++) out[i] = Math.max(0, Math.min(1, out[i]));
+  return out;
+}
+
+/**
+ * (z + 1) / 2 of the map's z-score (own mean, population std) without the clip: the seed's
+ * units, where [0, 1] is what normalizeSeed keeps and values beyond it are the ranking the
+ * clip flattens (below 0: more important than the seed map can say). Constant map: all 0.5.
+ */
+export function seedUnitsUnclipped(map: ArrayLike<number>): Float64Array {
   const n = map.length;
   const out = new Float64Array(n);
   let mean = 0;
@@ -143,10 +154,7 @@ export function normalizeSeed(map: ArrayLike<number>): Float64Array {
   let v = 0;
   for (let i = 0; i < n; i++) v += (map[i] - mean) ** 2;
   const std = Math.sqrt(v / n);
-  for (let i = 0; i < n; i++) {
-    const z = std > 0 ? (map[i] - mean) / std : 0;
-    out[i] = (Math.max(-1, Math.min(1, z)) + 1) / 2;
-  }
+  for (let i = 0; i < n; i++) out[i] = ((std > 0 ? (map[i] - mean) / std : 0) + 1) / 2;
   return out;
 }
 
