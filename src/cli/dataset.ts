@@ -165,7 +165,7 @@ export function registerDataset(program: Command): void {
       meta.importedFrom = input;
       meta.command = commandLine();
       delete meta.createdAt;
-      // The seed's pickle holds the HiTS channels in this order (SEED.md).
+      // The seed's pickle holds the HiTS channels in this order (docs/seed.md).
       if (meta.source === 'hits2013-pickle' && c === 4 && !meta.channels) meta.channels = CHANNELS;
       if (meta.source === 'hits2013-pickle' && !meta.classes) meta.classes = LABEL_NAMES;
       await writeDataset(o.out, { ...d, meta }, { compress: Boolean(o.compress) });

@@ -25,7 +25,7 @@ Examples:
   $ occmap experiments --data hits.npz --out study --preset quick
       (again) continues an interrupted study; a finished one only rewrites the report
 
-What it does, as the seed (docs: SEED.md "Experiments"): trains the classifier (unless
+What it does, as the seed (docs/seed.md, "Experiments"): trains the classifier (unless
 --classifier), maps the selected stamps exactly (resumable shards), builds the supernova,
 non-supernova and mixed map datasets, then trains and evaluates
   Exp. 1  normal vs frozen autoencoder on the three datasets,

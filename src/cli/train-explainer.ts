@@ -144,7 +144,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--variant <name>', `${VARIANTS.join(' | ')} (normal: from scratch; frozen: encoder copied from --classifier, fixed; unet: skip connections)`, 'normal')
     .option('--freeze', 'unet: keep the encoder copied from --classifier fixed')
     .option('--condition <mode>', 'none | numeral | onehot: the class each map is drawn for, fed to the bottleneck', 'none')
-    .option('--cut <n>', '0 | 1 | 2: cut the seed autoencoder at its max-pool layers (SEED.md Exp. 3)', '0')
+    .option('--cut <n>', '0 | 1 | 2: cut the seed autoencoder at its max-pool layers (docs/seed.md Exp. 3)', '0')
     .option('--bottleneck <n>', 'bottleneck units incl. label units (a square; seed 36)', '36')
     .option('--grad-weight <g>', 'add g^2 x the squared error of map differences (dx, dy) to the MSE: penalises wiggles in flat parts (0: plain MSE)', '0')
     .option('--target-pad <mode>', 'zero | edge: how target maps are padded to the input size (zero: the seed)', 'zero')

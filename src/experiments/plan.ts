@@ -1,5 +1,5 @@
 /**
- * Which explainers the seed's study trains (SEED.md "Experiments"), as pure functions, so the
+ * Which explainers the seed's study trains (docs/seed.md "Experiments"), as pure functions, so the
  * plan is tested without training anything:
  *
  *   Exp 1: {normal, frozen} x {mixed, supernova, non-supernova}, no conditioning, no cut.

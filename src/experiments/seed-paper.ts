@@ -1,5 +1,5 @@
 /**
- * The seed report's published numbers (seed-report-es.txt, Tables 4-9; SEED.md "Experiments"),
+ * The seed report's published numbers (its Tables 4-9; docs/seed.md "Experiments"),
  * printed beside ours. They come from HiTS 2013 stamps we cannot reach, 20,000 maps per class,
  * MSE on the 24x24 padded maps as Keras reported it: a reference, not a target.
  */

@@ -1,5 +1,5 @@
 /**
- * The seed's study (SEED.md "Experiments", Exp. 1-4) on any labelled stamp dataset, as one
+ * The seed's study (docs/seed.md "Experiments", Exp. 1-4) on any labelled stamp dataset, as one
  * resumable job writing everything under one directory:
  *
  *   DIR/plan.json                 what this directory is a study of (refuses another)

@@ -4,7 +4,7 @@
  * weights card.json describes), tfjs otherwise; both take the same NHWC arrays.
  *
  * The caller gives dataset images as they are (n,h,w,cData): the explainer picks its channels,
- * pads to its input size the way it was trained (SEED.md: 21 -> 24, top/left 2), and crops the
+ * pads to its input size the way it was trained (docs/seed.md: 21 -> 24, top/left 2), and crops the
  * estimates back to (n,h,w).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Train an amortized explainer (SEED.md "Autoencoder", plus the U-Net of issue 5 item 5) on a
+ * Train an amortized explainer (docs/seed.md "Autoencoder", plus occmap's U-Net) on a
  * maps dataset made by `occmap occlude`, through the one training loop, and save it as a model
  * directory: tfjs model + card.json + model.onnx (the ONNX export used for fast inference).
  *

@@ -1,5 +1,5 @@
 /**
- * The amortized explainer family (SEED.md "Autoencoder"): one builder, variants as options.
+ * The amortized explainer family (docs/seed.md "Autoencoder"): one builder, variants as options.
  *
  *   input 24x24xC (the stamp padded top/left 2, bottom/right 1)
  *   encoder  = the classifier's convs: conv1 32 4x4, conv2 32 3x3, pool1, conv3..5 64 3x3, pool2

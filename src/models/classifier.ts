@@ -1,5 +1,5 @@
 /**
- * The seed's stamp classifier (SEED.md, "Classifier"; Deep-HiTS style):
+ * The seed's stamp classifier (docs/seed.md, "Classifier"; Deep-HiTS style):
  *
  *   input HxWxC -> zero pad (default 3: 21 -> 27) -> conv1 32 4x4 -> conv2 32 3x3 -> pool1
  *   -> conv3 64 3x3 -> conv4 64 3x3 -> conv5 64 3x3 -> pool2 -> flatten -> dense1 64
@@ -63,7 +63,7 @@ export function buildClassifier(o: ClassifierOptions): tfl.Sequential {
   return stack('classifier', o.inputShape, layers);
 }
 
-/** The HiTS channel layout (SEED.md): channel 3 is what the seed trains on. */
+/** The HiTS channel layout (docs/seed.md): channel 3 is what the seed trains on. */
 export const HITS_CHANNELS = ['template', 'science', 'difference', 'snr_difference'];
 
 const norm = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, '');

@@ -1,5 +1,5 @@
 /**
- * Small layer builders so model definitions read like the architecture tables in SEED.md:
+ * Small layer builders so model definitions read like the architecture tables in docs/seed.md:
  * `conv(32, 4, ...)`, `maxPool(...)`, `dense(64, ...)`. Every weighted layer takes an explicit
  * name (weights are copied between models by layer name, e.g. classifier conv1..conv5 into the
  * frozen autoencoder) and a seed for its initialiser, so a run with the same seed is repeatable.
