@@ -39,6 +39,7 @@ export interface TrainClassifierCliOptions {
   seed: string;
   limit?: string;
   backend: string;
+  workers?: string;
   keepLast?: boolean;
   force?: boolean;
   quiet?: boolean;
@@ -70,6 +71,7 @@ export async function runTrainClassifier(o: TrainClassifierCliOptions): Promise<
     channels: o.channels,
     restoreBest: !o.keepLast,
     quiet: o.quiet,
+    workers: o.workers !== undefined ? int('--workers', o.workers, 1) : undefined,
   };
   // Before any work: an unusable output must not cost a training run.
   assertModelDirWritable(o.out, o.force);
@@ -126,6 +128,7 @@ export async function runTrainClassifier(o: TrainClassifierCliOptions): Promise<
     training: {
       split: result.split,
       epochsRun: result.epochsRun,
+      workers: result.workers,
       stoppedEarly: result.stoppedEarly,
       bestEpoch: result.bestEpoch,
       weights: result.weights,
@@ -158,7 +161,7 @@ export async function runTrainClassifier(o: TrainClassifierCliOptions): Promise<
   process.stdout.write(
     `${o.out}: val_acc ${acc.toFixed(4)} (balanced ${trained.validation.balancedAccuracy.toFixed(4)}) val_loss ${result.final.valLoss.toFixed(4)} on ${result.split.val} held-out stamps (split by ${result.split.by}); ` +
       `${result.epochsRun} epoch(s)${result.stoppedEarly ? ', stopped early' : ''}, ${result.weights} weights (epoch ${result.weights === 'best' ? result.bestEpoch : result.epochsRun}); ` +
-      `${trained.parameters} parameters; ${((performance.now() - t0) / 1000).toFixed(1)}s on tfjs-${result.backend}\n` +
+      `${trained.parameters} parameters; ${((performance.now() - t0) / 1000).toFixed(1)}s on tfjs-${result.backend}${result.workers > 1 ? ` (${result.workers} threads)` : ''}\n` +
       `confusion on the validation split (rows: true class, columns: predicted): ${JSON.stringify(trained.validation.confusion)}\n`,
   );
   return { trained, card };
@@ -181,6 +184,7 @@ export function registerTrainClassifier(program: Command): void {
     .option('--seed <n>', 'seed for split, shuffles, initial weights and dropout', '0')
     .option('--limit <n>', 'use only N stamps (seeded random subset) for quick runs')
     .option('--backend <name>', 'auto | wasm | cpu', 'auto')
+    .option('--workers <n>', 'training threads: data-parallel model replicas, gradients summed every step (default: every core for jobs large enough; 1: no worker threads; env OCCMAP_TRAIN_WORKERS)')
     .option('--keep-last', "keep the last epoch's weights (Keras' default) instead of the best val_loss epoch's")
     .option('--force', 'replace an existing non-empty output directory')
     .option('--quiet', 'no within-epoch progress (epoch lines are still printed)')

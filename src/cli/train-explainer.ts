@@ -59,6 +59,7 @@ export interface TrainExplainerCliOptions {
   bootstrap: boolean;
   limit?: string;
   backend: string;
+  workers?: string;
   keepLast?: boolean;
   force?: boolean;
   quiet?: boolean;
@@ -109,6 +110,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     limit: o.limit !== undefined ? int('--limit', o.limit, 2) : undefined,
     backend: choice('--backend', o.backend, ['auto', 'wasm', 'cpu'] as const) as BackendChoice,
     restoreBest: !o.keepLast,
+    workers: o.workers !== undefined ? int('--workers', o.workers, 1) : undefined,
     force: o.force,
     quiet: o.quiet,
     command: ['occmap', ...process.argv.slice(2)].join(' '),
@@ -165,6 +167,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--no-bootstrap', 'ensemble members train on the whole training part, differing by seed only')
     .option('--limit <n>', 'use only N maps (seeded random subset) for quick runs')
     .option('--backend <name>', 'auto | wasm | cpu', 'auto')
+    .option('--workers <n>', 'training threads: data-parallel model replicas, gradients summed every step (default: every core for jobs large enough; 1: no worker threads; env OCCMAP_TRAIN_WORKERS)')
     .option('--keep-last', "keep the last epoch's weights instead of the best val_loss epoch's")
     .option('--force', 'replace an existing non-empty output directory')
     .option('--quiet', 'no within-epoch progress (epoch lines are still printed)')

@@ -106,6 +106,8 @@ export interface TrainExplainerOptions {
   limit?: number;
   restoreBest?: boolean;
   backend?: BackendChoice;
+  /** Training threads (see LoopOptions.workers). */
+  workers?: number;
   force?: boolean;
   quiet?: boolean;
   log?: (line: string) => void;
@@ -575,6 +577,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
           split: memberSplit,
           restoreBest: o.restoreBest,
           quiet: o.quiet,
+          workers: o.workers,
           log: (line) => log(prefix + line),
         });
         if (trainee !== model) trainee.getLayer('grad_head').dispose();
@@ -587,6 +590,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
           valLoss: r.final.valLoss,
           history: historyOf(r),
           trainItems: memberSplit.train.length,
+          workers: r.workers,
           wallSeconds: r.wallSeconds,
         };
         const dir = K > 1 ? path.join(staged, `member-${k}`) : staged;

@@ -15,34 +15,20 @@
  * gradient once the softmax saturates. On the HiTS 2015 data (97% not-supernova) that froze a
  * run at "always not supernova" after one epoch, with loss = 2.5% x -log(1e-7) forever.
  */
-import { tf, tfl } from '../runtime/tfjs.js';
+import { tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
 import { splitIndices, type Split } from '../data/split.js';
 import { Rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
+import { Batcher, type TrainSet } from './batcher.js';
+import { dropoutLayers, installShardDropout, type ShardWindow } from './dropout.js';
+import { correctCount, lossTensor, lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
+import { availableCores, parallelBlocker, ReplicaPool, type MainContext } from './parallel.js';
+
+export { lossTensor, lossView, type LossName, type OptimizerName } from './objective.js';
+export type { TrainSet } from './batcher.js';
 
 type LayersModel = tfl.LayersModel;
-
-export type LossName = 'sparse_categorical_crossentropy' | 'mse' | 'binary_crossentropy';
-export type OptimizerName = 'adam' | 'adadelta';
-
-export interface TrainSet {
-  /** Model inputs, NHWC float32. */
-  x: Float32Array;
-  /** [N, H, W, C] */
-  shape: [number, number, number, number];
-  /** Class labels (sparse CE) or targets (n * prod(yShape) floats) for mse / bce. */
-  y: Int32Array | Float32Array;
-  /** Per-item target shape for float targets, e.g. [24, 24, 1]; [] for labels. */
-  yShape?: number[];
-  /** Group (object) id per item: the split keeps each group on one side. */
-  groups?: readonly string[];
-  /**
-   * Further model inputs after `x`, in the model's input order (e.g. the label of a conditioned
-   * autoencoder): n * prod(shape) floats each, `shape` per item.
-   */
-  extra?: { data: Float32Array; shape: number[] }[];
-}
 
 export interface LoopOptions {
   loss: LossName;
@@ -63,6 +49,13 @@ export interface LoopOptions {
   /** No within-epoch progress bar / lines. */
   quiet?: boolean;
   onEpoch?: (e: EpochRecord) => void;
+  /**
+   * Threads training data-parallel (each a replica of the model; gradients summed every step,
+   * so the run follows single-thread training with the same batch size up to float rounding).
+   * Default: $OCCMAP_TRAIN_WORKERS, else every core for jobs large enough to repay starting the
+   * workers. 1: this thread only. Results repeat exactly for a given seed and worker count.
+   */
+  workers?: number;
 }
 
 export interface EpochRecord {
@@ -88,118 +81,11 @@ export interface TrainResult {
   /** The split itself (item indices into the TrainSet), e.g. to evaluate on held-out items. */
   splitIndices: Split;
   backend: string;
+  /** Threads that trained (1: the calling thread only). */
+  workers: number;
   wallSeconds: number;
   /** Validation figures of the weights the model holds now. */
   final: { valLoss: number; valAcc?: number };
-}
-
-const EPS = 1e-7; // Keras backend epsilon, used to clip probabilities in cross-entropies.
-
-/**
- * Mean loss over the batch, the way Keras computes it for these outputs. `fromLogits`: `yPred`
- * holds the logits of a softmax output (sparse cross-entropy only).
- */
-export function lossTensor(name: LossName, yTrue: tf.Tensor, yPred: tf.Tensor, fromLogits = false): tf.Scalar {
-  return tf.tidy(() => {
-    if (name === 'sparse_categorical_crossentropy' && fromLogits) {
-      const k = yPred.shape[yPred.shape.length - 1]!;
-      const oneHot = tf.oneHot(tf.cast(tf.reshape(yTrue, [-1]), 'int32') as tf.Tensor1D, k);
-      return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(tf.reshape(yPred, [-1, k]))), -1)));
-    }
-    if (name === 'sparse_categorical_crossentropy') {
-      const k = yPred.shape[yPred.shape.length - 1]!;
-      const oneHot = tf.oneHot(tf.cast(tf.reshape(yTrue, [-1]), 'int32') as tf.Tensor1D, k);
-      const logp = tf.log(tf.clipByValue(tf.reshape(yPred, [-1, k]), EPS, 1 - EPS));
-      return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, logp), -1)));
-    }
-    if (name === 'mse') return tf.mean(tf.squaredDifference(yTrue, yPred));
-    const p = tf.clipByValue(yPred, EPS, 1 - EPS);
-    return tf.neg(tf.mean(tf.add(tf.mul(yTrue, tf.log(p)), tf.mul(tf.sub(1, yTrue), tf.log(tf.sub(1, p))))));
-  }) as tf.Scalar;
-}
-
-function correctCount(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar {
-  return tf.tidy(() => {
-    const k = yPred.shape[yPred.shape.length - 1]!;
-    return tf.sum(tf.cast(tf.equal(tf.argMax(tf.reshape(yPred, [-1, k]), -1), tf.cast(tf.reshape(yTrue, [-1]), 'int32')), 'float32')) as tf.Scalar;
-  });
-}
-
-function makeOptimizer(name: OptimizerName, lr: number | undefined): tf.Optimizer {
-  if (name === 'adadelta') return tf.train.adadelta(lr ?? 1.0, 0.95, 1e-7);
-  return tf.train.adam(lr ?? 1e-3, 0.9, 0.999, 1e-7);
-}
-
-/** Copies the items at `idx` into contiguous batch tensors. */
-class Batcher {
-  private readonly yItem: number;
-  private readonly yShape: number[];
-  /** Every model input: [data, per-item shape, per-item size]. */
-  private readonly inputs: { data: Float32Array; shape: number[]; size: number }[];
-  constructor(private readonly data: TrainSet) {
-    const [n, h, w, c] = data.shape;
-    this.inputs = [{ data: data.x, shape: [h, w, c], size: h * w * c }];
-    for (const e of data.extra ?? []) {
-      const size = e.shape.reduce((a, b) => a * b, 1);
-      if (e.data.length !== n * size) throw new Error(`extra input of shape (${e.shape.join(',')}) has ${e.data.length} values for ${n} items`);
-      this.inputs.push({ data: e.data, shape: e.shape, size });
-    }
-    this.yShape = data.yShape ?? [];
-    this.yItem = this.yShape.reduce((a, b) => a * b, 1);
-  }
-  batch(idx: ArrayLike<number>, from: number, to: number): { x: tf.Tensor | tf.Tensor[]; y: tf.Tensor; dispose(): void } {
-    const n = to - from;
-    const xs = this.inputs.map((inp) => {
-      const buf = new Float32Array(n * inp.size);
-      for (let k = 0; k < n; k++) {
-        const i = idx[from + k];
-        buf.set(inp.data.subarray(i * inp.size, (i + 1) * inp.size), k * inp.size);
-      }
-      return tf.tensor(buf, [n, ...inp.shape]);
-    });
-    let y: tf.Tensor;
-    if (this.data.y instanceof Int32Array) {
-      const yb = new Int32Array(n);
-      for (let k = 0; k < n; k++) yb[k] = this.data.y[idx[from + k]];
-      y = tf.tensor1d(yb, 'int32');
-    } else {
-      const yb = new Float32Array(n * this.yItem);
-      for (let k = 0; k < n; k++) {
-        const i = idx[from + k];
-        yb.set(this.data.y.subarray(i * this.yItem, (i + 1) * this.yItem), k * this.yItem);
-      }
-      y = tf.tensor(yb, [n, ...this.yShape]);
-    }
-    return {
-      x: xs.length === 1 ? xs[0] : xs,
-      y,
-      dispose: () => {
-        xs.forEach((t) => t.dispose());
-        y.dispose();
-      },
-    };
-  }
-}
-
-/**
- * The network the loss sees: for sparse cross-entropy on a model whose last layer is a softmax
- * Activation, the same layers up to the logits (shared weights; never dispose it).
- */
-export function lossView(model: LayersModel, loss: LossName): { net: LayersModel; fromLogits: boolean } {
-  const last = model.layers[model.layers.length - 1];
-  if (
-    loss === 'sparse_categorical_crossentropy' &&
-    model.outputs.length === 1 &&
-    last.getClassName() === 'Activation' &&
-    last.getConfig().activation === 'softmax'
-  ) {
-    return { net: tfl.model({ inputs: model.inputs, outputs: last.input as tfl.SymbolicTensor }), fromLogits: true };
-  }
-  return { net: model, fromLogits: false };
-}
-
-function dropoutLayers(model: LayersModel): { seed?: number }[] {
-  return model.layers.filter((l) => l.getClassName() === 'Dropout') as unknown as { seed?: number }[];
 }
 
 /** Loss (and accuracy) of the current weights on `idx`, inference mode, in chunks. */
@@ -242,19 +128,95 @@ export function formatEpoch(e: EpochRecord, epochs: number, backend: string, bes
   return parts.join('  ');
 }
 
-/**
- * Train `model` in place on `data` and return the history. The model must not be compiled:
- * the loop owns the loss and the optimiser.
- */
-export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOptions): Promise<TrainResult> {
-  const t0 = performance.now();
+/** Below this many samples (epochs x training items) a job is done before workers would pay off. */
+export const AUTO_PARALLEL_MIN_SAMPLES = 4096;
+
+/** How many threads train (see LoopOptions.workers); logs why it is fewer than asked. */
+export function resolveWorkers(
+  o: Pick<LoopOptions, 'workers'>,
+  model: LayersModel,
+  backend: string,
+  work: { batchSize: number; samples: number },
+  log: (line: string) => void,
+): number {
+  const env = process.env.OCCMAP_TRAIN_WORKERS;
+  const asked = o.workers ?? (env !== undefined && env !== '' ? Number(env) : undefined);
+  if (asked !== undefined && !(Number.isInteger(asked) && asked >= 1)) {
+    throw new UserError(`${o.workers !== undefined ? '--workers' : 'OCCMAP_TRAIN_WORKERS'} must be a positive integer, got ${o.workers ?? env}`);
+  }
+  const auto = asked === undefined;
+  let n = asked ?? availableCores();
+  if (n > 1 && auto && work.samples < AUTO_PARALLEL_MIN_SAMPLES) return 1;
+  const blocker = n > 1 ? parallelBlocker(model, backend) : null;
+  if (blocker) {
+    if (!auto || backend !== 'tensorflow') log(`training on one thread: ${blocker}`);
+    return 1;
+  }
+  if (n > work.batchSize) {
+    if (!auto) log(`training on ${work.batchSize} threads, not ${n}: a batch of ${work.batchSize} has no item for the others`);
+    n = work.batchSize;
+  }
+  return n;
+}
+
+interface Stepper {
+  readonly workers: number;
+  startEpoch(order: number[]): void;
+  /** One optimiser step over the epoch order's items [from, to): loss sum and correct count. */
+  step(from: number, to: number, seeds: number[]): Promise<{ lossSum: number; correct: number }>;
+  close(): Promise<void>;
+}
+
+/** Single-thread steps: tf's own minimize on the whole batch. */
+function localStepper(ctx: MainContext, batcher: Batcher): Stepper {
+  let order: number[] = [];
+  return {
+    workers: 1,
+    startEpoch: (o) => (order = o),
+    async step(from, to, seeds) {
+      ctx.drops.forEach((d, i) => (d.seed = seeds[i]));
+      ctx.dropWindow.offset = 0;
+      ctx.dropWindow.total = to - from;
+      const { x, y, dispose } = batcher.batch(order, from, to);
+      let corr: tf.Scalar | null = null;
+      try {
+        const cost = ctx.optimizer.minimize(
+          () => {
+            const out = ctx.net.apply(x, { training: true }) as tf.Tensor;
+            if (ctx.loss === 'sparse_categorical_crossentropy') corr = tf.keep(correctCount(y, out));
+            return lossTensor(ctx.loss, y, out, ctx.fromLogits);
+          },
+          true,
+          ctx.vars,
+        )!;
+        const lossSum = cost.dataSync()[0] * (to - from);
+        cost.dispose();
+        return { lossSum, correct: corr ? (corr as tf.Scalar).dataSync()[0] : 0 };
+      } finally {
+        (corr as tf.Scalar | null)?.dispose();
+        dispose();
+      }
+    },
+    close: async () => {},
+  };
+}
+
+async function makeStepper(model: LayersModel, data: TrainSet, trainCount: number, ctx: MainContext, workers: number, o: LoopOptions): Promise<Stepper> {
+  if (workers <= 1) return localStepper(ctx, new Batcher(data));
+  const backend = tf.getBackend() as BackendChoice;
+  const pool = await ReplicaPool.start(model, data, trainCount, ctx, { workers, loss: o.loss, optimizer: o.optimizer ?? 'adam', lr: o.lr, backend });
+  return {
+    workers,
+    startEpoch: (order) => pool.setOrder(order),
+    step: (from, to, seeds) => pool.step(from, to, seeds),
+    close: () => pool.close(),
+  };
+}
+
+/** Checks the loop's numeric options and makes the split. */
+function checkedSplit(data: TrainSet, o: LoopOptions): Split {
   const n = data.shape[0];
-  const epochs = o.epochs ?? 30;
-  const batchSize = o.batchSize ?? 10;
-  const patience = o.patience ?? 3;
-  const seed = o.seed ?? 0;
-  const restoreBest = o.restoreBest ?? true;
-  const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const { epochs = 30, batchSize = 10, patience = 3 } = o;
   if (!(Number.isInteger(epochs) && epochs >= 1)) throw new UserError(`--epochs must be a positive integer, got ${epochs}`);
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new UserError(`--batch-size must be a positive integer, got ${batchSize}`);
   if (!(Number.isInteger(patience) && patience >= 1)) throw new UserError(`--patience must be a positive integer, got ${patience}`);
@@ -263,24 +225,50 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
   if (!o.split && !(valFraction > 0 && valFraction < 1)) {
     throw new UserError(`--val-fraction must be between 0 and 1 (exclusive), got ${valFraction}`);
   }
-  const split = o.split ?? splitIndices(n, valFraction, seed, data.groups);
+  const split = o.split ?? splitIndices(n, valFraction, o.seed ?? 0, data.groups);
   if (split.val.length === 0 || split.train.length === 0) {
     throw new UserError(
       `the ${split.by} split of ${n} items left ${split.train.length} for training and ${split.val.length} for validation: need both` +
         (split.by === 'group' ? ' (too few distinct ids?)' : ''),
     );
   }
+  return split;
+}
+
+/**
+ * Train `model` in place on `data` and return the history. The model must not be compiled:
+ * the loop owns the loss and the optimiser.
+ */
+export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOptions): Promise<TrainResult> {
+  const t0 = performance.now();
+  const epochs = o.epochs ?? 30;
+  const batchSize = o.batchSize ?? 10;
+  const patience = o.patience ?? 3;
+  const seed = o.seed ?? 0;
+  const restoreBest = o.restoreBest ?? true;
+  const log = o.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  const split = checkedSplit(data, o);
 
   const backend = tf.getBackend();
-  const optimizer = makeOptimizer(o.optimizer ?? 'adam', o.lr);
-  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const batcher = new Batcher(data);
   const { net, fromLogits } = lossView(model, o.loss);
-  // Separate streams: changing the number of epochs must not change the split.
-  const shuffleRng = new Rng(seed ^ 0x51f15e);
+  const dropWindow: ShardWindow = { offset: 0, total: 1 };
   const drops = dropoutLayers(model);
   const savedDropSeeds = drops.map((d) => d.seed);
+  const ctx: MainContext = {
+    loss: o.loss,
+    net,
+    fromLogits,
+    vars: model.trainableWeights.map((w) => w.read() as tf.Variable),
+    optimizer: makeOptimizer(o.optimizer ?? 'adam', o.lr),
+    dropWindow,
+    drops,
+  };
+  const restoreDropout = installShardDropout(model, dropWindow);
+  // Separate streams: changing the number of epochs must not change the split.
+  const shuffleRng = new Rng(seed ^ 0x51f15e);
   const dropRng = new Rng(seed ^ 0x0d50);
+  const workers = resolveWorkers(o, model, backend, { batchSize, samples: epochs * split.train.length }, log);
+  const label = workers > 1 ? `${backend} x${workers} threads` : backend;
 
   const history: EpochRecord[] = [];
   let best = Infinity;
@@ -289,35 +277,21 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
   let wait = 0;
   let stoppedEarly = false;
   const order = split.train.slice();
+  let stepper: Stepper | null = null;
   try {
+    stepper = await makeStepper(model, data, order.length, ctx, workers, o);
     for (let epoch = 1; epoch <= epochs; epoch++) {
       const te = performance.now();
       shuffleRng.shuffle(order);
+      stepper.startEpoch(order);
       const progress = new Progress({ label: `epoch ${epoch}/${epochs}`, unit: 'samples', total: order.length, quiet: o.quiet });
       let lossSum = 0;
       let correct = 0;
       for (let from = 0; from < order.length; from += batchSize) {
         const to = Math.min(order.length, from + batchSize);
-        for (const d of drops) d.seed = dropRng.int(2 ** 31);
-        const b = batcher.batch(order, from, to);
-        const { x, y } = b;
-        let corr: tf.Scalar | null = null;
-        const cost = optimizer.minimize(
-          () => {
-            const out = net.apply(x, { training: true }) as tf.Tensor;
-            if (o.loss === 'sparse_categorical_crossentropy') corr = tf.keep(correctCount(y, out));
-            return lossTensor(o.loss, y, out, fromLogits);
-          },
-          true,
-          vars,
-        )!;
-        lossSum += cost.dataSync()[0] * (to - from);
-        cost.dispose();
-        if (corr) {
-          correct += (corr as tf.Scalar).dataSync()[0];
-          (corr as tf.Scalar).dispose();
-        }
-        b.dispose();
+        const r = await stepper.step(from, to, drops.map(() => dropRng.int(2 ** 31)));
+        lossSum += r.lossSum;
+        correct += r.correct;
         progress.tick(to - from);
       }
       progress.stop();
@@ -339,7 +313,7 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
       }
       history.push(rec);
       const improved = rec.valLoss < best;
-      log(formatEpoch(rec, epochs, backend, improved));
+      log(formatEpoch(rec, epochs, label, improved));
       o.onEpoch?.(rec);
       if (improved) {
         best = rec.valLoss;
@@ -371,12 +345,15 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
       split: { by: split.by, train: split.train.length, val: split.val.length },
       splitIndices: split,
       backend,
+      workers,
       wallSeconds: (performance.now() - t0) / 1000,
       final: held.valAcc !== undefined ? { valLoss: held.valLoss, valAcc: held.valAcc } : { valLoss: held.valLoss },
     };
   } finally {
+    await stepper?.close();
     bestWeights?.forEach((t) => t.dispose());
+    restoreDropout();
     drops.forEach((d, i) => (d.seed = savedDropSeeds[i]));
-    optimizer.dispose();
+    ctx.optimizer.dispose();
   }
 }
