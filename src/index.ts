@@ -7,6 +7,43 @@
  * so a program that only trains on tfjs never opens the native library.
  */
 
+// The attribution interface: one call shape, one output shape for every method.
+//   const exact = new Occlusion(model, { patch: 3 });            // or { preset: 'captum' }
+//   const expl = await Explainer.load('expl/', { model });
+//   const a = await exact.attribute(images, { target: 'predicted' }); // { data, shape: [N,H,W], ... }
+//   const b = await expl.attribute(images, { target: 'predicted' });
+//   compareMaps(b, a).mean                                        // { mse, mae, ssim, pearson, spearman, iou }
+export {
+  fixedTargets,
+  predictBatch,
+  type Attribution,
+  type AttributeOptions,
+  type AttributionMethod,
+  type TargetSpec,
+} from './methods/attribution.js';
+export { Occlusion, OCCLUSION_PRESETS, captumMismatch, occlusionSettings, type OcclusionOptions, type OcclusionPreset, type OcclusionSettings } from './methods/occlusion.js';
+export { Explainer, type ExplainerLoadOptions } from './methods/explainer.js';
+export { MeanMap, SnrSaliency, type MeanMapOptions, type SnrSaliencyOptions } from './methods/baselines.js';
+export { toImageBatch, type ImageBatch, type ImagesInput, type NestedImages, type TensorLike } from './data/images.js';
+export {
+  compareMaps,
+  compareMap,
+  METRICS,
+  METRIC_NAMES,
+  ssimWindow,
+  type Comparison,
+  type CompareOptions,
+  type MapComparison,
+  type MapMetric,
+  type MapsLike,
+  type MapNormalize,
+  type MapScore,
+  type MetricInfo,
+  type MetricMap,
+  type MetricName,
+  type MetricParams,
+} from './metrics/compare.js';
+
 // Models: any classifier occmap can run, as a Predictor (images in, probabilities out).
 export { loadPredictor, detectKind, type LoadOptions, type ModelKind } from './models/load.js';
 export { argmax, argmaxRows, selectChannels, type Predictor } from './models/predictor.js';
@@ -33,11 +70,13 @@ export { parsePatch, positions, normalizeSeed, type Aggregate, type Geometry } f
 export {
   loadExplainer,
   readExplainerCard,
+  occlusionParamsOf,
   type Explainer as ExplainerModel,
   type ExplainerCard,
   type LoadExplainerOptions,
 } from './explainer/estimate.js';
 export { evaluateExplainer, type EvaluateOptions, type EvaluationResult, type MethodResult } from './explainer/evaluate.js';
+export { readInput, readPngStamp, npyInput, type Input as StampInput } from './data/stamps.js';
 
 // Metrics: pure functions over flat row-major maps.
 export { mse, mae, pearson, spearman, ranks, ssim, topKIoU, topIndices, aucUniform, summarize, type SsimOptions, type Summary } from './metrics/maps.js';

@@ -15,6 +15,7 @@ import type { Explainer } from '../src/explainer/estimate.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { normalizeSeed } from '../src/occlusion/geometry.js';
 import { spearman } from '../src/metrics/maps.js';
+import { ssimWindow } from '../src/metrics/compare.js';
 import {
   evaluateExplainer,
   importanceOf,
@@ -22,7 +23,6 @@ import {
   saliencyAsMap,
   meanMap,
   snrChannelOf,
-  ssimWindow,
   stdErrorCorrelation,
   type EvaluableExplainer,
   type EvaluationResult,

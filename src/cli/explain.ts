@@ -4,17 +4,15 @@
  * timings and the metrics between them.
  */
 import type { Command } from 'commander';
-import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { PNG, type PNGWithMetadata } from 'pngjs';
-import { readDataset } from '../data/dataset.js';
-import { parseNpy, serializeNpy, toFloat32 } from '../data/npy.js';
+import { serializeNpy } from '../data/npy.js';
 import { serializeNpz, type NpzEntry } from '../data/npz.js';
-import { loadExplainer, type Explainer, type ExplainerCard } from '../explainer/estimate.js';
-import { mse, spearman, ssim, summarize } from '../metrics/maps.js';
+import { readInput } from '../data/stamps.js';
+import { loadExplainer, occlusionParamsOf, type Explainer } from '../explainer/estimate.js';
+import { compareMaps, type MapComparison } from '../metrics/compare.js';
 import { loadPredictor } from '../models/load.js';
 import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
-import { exactMaps, SEED_PARAMS, type OcclusionParams } from '../occlusion/exact.js';
+import { exactMaps } from '../occlusion/exact.js';
 import { assertWritable, writeFileAtomic } from '../util/atomic.js';
 import { fileError, UserError } from '../util/errors.js';
 import { int } from './options.js';
@@ -25,7 +23,7 @@ Examples:
   $ occmap explain --explainer expl --input maps.npz --index 7
       the estimated map of stamp 7 -> maps-explained.npz + maps-explained.png (heatmap, colour bar)
   $ occmap explain --explainer expl --input maps.npz --index 7 --exact --model clf
-      also the exact map (one classifier inference per patch position): timings and MSE/SSIM/Spearman
+      also the exact map (one classifier inference per patch position): timings and the metrics between them
   $ occmap explain --explainer expl --input hits.npz --out est.npz
       every stamp of a dataset (maps (N,H,W), + std for an ensemble)
   $ occmap explain --explainer expl --input stamp.npy --out est.npy
@@ -51,100 +49,6 @@ export interface ExplainCliOptions {
   quiet?: boolean;
 }
 
-export interface Input {
-  images: Float32Array;
-  shape: [number, number, number, number];
-  labels?: Int32Array;
-  /** The input was one stamp (a PNG, a 2-D or H,W,C .npy). */
-  single: boolean;
-}
-
-function readBytes(file: string): Buffer {
-  try {
-    if (statSync(file).isDirectory()) throw fileError(file, 'is a directory, expected a .npz, .npy or .png file');
-    return readFileSync(file);
-  } catch (err) {
-    if (err instanceof UserError) throw err;
-    throw fileError(file, `cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-}
-
-/** A greyscale PNG as one (1,H,W,1) image, grey / (2^bit depth - 1): / 255 for 8-bit, / 65535 for 16-bit. */
-export function readPngStamp(file: string, bytes: Uint8Array): Input {
-  let png: PNGWithMetadata;
-  try {
-    // skipRescale: 16-bit greys keep their full precision.
-    png = PNG.sync.read(Buffer.from(bytes), { skipRescale: true });
-  } catch (err) {
-    throw fileError(file, `is not a readable PNG (${(err as Error).message})`);
-  }
-  const { width: w, height: h } = png;
-  const data = png.data as unknown as ArrayLike<number>;
-  // Unscaled samples run to 2^depth - 1; palette images are expanded to 8-bit colours.
-  const max = (png.colorType as number) === 3 ? 255 : 2 ** png.depth - 1;
-  const images = new Float32Array(h * w);
-  for (let p = 0; p < h * w; p++) {
-    const [r, g, b] = [data[4 * p], data[4 * p + 1], data[4 * p + 2]];
-    if (r !== g || g !== b) throw fileError(file, `is a colour PNG (pixel ${p % w},${Math.floor(p / w)}); explain reads single-channel (greyscale) PNGs`);
-    images[p] = r / max;
-  }
-  return { images, shape: [1, h, w, 1], single: true };
-}
-
-/**
- * A .npy of one stamp (H,W) or (H,W,C) with C <= 4 and C != W, or of many (N,H,W) / (N,H,W,C).
- */
-export function npyInput(file: string, bytes: Uint8Array): Input {
-  let a;
-  try {
-    a = parseNpy(bytes);
-  } catch (err) {
-    throw fileError(file, (err as Error).message);
-  }
-  let images: Float32Array;
-  try {
-    images = toFloat32(a);
-  } catch {
-    throw fileError(file, `has non-numeric dtype ${a.dtype}`);
-  }
-  const s = a.shape;
-  let shape: [number, number, number, number];
-  let single = false;
-  if (s.length === 2) [shape, single] = [[1, s[0], s[1], 1], true];
-  else if (s.length === 3 && s[2] <= 4 && s[1] !== s[2]) [shape, single] = [[1, s[0], s[1], s[2]], true];
-  else if (s.length === 3) shape = [s[0], s[1], s[2], 1];
-  else if (s.length === 4) shape = s as [number, number, number, number];
-  else throw fileError(file, `has shape (${s.join(',')}); expected (H,W), (H,W,C), (N,H,W) or (N,H,W,C)`);
-  if (shape.some((d) => d === 0)) throw fileError(file, `has an empty shape (${s.join(',')})`);
-  for (let i = 0; i < images.length; i++) if (!Number.isFinite(images[i])) throw fileError(file, `holds a NaN/Inf value at element ${i}`);
-  return { images, shape, single };
-}
-
-export async function readInput(file: string): Promise<Input> {
-  const bytes = readBytes(file);
-  const ext = path.extname(file).toLowerCase();
-  const isPng = bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
-  if (isPng || ext === '.png') return readPngStamp(file, bytes);
-  if (bytes[0] === 0x93 || ext === '.npy') return npyInput(file, bytes);
-  const ds = await readDataset(file);
-  return { images: ds.images, shape: ds.shape, labels: ds.labels, single: false };
-}
-
-/** The occlusion parameters the explainer's training maps were made with (seed defaults otherwise). */
-export function occlusionParamsOf(card: ExplainerCard): OcclusionParams {
-  const o = (card.occlusion ?? {}) as Partial<OcclusionParams>;
-  const p: OcclusionParams = { ...SEED_PARAMS };
-  if (Array.isArray(o.patch) && o.patch.length === 2) p.patch = [Number(o.patch[0]), Number(o.patch[1])];
-  if (typeof o.stride === 'number') p.stride = o.stride;
-  if (typeof o.pad === 'number') p.pad = o.pad;
-  if (typeof o.fill === 'number' || o.fill === 'mean') p.fill = o.fill;
-  if (o.target === 'predicted' || o.target === 'label' || typeof o.target === 'number') p.target = o.target;
-  if (o.score === 'prob' || o.score === 'drop') p.score = o.score;
-  if (o.aggregate === 'sum' || o.aggregate === 'mean') p.aggregate = o.aggregate;
-  if (o.normalize === 'none' || o.normalize === 'seed') p.normalize = o.normalize;
-  return p;
-}
-
 function defaultOut(input: string): string {
   return `${path.basename(input).replace(/\.[^.]+$/, '')}-explained.npz`;
 }
@@ -155,7 +59,7 @@ export interface ExplainSummary {
   png?: string;
   engine: string;
   msPerMap: number;
-  exact?: { msPerMap: number; mse: number; ssim: number; spearman: number; engine: string };
+  exact?: { msPerMap: number; engine: string } & MapComparison;
   labels?: Int32Array;
   labelSource?: string;
 }
@@ -243,22 +147,9 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
       const r = await exactMaps(predictor, images, shape, { ...params, target, labels: condLabels ?? labels });
       const ems = (performance.now() - te) / n;
       exactMapsOut = r.maps;
-      const px = h * w;
-      const per = { mse: [] as number[], ssim: [] as number[], spearman: [] as number[] };
-      for (let i = 0; i < n; i++) {
-        const a = maps.subarray(i * px, (i + 1) * px);
-        const b = r.maps.subarray(i * px, (i + 1) * px);
-        per.mse.push(mse(a, b));
-        per.ssim.push(h >= 7 && w >= 7 ? ssim(a, b, h, w) : NaN);
-        per.spearman.push(spearman(a, b));
-      }
-      exact = {
-        msPerMap: ems,
-        mse: summarize(per.mse).mean,
-        ssim: summarize(per.ssim).mean,
-        spearman: summarize(per.spearman).mean,
-        engine: predictor.engine,
-      };
+      // The same metrics, computed the same way, as evaluate and the server report.
+      const cmp = compareMaps({ data: maps, shape: [n, h, w] }, { data: r.maps, shape: [n, h, w] }, { score: params.score, normalize: params.normalize });
+      exact = { msPerMap: ems, engine: predictor.engine, ...cmp.mean };
     }
 
     // Outputs last, each atomic: the PNG first so the data file marks a finished run.
@@ -327,7 +218,8 @@ export function registerExplain(program: Command): void {
       if (s.exact) {
         lines.push(
           `exact maps on ${s.exact.engine}: ${s.exact.msPerMap.toFixed(2)} ms/map (${(s.exact.msPerMap / Math.max(1e-9, s.msPerMap)).toFixed(0)}x the estimate)`,
-          `estimate vs exact${s.n > 1 ? ` (mean over ${s.n} maps)` : ''}: MSE ${s.exact.mse.toFixed(5)}  SSIM ${s.exact.ssim.toFixed(4)}  Spearman ${s.exact.spearman.toFixed(4)}`,
+          `estimate vs exact${s.n > 1 ? ` (mean over ${s.n} maps)` : ''}: MSE ${s.exact.mse.toFixed(5)}  SSIM ${s.exact.ssim.toFixed(4)}  Spearman ${s.exact.spearman.toFixed(4)}` +
+            `  (MAE ${s.exact.mae.toFixed(4)}  Pearson ${s.exact.pearson.toFixed(4)}  top-10% IoU ${s.exact.iou.toFixed(3)})`,
         );
       }
       lines.push(`wrote ${s.out}${s.png ? ` and ${s.png}` : ''}`);

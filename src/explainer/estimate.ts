@@ -10,6 +10,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { selectChannels } from '../models/predictor.js';
+import { SEED_PARAMS, type OcclusionParams } from '../occlusion/exact.js';
 import { CARD_JSON, loadModelDir } from '../models/io.js';
 import { initTf, tf, type tfl } from '../runtime/tfjs.js';
 import { fileError, UserError } from '../util/errors.js';
@@ -89,6 +90,21 @@ export function conditionTargets(
     return { targets: new Int32Array(n).fill(target), source: target };
   }
   throw fileError(src.file, `meta.occlusion.target ${JSON.stringify(target)} is not 'predicted', 'label' or a class number`);
+}
+
+/** The occlusion parameters the explainer's training maps were made with (seed defaults otherwise). */
+export function occlusionParamsOf(card: ExplainerCard): OcclusionParams {
+  const o = (card.occlusion ?? {}) as Partial<OcclusionParams>;
+  const p: OcclusionParams = { ...SEED_PARAMS };
+  if (Array.isArray(o.patch) && o.patch.length === 2) p.patch = [Number(o.patch[0]), Number(o.patch[1])];
+  if (typeof o.stride === 'number') p.stride = o.stride;
+  if (typeof o.pad === 'number') p.pad = o.pad;
+  if (typeof o.fill === 'number' || o.fill === 'mean') p.fill = o.fill;
+  if (o.target === 'predicted' || o.target === 'label' || typeof o.target === 'number') p.target = o.target;
+  if (o.score === 'prob' || o.score === 'drop') p.score = o.score;
+  if (o.aggregate === 'sum' || o.aggregate === 'mean') p.aggregate = o.aggregate;
+  if (o.normalize === 'none' || o.normalize === 'seed') p.normalize = o.normalize;
+  return p;
 }
 
 /** Mean and (population) standard deviation over members, per element. */

@@ -37,7 +37,8 @@ import type { Dataset } from '../data/dataset.js';
 import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { inputMismatch } from '../occlusion/exact.js';
 import { normalizeSeed } from '../occlusion/geometry.js';
-import { mae, mse, pearson, spearman, ssim, summarize, topKIoU, aucUniform, type Summary } from '../metrics/maps.js';
+import { spearman, summarize, aucUniform, type Summary } from '../metrics/maps.js';
+import { compareMap, METRIC_NAMES, ssimWindow } from '../metrics/compare.js';
 import { curveImages, importanceOrder } from '../metrics/faithfulness.js';
 import { UserError } from '../util/errors.js';
 
@@ -75,9 +76,10 @@ export interface EvaluableExplainer {
   ): Promise<{ maps: Float32Array; std?: Float32Array }>;
 }
 
-export const MAP_METRICS = ['mse', 'mae', 'ssim', 'pearson', 'spearman', 'iou'] as const;
+/** The map metrics: the registry's (metrics/compare.ts), so every client reports the same. */
+export const MAP_METRICS = METRIC_NAMES;
 export const FAITH_METRICS = ['deletion', 'insertion', 'deletionGap', 'insertionGap'] as const;
-export type MetricName = (typeof MAP_METRICS)[number] | (typeof FAITH_METRICS)[number];
+export type MetricName = (typeof METRIC_NAMES)[number] | (typeof FAITH_METRICS)[number];
 
 /** exactMap: the reference row of deletion / insertion (the exact map's own AUCs). */
 export type MethodName = 'explainer' | 'meanMap' | 'snrSaliency' | 'exactMap';
@@ -211,45 +213,6 @@ export function snrChannelOf(
   if (explainerChannels?.length === 1) return explainerChannels[0];
   if (c === 1) return 0;
   return undefined;
-}
-
-/** SSIM window: scikit-image's 7, or the largest odd size that fits a smaller map. */
-export function ssimWindow(h: number, w: number): number {
-  const m = Math.min(7, h, w);
-  return m % 2 === 1 ? m : m - 1;
-}
-
-export interface MapComparison {
-  mse: number;
-  mae: number;
-  ssim: number;
-  pearson: number;
-  spearman: number;
-  iou: number;
-}
-
-/**
- * The map metrics of one estimate against one exact map. `est`/`exact`: comparison maps (seed
- * units); `estImportance`/`exactImportance`: the orderings for IoU.
- */
-export function compareMaps(
-  est: ArrayLike<number>,
-  exact: ArrayLike<number>,
-  estImportance: ArrayLike<number>,
-  exactImportance: ArrayLike<number>,
-  h: number,
-  w: number,
-  fraction: number,
-): MapComparison {
-  const win = ssimWindow(h, w);
-  return {
-    mse: mse(est, exact),
-    mae: mae(est, exact),
-    ssim: win >= 1 ? ssim(est, exact, h, w, { win, dataRange: 1 }) : NaN,
-    pearson: pearson(est, exact),
-    spearman: spearman(est, exact),
-    iou: topKIoU(estImportance, exactImportance, fraction),
-  };
 }
 
 /**
@@ -452,7 +415,8 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
   if (!dataSeed) notes.push(`MSE, MAE, SSIM and correlations on maps seed-normalised here: the data's maps are ${normalisation.data}`);
   const toCmp = (mp: ArrayLike<number>): ArrayLike<number> => (dataSeed ? mp : normalizeSeed(mp));
   const win = ssimWindow(h, w);
-  if (win !== 7) notes.push(`SSIM window ${win}x${win}: the maps are smaller than scikit-image's 7x7`);
+  if (win === 0) notes.push(`SSIM undefined: the ${h}x${w} maps are smaller than a 3x3 window`);
+  else if (win !== 7) notes.push(`SSIM window ${win}x${win}: the maps are smaller than scikit-image's 7x7`);
 
   const methods: { name: MethodName; cmp: (i: number) => ArrayLike<number>; imp: (i: number) => ArrayLike<number> }[] = [];
   const estAt = (i: number) => est.subarray(i * hw, (i + 1) * hw);
@@ -480,7 +444,7 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
   const perMethod = methods.map(() => Object.fromEntries(MAP_METRICS.map((k) => [k, [] as number[]])) as Record<MetricName, number[]>);
   for (let i = 0; i < m; i++) {
     methods.forEach((meth, j) => {
-      const r = compareMaps(meth.cmp(i), exactCmp[i], meth.imp(i), exactImp[i], h, w, fraction);
+      const r = compareMap({ values: meth.cmp(i), importance: meth.imp(i), h, w }, { values: exactCmp[i], importance: exactImp[i], h, w }, { fraction });
       for (const k of MAP_METRICS) perMethod[j][k].push(r[k]);
     });
   }

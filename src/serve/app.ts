@@ -11,9 +11,8 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readDataset, type Dataset } from '../data/dataset.js';
-import { loadExplainer, type Explainer } from '../explainer/estimate.js';
-import { compareMaps, importanceOf, type MapComparison } from '../explainer/evaluate.js';
-import { occlusionParamsOf } from '../cli/explain.js';
+import { loadExplainer, occlusionParamsOf, type Explainer } from '../explainer/estimate.js';
+import { compareMaps } from '../metrics/compare.js';
 import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { inferencesPerMap, type ExactOptions, type OcclusionParams } from '../occlusion/exact.js';
 import { UserError } from '../util/errors.js';
@@ -392,7 +391,8 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
       const r = await ctx.exact.run(stamp.image, [1, h, w, stamp.c], { ...ctx.params, ...target.opts, modelChannels: kind === 'model' }, gone.signal).finally(() =>
         reply.raw.off('close', onClose),
       );
-      const metrics: MapComparison = compareMaps(est.map, r.maps, importanceOf(est.map, ctx.params.score), importanceOf(r.maps, ctx.params.score), h, w, 0.1);
+      // The same metrics, computed the same way, as evaluate and explain --exact report.
+      const metrics = compareMaps({ data: est.map, shape: [h, w] }, { data: r.maps, shape: [h, w] }, { score: ctx.params.score, normalize: ctx.params.normalize }).mean;
       res.exact = {
         map: toRows(r.maps, h, w),
         target: { class: r.targets[0], source: target.source },

@@ -4,7 +4,7 @@
  * and a one-line message; nothing here touches a model.
  */
 import { parseNpy, toFloat32 } from '../data/npy.js';
-import { readPngStamp } from '../cli/explain.js';
+import { readPngStamp } from '../data/stamps.js';
 import { UserError } from '../util/errors.js';
 
 export class HttpError extends Error {
