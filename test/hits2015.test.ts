@@ -15,6 +15,7 @@ import {
   dihedral,
   fitGaussianPsf,
   formatSummary,
+  augmentTransforms,
   framePixels,
   gaussianKernel1d,
   hasBadPixels,
@@ -378,6 +379,13 @@ test('balance gives equal labels (seeded); augmentation multiplies and keeps ids
     assert.deepEqual(first, all.dataset.images.subarray(i * s, (i + 1) * s));
   }
   assert.equal(j, sn.dataset.shape[0]);
+  // The layout tells originals from copies.
+  const tr = augmentTransforms(sn.dataset.labels!, sn.dataset.meta.derivation as Record<string, unknown>)!;
+  for (let i = 0, r = 0; i < a.n; i++) {
+    const reps = all.dataset.labels![i] === 1 ? 8 : 1;
+    for (let k = 0; k < reps; k++, r++) assert.equal(tr[r], k);
+  }
+  assert.equal(augmentTransforms(all.dataset.labels!, all.dataset.meta.derivation as Record<string, unknown>), undefined);
   assert.match(formatSummary(sn.summary), /augmented x8 of supernova stamps/);
 });
 

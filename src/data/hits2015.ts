@@ -46,4 +46,4 @@ export { defaultArchivePath, readHits2015Archive, type Hits2015Archive } from '.
 export { Calibration, type CalibrationOptions, type ExposureConditions } from './hits2015/calibration.js';
 export type { Hits2015Options, ClassCounts, Hits2015Summary, StampInfo, Hits2015Result, Hits2015Derived } from './hits2015/types.js';
 export { deriveHits2015 } from './hits2015/derive.js';
-export { assembleHits2015, buildHits2015, formatSummary } from './hits2015/build.js';
+export { assembleHits2015, augmentTransforms, buildHits2015, formatSummary } from './hits2015/build.js';

@@ -130,3 +130,25 @@ export function formatSummary(summary: Hits2015Summary): string {
   lines.push(`dataset: ${f.n} stamps from ${f.objects} objects: ${f.label0} not_supernova (label 0), ${f.label1} supernova (label 1)`);
   return lines.join('\n');
 }
+
+/**
+ * Which rotation/flip (0 = the original, k = `dihedral(.., k)`) each stamp of an assembled
+ * HiTS 2015 dataset is, read from its layout: every stamp of an augmented label is followed by
+ * its factor - 1 copies (assembleHits2015). Undefined when the data was not augmented or does
+ * not say how (not built by `dataset hits2015`).
+ */
+export function augmentTransforms(labels: Int32Array, derivation: { augment?: unknown; augmentLabels?: unknown } | undefined): Int8Array | undefined {
+  const augment = derivation?.augment;
+  const factor = augment === 'dihedral' ? 8 : augment === 'rot' ? 4 : 1;
+  if (factor === 1) return undefined;
+  const augLabels = Array.isArray(derivation?.augmentLabels) ? (derivation!.augmentLabels as number[]) : undefined;
+  const out = new Int8Array(labels.length);
+  for (let i = 0; i < labels.length; ) {
+    const reps = augLabels && !augLabels.includes(labels[i]) ? 1 : factor;
+    for (let t = 0; t < reps && i < labels.length; t++, i++) {
+      if (labels[i] !== labels[i - t]) throw new Error(`stamp ${i}: a copy with another label than its original; not a dataset hits2015 layout`);
+      out[i] = t;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,100 @@
+/**
+ * `npm run pretrain`: how the shipped models in models/ were made, as one resumable command.
+ * Each step is an occmap CLI command (this script is a client of the CLI, like a Makefile);
+ * a step whose output exists is skipped, and the exact-map step resumes from its shards, so a
+ * killed run continues where it stopped. The last step installs the classifier, the explainer
+ * and a sample of held-out stamps with their exact maps into the repository.
+ *
+ *   node dist/scripts/pretrain.js [--work DIR] [--until STEP] [--install] [--ensemble K]
+ *
+ * Hours of CPU on a 2-core machine (exact maps for ~21,700 stamps, then the explainer
+ * trainings); see docs/pretrained.md for the figures of the shipped run.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const bin = path.join(root, 'bin', 'occmap.js');
+
+interface Step {
+  name: string;
+  /** Done when this exists. */
+  output: string;
+  args: string[];
+}
+
+function argValue(flag: string, fallback: string): string {
+  const i = process.argv.indexOf(flag);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+
+export function steps(work: string, ensemble: number, install: boolean): Step[] {
+  const w = (f: string) => path.join(work, f);
+  const list: Step[] = [
+    {
+      name: 'dataset',
+      output: w('hits-scale.npz'),
+      // Every kept epoch; the rare supernova stamps x8 (rotations and flips, same object ids).
+      args: ['dataset', 'hits2015', '--out', w('hits-scale.npz'), '--balance', 'none', '--augment', 'dihedral', '--augment-labels', 'supernova'],
+    },
+    {
+      name: 'classifier',
+      output: w('classifier'),
+      args: ['train-classifier', '--data', w('hits-scale.npz'), '--out', w('classifier'), '--seed', '0'],
+    },
+    {
+      name: 'maps',
+      output: w('maps.npz'),
+      args: ['occlude', '--model', w('classifier'), '--data', w('hits-scale.npz'), '--out', w('maps.npz'), '--resume'],
+    },
+    {
+      name: 'explainer',
+      output: w('explainer'),
+      // Held out: exactly the classifier's validation objects (and their augmented copies).
+      args: [
+        'train-explainer', '--data', w('maps.npz'), '--classifier', w('classifier'), '--holdout-from', w('classifier'),
+        '--variant', 'unet', '--condition', 'onehot', '--target-units', 'unclipped',
+        ...(ensemble > 1 ? ['--ensemble', String(ensemble), '--no-bootstrap'] : []),
+        '--out', w('explainer'),
+      ],
+    },
+    {
+      name: 'evaluate',
+      output: w('evaluation.json'),
+      args: ['evaluate', '--explainer', w('explainer'), '--data', w('maps.npz'), '--out', w('evaluation.json')],
+    },
+  ];
+  if (install) {
+    list.push({
+      name: 'install',
+      output: path.join(root, 'models', 'hits2015', '.installed'),
+      args: ['install-pretrained', '--work', work, '--out', path.join(root, 'models', 'hits2015')],
+    });
+  }
+  return list;
+}
+
+function main(): void {
+  const work = path.resolve(argValue('--work', path.join(root, '.pretrain')));
+  const until = argValue('--until', '');
+  const ensemble = Number(argValue('--ensemble', '4'));
+  const list = steps(work, ensemble, process.argv.includes('--install'));
+  mkdirSync(work, { recursive: true });
+  for (const s of list) {
+    if (existsSync(s.output)) {
+      process.stderr.write(`pretrain: ${s.name}: ${s.output} exists, skipped\n`);
+    } else {
+      process.stderr.write(`pretrain: ${s.name}: occmap ${s.args.join(' ')}\n`);
+      const r = spawnSync(process.execPath, [bin, ...s.args], { stdio: 'inherit' });
+      if (r.status !== 0) {
+        process.stderr.write(`pretrain: step ${s.name} failed (exit ${r.status ?? r.signal}); rerun to continue\n`);
+        process.exit(r.status ?? 1);
+      }
+    }
+    if (s.name === until) break;
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) main();
