@@ -261,7 +261,8 @@ export async function loadExplainer(dir: string, opts: LoadExplainerOptions = {}
   if (engineChoice !== 'tfjs' && onnxFiles.every((f) => f)) {
     const r = await onnxRunners(onnxFiles as string[], card, C, nLabel, opts);
     runners = r.runners;
-    engine = `onnxruntime (${r.threads} thread${r.threads === 1 ? '' : 's'})`;
+    const { ortEngineName } = await import('../runtime/ort.js');
+    engine = `${ortEngineName()} (${r.threads} thread${r.threads === 1 ? '' : 's'})`;
   } else {
     runners = await tfjsRunners(dirs, card, C, nLabel, opts);
     engine = `tfjs-${tf.getBackend()}`;

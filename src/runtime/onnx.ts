@@ -1,6 +1,6 @@
 /**
- * The one module that creates ONNX Runtime sessions (onnxruntime-node, CPU): thread count,
- * graph optimisation, a session cache; a batched runner for any ONNX model; and OnnxPredictor,
+ * The one module that creates ONNX Runtime sessions (onnxruntime-node on the CPU, or the
+ * wasm build when it is missing: runtime/ort.ts): thread count, graph optimisation, a session cache; a batched runner for any ONNX model; and OnnxPredictor,
  * the Predictor for classifiers in ONNX files (exported here, or brought by the user in NCHW
  * or NHWC layout, with probability or logit outputs).
  */
@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, promises as fs, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-common';
+import { loadOrt, ortEngineName, ortLoaded } from './ort.js';
 import { fileError, UserError } from '../util/errors.js';
 import type { Predictor } from '../models/predictor.js';
 import { META_LAYOUT, META_SOURCE_HASH, readOnnxHeader } from '../models/onnx-proto.js';
@@ -80,7 +81,13 @@ export async function createOnnxSession(model: string | Uint8Array, opts: OnnxSe
       logSeverityLevel: 3,
     };
     try {
-      return typeof model === 'string' ? await ort.InferenceSession.create(model, so) : await ort.InferenceSession.create(model, so);
+      const rt = await loadOrt();
+      if (ortEngineName() === 'onnxruntime') {
+        return typeof model === 'string' ? await rt.InferenceSession.create(model, so) : await rt.InferenceSession.create(model, so);
+      }
+      // The wasm fallback takes its thread count from env, and bytes (it cannot open a path in Node).
+      rt.env.wasm.numThreads ??= threads;
+      return await rt.InferenceSession.create(typeof model === 'string' ? readFileSync(model) : model, so);
     } catch (err) {
       throw fileError(what, `ONNX Runtime cannot load the model (${firstLine(err)})`);
     }
@@ -168,7 +175,7 @@ export async function runOnnxBatched(
         padded.set(part);
         part = padded;
       }
-      input[f.name] = new ort.Tensor('float32', part, [rows, ...f.shape]);
+      input[f.name] = new (ortLoaded().Tensor)('float32', part, [rows, ...f.shape]);
     });
     const result = await session.run(input, [outName]);
     const t = result[outName];
@@ -306,7 +313,7 @@ export class OnnxPredictor implements Predictor {
     },
     readonly channels?: number[],
   ) {
-    this.engine = `onnxruntime (${threads} thread${threads === 1 ? '' : 's'})`;
+    this.engine = `${ortEngineName()} (${threads} thread${threads === 1 ? '' : 's'})`;
   }
 
   get layout(): InputLayout {
