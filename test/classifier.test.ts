@@ -1,7 +1,8 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { initTf, tf, tfl } from '../src/runtime/tfjs.js';
-import { buildClassifier, resolveChannels, trainClassifier, validationReport, CLASSIFIER_LAYERS } from '../src/models/classifier.js';
+import { buildClassifier, resolveChannels, validationReport, CLASSIFIER_LAYERS } from '../src/models/classifier.js';
+import { trainClassifier } from '../src/models/train-classifier.js';
 import { activation, conv, dense, flatten, maxPool, stack, dropout, countParams, layerSeeds } from '../src/models/layers.js';
 import { trainModel, evaluate, lossTensor, type TrainSet } from '../src/train/loop.js';
 import { leakedGroups } from '../src/data/split.js';
@@ -239,7 +240,7 @@ test('same seed -> same history; another seed -> another', async () => {
   assert.notDeepEqual(await run(8), a);
 });
 
-test('trainClassifier: the seed model end to end on a small dataset, classes from labels, --limit', async () => {
+test('trainClassifier: the seed model end to end on a small in-memory dataset, classes from labels, subset, held-out objects in the card', async () => {
   const s = 6;
   const n = 30;
   const { x, y } = blobs(n, s, 6);
@@ -254,7 +255,7 @@ test('trainClassifier: the seed model end to end on a small dataset, classes fro
     ids: Array.from({ length: n }, (_, i) => `g${i % 10}`),
     meta: { channels: ['template', 'science', 'difference', 'snr_difference'] },
   };
-  const t = await trainClassifier(ds, 'small.npz', { epochs: 1, pad: 1, seed: 2, limit: 24, ...quiet });
+  const t = await trainClassifier({ data: ds, dataName: 'small.npz', epochs: 1, pad: 1, seed: 2, subset: 24, backend: 'cpu', ...quiet });
   assert.deepEqual(t.channels, [3]);
   assert.deepEqual(t.channelNames, ['snr_difference']);
   assert.deepEqual(t.inputShape, [s, s, 1]);
@@ -267,8 +268,13 @@ test('trainClassifier: the seed model end to end on a small dataset, classes fro
   assert.equal(conf.length, 3);
   assert.equal(conf.flat().reduce((a, b) => a + b, 0), t.result.split.val);
   assert.ok(Math.abs(t.validation.accuracy - t.result.final.valAcc!) < 1e-9);
+  // The card records the held-out objects themselves: every stamp of them, and only those, is validation.
+  const split = (t.card.training as { split: { by: string; valIds: string[]; val: number } }).split;
+  assert.equal(split.by, 'group');
+  assert.deepEqual(split.valIds, t.holdout.ids);
+  assert.ok(split.valIds.length >= 1 && split.valIds.length < 10 && split.valIds.every((g) => ds.ids!.includes(g)));
   t.model.dispose();
-  await assert.rejects(trainClassifier({ ...ds, labels: undefined }, 'nolabels.npz', quiet), /nolabels\.npz: has no labels/);
+  await assert.rejects(trainClassifier({ data: { ...ds, labels: undefined }, dataName: 'nolabels.npz', ...quiet }), /nolabels\.npz: has no labels/);
 });
 
 test('training loop: float targets (mse) and a second model input, as a conditioned autoencoder uses', async () => {

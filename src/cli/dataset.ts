@@ -5,6 +5,7 @@ import { readDataset, writeDataset, type Dataset } from '../data/dataset.js';
 import { buildHits2015, formatSummary, parseClasses, CHANNELS, LABEL_NAMES } from '../data/hits2015.js';
 import { simulateDataset } from '../data/simulate.js';
 import { assertWritable } from '../util/atomic.js';
+import { ProgressPrinter } from '../util/progress.js';
 import { int, num, choice } from './options.js';
 import { UserError } from '../util/errors.js';
 
@@ -112,7 +113,7 @@ export function registerDataset(program: Command): void {
         snUndetected: choice('--sn-undetected', String(o.snUndetected), ['drop', 'negative'] as const),
         templateEpochs: int('--template-epochs', String(o.templateEpochs), 2),
         register: o.register !== false,
-        quiet: Boolean(o.quiet),
+        onProgress: o.quiet ? undefined : new ProgressPrinter().callback,
         command: commandLine(),
       };
       await assertWritable(o.out);
@@ -138,7 +139,7 @@ export function registerDataset(program: Command): void {
         seed: int('--seed', String(o.seed), 0),
         realFraction: num('--real-fraction', String(o.realFraction), (x) => x >= 0 && x <= 1, 'between 0 and 1'),
         size: int('--size', String(o.size), 9),
-        quiet: Boolean(o.quiet),
+        onProgress: o.quiet ? undefined : new ProgressPrinter().callback,
         command: commandLine(),
       };
       await assertWritable(o.out);

@@ -13,7 +13,7 @@ import { runExperiments, type RunExperimentsSummary } from '../experiments/seed.
 import { describeRun } from '../experiments/report.js';
 import { ensureDir } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
-import { formatDuration } from '../util/progress.js';
+import { formatDuration, ProgressPrinter } from '../util/progress.js';
 
 export interface DemoOptions {
   out: string;
@@ -61,7 +61,7 @@ export async function runDemo(o: DemoOptions): Promise<{ summary: RunExperiments
   const data = path.join(o.out, 'hits2015.npz');
   if (!existsSync(data)) {
     log('demo: deriving the HiTS 2015 dataset from the shipped stamps (template, science, difference, SNR difference; balanced)');
-    const { dataset, summary } = buildHits2015({ balance: 'undersample', seed: 1, quiet: o.quiet, command: 'occmap demo' });
+    const { dataset, summary } = buildHits2015({ balance: 'undersample', seed: 1, onProgress: o.quiet ? undefined : new ProgressPrinter().callback, command: 'occmap demo' });
     await writeDataset(data, dataset);
     log(`demo: ${summary.final.n} stamps from ${summary.final.objects} objects (${summary.final.label1} supernova, ${summary.final.label0} not) -> ${data}`);
   } else log(`demo: dataset ${data} (made by an earlier run)`);
@@ -73,6 +73,7 @@ export async function runDemo(o: DemoOptions): Promise<{ summary: RunExperiments
     command: ['occmap', ...process.argv.slice(2)].join(' ') || 'occmap demo',
     quiet: o.quiet,
     log,
+    onProgress: o.quiet ? undefined : new ProgressPrinter().callback,
   });
   const lines = demoSummary(summary, (performance.now() - t0) / 1000);
   process.stdout.write(lines.join('\n') + '\n');

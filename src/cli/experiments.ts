@@ -4,7 +4,7 @@ import { presetOf } from '../experiments/plan.js';
 import { runExperiments, type RunExperimentsSummary } from '../experiments/seed.js';
 import { describeRun } from '../experiments/report.js';
 import { UserError } from '../util/errors.js';
-import { formatDuration } from '../util/progress.js';
+import { formatDuration, ProgressPrinter } from '../util/progress.js';
 
 export interface ExperimentsCliOptions {
   data: string;
@@ -67,6 +67,8 @@ export async function runExperimentsCli(o: ExperimentsCliOptions): Promise<RunEx
     seed: seedOf(o.seed),
     command: ['occmap', ...process.argv.slice(2)].join(' '),
     quiet: o.quiet,
+    log: (line) => process.stderr.write(line + '\n'),
+    onProgress: o.quiet ? undefined : new ProgressPrinter().callback,
   });
   process.stdout.write(
     [

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { UserError } from '../util/errors.js';
+import { flagOf, OptionError, UserError } from '../util/errors.js';
 import { registerDataset } from './dataset.js';
 import { registerEvaluate } from './evaluate.js';
 import { registerBench } from './bench.js';
@@ -59,7 +59,9 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (err instanceof UserError) {
-      process.stderr.write(`occmap: ${err.message}\n`);
+      // Library errors name option fields (templateEpochs); the CLI says the flag (--template-epochs).
+      const message = err instanceof OptionError ? err.worded(flagOf) : err.message;
+      process.stderr.write(`occmap: ${message}\n`);
       process.exitCode = 2;
       return;
     }

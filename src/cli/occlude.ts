@@ -1,65 +1,15 @@
 /**
  * `occmap occlude`: exact occlusion maps for a dataset, written as the dataset plus `maps`.
- * A thin shell over exactMaps / runOcclusionJob: option parsing, file checks, shards,
- * progress, and the output file.
+ * A thin client of occludeDataset (occlusion/job.ts): option parsing, progress bars, messages.
  */
 import type { Command } from 'commander';
-import { availableParallelism } from 'node:os';
-import { readDataset, subsetDataset, writeDataset, type Dataset } from '../data/dataset.js';
-import { loadPredictor, type LoadOptions } from '../models/load.js';
-import type { Predictor } from '../models/predictor.js';
-import { assertWritable } from '../util/atomic.js';
-import { fileError, UserError } from '../util/errors.js';
-import { Progress } from '../util/progress.js';
-import {
-  DEFAULT_BATCH_SIZE,
-  SEED_PARAMS,
-  geometryOf,
-  inferencesPerMap,
-  inputMismatch,
-  mapsPerGroup,
-  type OcclusionParams,
-} from '../occlusion/exact.js';
-import { geometryProblem, parsePatch } from '../occlusion/geometry.js';
-import { ShardStore, shardDirFor } from '../occlusion/shards.js';
-import { runOcclusionJob, type PredictorSource } from '../occlusion/workers.js';
-import { DEFAULT_ATTEMPTS, DEFAULT_QUEUE_NAME, checkQueueUrl, jobDataHash, probeRedis, redactUrl, runQueueCoordinator } from '../occlusion/queue.js';
+import { DEFAULT_BATCH_SIZE, SEED_PARAMS, type OcclusionParams } from '../occlusion/exact.js';
+import { parsePatch } from '../occlusion/geometry.js';
+import { DEFAULT_SHARD_SIZE, occludeDataset, type OccludeDatasetOptions, type OccludeDatasetResult } from '../occlusion/job.js';
+import { DEFAULT_ATTEMPTS, DEFAULT_QUEUE_NAME, checkQueueUrl } from '../occlusion/queue.js';
+import { UserError } from '../util/errors.js';
+import { ProgressPrinter } from '../util/progress.js';
 import { int } from './options.js';
-
-export const DEFAULT_SHARD_SIZE = 256;
-
-export interface OccludeJob {
-  model: string;
-  data: string;
-  out: string;
-  params: OcclusionParams;
-  batchSize: number;
-  limit?: number;
-  workers: number;
-  resume: boolean;
-  shardSize: number;
-  engine: NonNullable<LoadOptions['engine']>;
-  /** Engine threads per model copy (ONNX Runtime); default: cores / workers. */
-  threads?: number;
-  quiet?: boolean;
-  /** Recorded in meta.command. */
-  command?: string;
-  /** Shards computed by `occmap worker` processes through BullMQ on this Redis URL. */
-  queue?: { url: string; name: string; attempts: number; pollMs?: number };
-}
-
-export interface OccludeSummary {
-  maps: number;
-  reused: number;
-  computed: number;
-  seconds: number;
-  mapsPerSecond: number;
-  inferencesPerSecond: number;
-  engine: string;
-  workers: number;
-  /** Computed by queue workers, not here. */
-  queued?: boolean;
-}
 
 export interface RawOccludeOptions {
   model: string;
@@ -87,6 +37,8 @@ export interface RawOccludeOptions {
   pollMs?: string;
 }
 
+/** The parsed command line: occludeDataset's options with the output file required. */
+export type OccludeJob = OccludeDatasetOptions & { data: string; out: string; params: OcclusionParams; quiet?: boolean };
 
 function oneOf<T extends string>(name: string, text: string, values: readonly T[]): T {
   if (!(values as readonly string[]).includes(text)) throw new UserError(`--${name}: expected one of ${values.join('|')}, got '${text}'`);
@@ -145,172 +97,19 @@ function queueName(name: string): string {
   return name;
 }
 
-/** Every check that needs the data and the model, before any work. */
-function checkJob(job: OccludeJob, ds: Dataset, predictor: Predictor, n: number): void {
-  const [, h, w] = ds.shape;
-  const mismatch = inputMismatch(predictor, ds.shape);
-  if (mismatch) throw fileError(job.model, `${mismatch} (data ${job.data})`);
-  const problem = geometryProblem(geometryOf(job.params, h, w));
-  if (problem) throw new UserError(`--patch/--stride/--pad on ${h}x${w} images: ${problem}`);
-  const k = predictor.numClasses;
-  const t = job.params.target;
-  if (typeof t === 'number' && t >= k) throw new UserError(`--target ${t}: the model ${job.model} has ${k} classes (0..${k - 1})`);
-  if (t === 'label') {
-    if (!ds.labels) throw fileError(job.data, 'has no labels, which --target label needs');
-    for (let i = 0; i < n; i++) {
-      if (ds.labels[i] >= k) throw fileError(job.data, `label ${ds.labels[i]} of item ${i} is not a class of the ${k}-class model ${job.model}`);
-    }
-  }
-}
-
-function roundUp(x: number, m: number): number {
-  return Math.ceil(x / m) * m;
-}
-
-/** Run the whole job: read, check, compute (resuming shards), write the output file. */
-export async function runOcclude(job: OccludeJob): Promise<OccludeSummary> {
-  await assertWritable(job.out);
-  // Before anything is read or created: an unreachable Redis leaves no shard directory.
-  if (job.queue) await probeRedis(job.queue.url);
-  const ds = await readDataset(job.data);
-  const [total, h, w] = ds.shape;
-  const n = Math.min(total, job.limit ?? total);
-  // Each worker holds its own model copy: split the cores between them, not multiply.
-  const threads = job.threads ?? Math.max(1, Math.floor(availableParallelism() / job.workers));
-  const load: LoadOptions = { engine: job.engine, threads };
-  const predictor = await loadPredictor(job.model, load);
+/** Run the job with progress bars and one-line notes on stderr (warnings even with --quiet). */
+export async function runOcclude(job: OccludeJob): Promise<OccludeDatasetResult> {
+  const printer = new ProgressPrinter({ quiet: job.quiet });
   try {
-    checkJob(job, ds, predictor, n);
-    const group = mapsPerGroup(job.params, h, w, job.batchSize);
-    const shardSize = roundUp(job.shardSize, group);
-    // Without the thread count: ORT gave bit-identical maps with 1 and 2 threads, and a resume
-    // with another --workers (hence threads per copy) must find its shards.
-    const engine = predictor.engine.replace(/\s*\(\d+ threads?\)$/, '');
-    const store = await ShardStore.open(
-      shardDirFor(job.out),
-      {
-        params: { ...job.params, batchSize: job.batchSize },
-        modelHash: predictor.hash,
-        engine,
-        dataHash: jobDataHash(ds, job.params.target),
-        shardSize,
-      },
-      { resume: job.resume, command: job.command },
-    );
-    const source: PredictorSource = { kind: 'model', path: job.model, load };
-    const perMap = inferencesPerMap(job.params, h, w);
-    let progress: Progress | undefined;
-    let shown = 0;
-    let t0 = 0;
-    const q = job.queue;
-    let queued: { computed: number; seconds: number } | undefined;
-    if (q) {
-      // Workers elsewhere fill the shard directory; the assembly below then only reads it.
-      queued = await runQueueCoordinator({
-        url: q.url,
-        queueName: q.name,
-        store,
-        n,
-        h,
-        w,
-        numClasses: predictor.numClasses,
-        data: job.data,
-        model: job.model,
-        engine: job.engine,
-        opts: { ...job.params, batchSize: job.batchSize },
-        attempts: q.attempts,
-        pollMs: q.pollMs,
-        onEnqueued: (i) => {
-          if (!job.quiet) {
-            process.stderr.write(
-              `occlude: ${i.shards} shards on queue ${q.name} at ${redactUrl(q.url)}: ${i.onDisk} on disk (${i.mapsOnDisk} maps), ` +
-                `${i.queued} already queued, ${i.added} enqueued${i.retried ? ` (${i.retried} failed before, retried)` : ''}; waiting for 'occmap worker' processes\n`,
-            );
-          }
-          progress = new Progress({ label: `occlude via queue (${perMap} inferences/map)`, unit: 'maps', total: n, start: i.mapsOnDisk, quiet: job.quiet });
-        },
-        onShard: (maps) => progress?.tick(maps),
-        onLost: (lost) =>
-          process.stderr.write(`occlude: ${lost.length} shard job(s) had left the queue without their file (shards ${lost.slice(0, 5).join(', ')}${lost.length > 5 ? ', ...' : ''}); enqueued again\n`),
-        onRedis: (up, why) => process.stderr.write(up ? 'occlude: Redis answers again\n' : `occlude: Redis does not answer (${why}); still waiting for shards on disk\n`),
-      });
-      progress?.stop();
-    }
-    const r = await runOcclusionJob({
-      predictor,
-      source,
-      images: ds.images,
-      shape: ds.shape,
-      labels: ds.labels,
-      n,
-      opts: { ...job.params, batchSize: job.batchSize },
-      store,
-      workers: job.workers,
-      onReused: (reused) => {
-        t0 = performance.now();
-        if (q) return;
-        if (reused > 0 && !job.quiet) process.stderr.write(`occlude: ${reused} of ${n} maps found in ${store.dir}\n`);
-        progress = new Progress({ label: `occlude (${perMap} inferences/map)`, unit: 'maps', total: n, start: reused, quiet: job.quiet });
-        t0 = performance.now();
-      },
-      onProgress: (maps) => {
-        progress?.tick(maps - shown);
-        shown = maps;
+    return await occludeDataset({
+      ...job,
+      onProgress: printer.callback,
+      log: (line, level) => {
+        if (level === 'warning' || !job.quiet) process.stderr.write(`occlude: ${line}\n`);
       },
     });
-    progress?.stop();
-    let seconds = (performance.now() - t0) / 1000;
-    let computed = r.computed;
-    let inferences = r.inferences;
-    if (queued) {
-      // What the workers did while this process waited (a shard it had to redo itself adds in).
-      computed += queued.computed;
-      inferences += queued.computed * perMap;
-      seconds = queued.seconds + (r.computed > 0 ? seconds : 0);
-    }
-
-    const out: Dataset = n === total ? { ...ds } : subsetDataset(ds, Array.from({ length: n }, (_, i) => i));
-    out.maps = r.maps;
-    if (r.raw !== r.maps) out.mapsRaw = r.raw;
-    else delete out.mapsRaw;
-    const targetCounts: Record<string, number> = {};
-    for (const t of r.targets) targetCounts[t] = (targetCounts[t] ?? 0) + 1;
-    out.meta = {
-      ...ds.meta,
-      occlusion: {
-        method: 'exact',
-        ...job.params,
-        fillNote: 'the patch fills every model channel inside the image only; the model pads internally, so the part of the patch over the padding has no effect',
-        positions: perMap - 1,
-        inferencesPerMap: perMap,
-        maps: n,
-        model: job.model,
-        modelHash: predictor.hash,
-        engine,
-        modelChannels: predictor.channels ?? null,
-        data: job.data,
-        targetCounts,
-      },
-      command: store.job.command ?? job.command,
-      // The job's first start: the same whether or not the run was interrupted and resumed.
-      createdAt: store.job.createdAt,
-    };
-    await writeDataset(job.out, out);
-    store.remove();
-    const workers = Math.max(1, Math.min(job.workers, r.computed));
-    return {
-      maps: n,
-      reused: r.reused - (queued?.computed ?? 0),
-      computed,
-      seconds,
-      mapsPerSecond: seconds > 0 ? computed / seconds : 0,
-      inferencesPerSecond: seconds > 0 ? inferences / seconds : 0,
-      engine: q ? engine : predictor.engine,
-      workers,
-      queued: !!q,
-    };
   } finally {
-    predictor.dispose();
+    printer.stop();
   }
 }
 
@@ -367,7 +166,7 @@ Examples:
     .action(async (raw: RawOccludeOptions) => {
       const job = parseOccludeOptions(raw);
       job.command = ['occmap', ...process.argv.slice(2)].join(' ');
-      const s = await runOcclude(job);
+      const { summary: s } = await runOcclude(job);
       process.stderr.write(
         `occlude: wrote ${s.maps} maps to ${job.out}` +
           (s.reused > 0 ? ` (${s.reused} from earlier shards)` : '') +

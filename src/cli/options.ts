@@ -29,3 +29,6 @@ export function choice<T extends string>(name: string, v: string, allowed: reado
   if (!(allowed as readonly string[]).includes(v)) throw new UserError(`${flag(name)} must be one of ${allowed.join(', ')}, got '${v}'`);
   return v as T;
 }
+
+/** --limit means "the first N" (occlude, evaluate); the training commands' random subset is --subset. */
+export const RENAMED_LIMIT = '--limit means the first N items (occlude, evaluate); for a seeded random subset of the training data use --subset N';

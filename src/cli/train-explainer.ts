@@ -1,11 +1,9 @@
 /** `occmap train-explainer --data MAPS.npz --out DIR`: an autoencoder that estimates occlusion maps in one pass. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { trainExplainer, VARIANTS, type ExplainerVariant, type TrainedExplainer } from '../explainer/train.js';
-import { backendDescription, type BackendChoice } from '../runtime/tfjs.js';
-import path from 'node:path';
-import { readExplainerCard } from '../explainer/estimate.js';
-import { fileError, UserError } from '../util/errors.js';
-import { choice, int, num } from './options.js';
+import type { BackendChoice } from '../runtime/tfjs.js';
+import { UserError } from '../util/errors.js';
+import { choice, int, num, RENAMED_LIMIT } from './options.js';
 
 const EXAMPLES = `
 Examples:
@@ -21,6 +19,8 @@ Examples:
       trained from scratch with the seed code's loss and optimiser
   $ occmap train-explainer --data maps-all.npz --classifier clf --variant unet --holdout-from expl-unet --out expl-all
       trained on maps of every stamp, holding out the same objects as expl-unet
+  $ occmap train-explainer --data maps.npz --classifier clf --variant unet --holdout-from clf --out expl
+      holding out exactly the classifier's validation objects
   $ occmap train-explainer --data maps.npz --classifier clf --variant unet --ensemble 5 --out expl-ens
       5 members on bootstrap resamples (by object): estimates come with a per-pixel std
 
@@ -57,6 +57,7 @@ export interface TrainExplainerCliOptions {
   seed: string;
   ensemble: string;
   bootstrap: boolean;
+  subset?: string;
   limit?: string;
   backend: string;
   workers?: string;
@@ -65,17 +66,8 @@ export interface TrainExplainerCliOptions {
   quiet?: boolean;
 }
 
-/** The held-out object ids of a trained explainer (its card's split.valIds). */
-function holdoutIdsFrom(dir: string): string[] {
-  const card = readExplainerCard(dir);
-  const ids = card.split?.valIds;
-  if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => typeof x === 'string')) {
-    throw fileError(path.join(dir, 'card.json'), 'lists no held-out object ids (split.valIds): its data had no ids');
-  }
-  return ids as string[];
-}
-
 export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<TrainedExplainer> {
+  if (o.limit !== undefined) throw new UserError(RENAMED_LIMIT);
   const cut = int('--cut', o.cut, 0, 2);
   const bottleneck = int('--bottleneck', o.bottleneck, 1);
   if (Math.round(Math.sqrt(bottleneck)) ** 2 !== bottleneck) throw new UserError(`--bottleneck must be a square number (it is reshaped to a square plane), got ${bottleneck}`);
@@ -105,9 +97,8 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     seed: int('--seed', o.seed, 0),
     ensemble: int('--ensemble', o.ensemble, 1),
     bootstrap: o.bootstrap,
-    holdoutIds: o.holdoutFrom !== undefined ? holdoutIdsFrom(o.holdoutFrom) : undefined,
-    holdoutFrom: o.holdoutFrom !== undefined ? path.resolve(o.holdoutFrom) : undefined,
-    limit: o.limit !== undefined ? int('--limit', o.limit, 2) : undefined,
+    holdout: o.holdoutFrom,
+    subset: o.subset !== undefined ? int('--subset', o.subset, 2) : undefined,
     backend: choice('--backend', o.backend, ['auto', 'wasm', 'cpu'] as const) as BackendChoice,
     restoreBest: !o.keepLast,
     workers: o.workers !== undefined ? int('--workers', o.workers, 1) : undefined,
@@ -115,15 +106,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     quiet: o.quiet,
     command: ['occmap', ...process.argv.slice(2)].join(' '),
   };
-  let first = true;
-  const r = await trainExplainer({
-    ...opts,
-    log: (line) => {
-      if (first) process.stderr.write(`training on ${backendDescription()}\n`);
-      first = false;
-      process.stderr.write(line + '\n');
-    },
-  });
+  const r = await trainExplainer({ ...opts, log: (line) => process.stderr.write(line + '\n') });
   const card = r.card as Record<string, unknown> & typeof r.card;
   const pc = card.parameterCounts as { total: number; trainable: number; nonTrainable: number };
   const vals = r.results.map((x) => x.final.valLoss);
@@ -161,11 +144,12 @@ export function registerTrainExplainer(program: Command): void {
     .option('--batch-size <n>', 'batch size', '10')
     .option('--patience <n>', 'early stopping: epochs without a lower val_loss', '3')
     .option('--val-fraction <x>', 'held-out fraction (by object when the data has ids)', '0.25')
-    .option('--holdout-from <dir>', "hold out the objects another explainer held out (its card's split.valIds), e.g. to compare training sets")
+    .option('--holdout-from <dir>', "hold out the objects another model held out: a classifier's validation objects (hold out exactly what the classifier never trained on) or another explainer's held-out objects (compare training sets)")
     .option('--seed <n>', 'seed for split, shuffles, initial weights and bootstrap', '0')
     .option('--ensemble <k>', 'train K explainers on bootstrap resamples of the training part', '1')
     .option('--no-bootstrap', 'ensemble members train on the whole training part, differing by seed only')
-    .option('--limit <n>', 'use only N maps (seeded random subset) for quick runs')
+    .option('--subset <n>', 'train on a seeded random subset of N maps, for quick runs')
+    .addOption(new Option('--limit <n>').hideHelp())
     .option('--backend <name>', 'auto | wasm | cpu', 'auto')
     .option('--workers <n>', 'training threads: data-parallel model replicas, gradients summed every step (default: every core for jobs large enough; 1: no worker threads; env OCCMAP_TRAIN_WORKERS)')
     .option('--keep-last', "keep the last epoch's weights instead of the best val_loss epoch's")

@@ -20,7 +20,7 @@ import {
   templateExposure,
 } from './hits2015.js';
 import { Rng } from '../util/rng.js';
-import { Progress } from '../util/progress.js';
+import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
 import { UserError } from '../util/errors.js';
 
 export const BOGUS_KINDS = ['cosmic_ray', 'hot_pixel', 'bad_column', 'dipole', 'noise_only'] as const;
@@ -42,6 +42,9 @@ export interface SimulateOptions {
   size?: number;
   /** The command line, recorded in meta.json. */
   command?: string;
+  /** Progress (stamps); nothing is printed. */
+  onProgress?: ProgressCallback;
+  /** Kept for old callers; progress only goes to onProgress. */
   quiet?: boolean;
 }
 
@@ -237,7 +240,7 @@ export function simulateDataset(opts: SimulateOptions): SimulateResult {
   const ids: string[] = new Array(n);
   const kinds: StampKind[] = new Array(n);
   const counts: Record<string, number> = {};
-  const progress = new Progress({ label: 'simulate', unit: 'stamps', total: n, quiet: opts.quiet });
+  const progress = new ProgressReporter(opts.onProgress, { label: 'simulate', unit: 'stamps', total: n });
   for (let i = 0; i < n; i++) {
     // Interleaved so that any prefix keeps the fraction: stamp i is real when
     // floor((i+1) f) > floor(i f).

@@ -128,6 +128,8 @@ export interface ExperimentResults {
     parameters?: number;
     heldOut?: number;
     epochs?: number;
+    /** Its card's validation set holds out every object the study holds out (a classifier trained here does). */
+    holdsOutStudyObjects?: boolean;
   };
   occlusion: { maps: number; inferencesPerMap: number; engine?: string; seconds?: number; reused: boolean };
   runs: RunResult[];
@@ -143,6 +145,8 @@ export interface ExperimentResults {
   /** Wall seconds of each phase of this invocation (0 when skipped). */
   phases: Record<string, number>;
   wallSeconds: number;
+  /** The study's steps (steps.ts): those run by this invocation, and seconds per step (run or skipped). */
+  steps?: { ran: string[]; seconds: Record<string, number> };
   /** Every invocation on this directory so far, oldest first (this one last). */
   invocations?: Invocation[];
   notes: string[];

@@ -1,51 +1,41 @@
 /**
- * The seed's study (docs/seed.md "Experiments", Exp. 1-4) on any labelled stamp dataset, as one
- * resumable job writing everything under one directory:
+ * The seed's study (docs/seed.md "Experiments", Exp. 1-4) on any labelled stamp dataset, as a
+ * step graph (steps.ts) writing everything under one directory:
  *
  *   DIR/plan.json                 what this directory is a study of (refuses another)
- *   DIR/classifier/               the classifier (unless --classifier), as train-classifier writes it
- *   DIR/data/selection.npz        the stamps mapped (supernova + non-supernova, with ids)
- *   DIR/data/maps-mixed.npz       their exact maps (resumable occlusion job: maps-mixed.npz.shards/)
- *   DIR/data/maps-sn.npz, maps-nonsn.npz   the single-class datasets
- *   DIR/data/holdout.json         the objects every run holds out
- *   DIR/runs/<name>/              one explainer per configuration (done = card.json exists)
- *   DIR/evals/<name>.json         its held-out figures (done = file exists)
- *   DIR/timing.json               exact vs estimated per map, measured once
- *   DIR/results.json, report.md, index.html
+ *   DIR/data/selection.npz        step selection: the stamps mapped (supernova + non-supernova, with ids)
+ *   DIR/data/holdout.json         step holdout: the objects every model of the study holds out
+ *   DIR/classifier/               step classifier (unless --classifier), holding out those objects
+ *   DIR/data/maps-mixed.npz       step maps: their exact maps (resumable: maps-mixed.npz.shards/)
+ *   DIR/data/maps-sn.npz, maps-nonsn.npz   steps maps-sn, maps-nonsn: the single-class datasets
+ *   DIR/runs/<name>/              step run:<name>: one explainer per configuration
+ *   DIR/evals/<name>.json         step eval:<name>: its held-out figures
+ *   DIR/timing.json               step timing: exact vs estimated per map, measured once
+ *   DIR/steps/<step>.json         each finished step's inputs and their hash
+ *   DIR/results.json, report.md, index.html   always rewritten (cheap)
  *
- * A rerun skips every finished step; an interrupted one continues where it stopped.
+ * A step whose output exists with matching inputs is skipped, so a rerun skips every finished
+ * step, an interrupted one continues where it stopped, and a changed input reruns only what
+ * depends on it. Steps are library calls (models/, occlusion/, explainer/), never the CLI.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { readDataset, subsetDataset, writeDataset, type Dataset } from '../data/dataset.js';
-import { evaluateExplainer, type EvaluationResult, type MethodName } from '../explainer/evaluate.js';
+import { readDataset, subsetDataset, type Dataset } from '../data/dataset.js';
+import { holdoutOfModelDir } from '../data/holdout.js';
 import { loadExplainer, type ExplainerCard } from '../explainer/estimate.js';
-import { trainExplainer } from '../explainer/train.js';
-import { CARD_JSON, loadModelDir, readCard, type ModelCard } from '../models/io.js';
+import { CARD_JSON, readCard, type ModelCard } from '../models/io.js';
 import { loadPredictor } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
-import { DEFAULT_BATCH_SIZE, SEED_PARAMS, inferencesPerMap } from '../occlusion/exact.js';
-import { initTf } from '../runtime/tfjs.js';
+import { SEED_PARAMS, inferencesPerMap } from '../occlusion/exact.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic.js';
-import { fileError, UserError } from '../util/errors.js';
-import { formatDuration } from '../util/progress.js';
-import { Rng } from '../util/rng.js';
-import { runOcclude, DEFAULT_SHARD_SIZE } from '../cli/occlude.js';
-import { runTrainClassifier } from '../cli/train-classifier.js';
-import {
-  commonHoldout,
-  meanStd,
-  pickBest,
-  planExp4,
-  planStage1,
-  runName,
-  selectStamps,
-  type DataKey,
-  type Preset,
-  type RunConfig,
-  type RunSpec,
-} from './plan.js';
-import { RESULTS_SCHEMA, type Invocation, type Example, type ExperimentResults, type LayerRow, type MethodMetrics, type RunResult, type TimingResult } from './results.js';
+import { fileError, OptionError } from '../util/errors.js';
+import type { ProgressCallback } from '../util/progress.js';
+import { occmapVersion } from '../util/version.js';
+import { runName, type DataKey, type Preset } from './plan.js';
+import { RESULTS_SCHEMA, type Invocation, type ExperimentResults, type TimingResult } from './results.js';
+import { StepGraph, type Step } from './steps.js';
+import { classifierStep, classMapsStep, holdoutStep, mapsStep, selectionStep, studyHoldout, type MapsValue, type StudyCtx } from './study-data.js';
+import { layerRows, StudyRuns } from './study-runs.js';
 import { measureTiming } from './timing.js';
 import { writeReport } from './report.js';
 
@@ -59,6 +49,8 @@ export interface RunExperimentsOptions {
   command?: string;
   quiet?: boolean;
   log?: (line: string) => void;
+  /** Progress of the long steps (the exact maps). */
+  onProgress?: ProgressCallback;
 }
 
 export interface RunExperimentsSummary {
@@ -74,14 +66,6 @@ export interface RunExperimentsSummary {
 }
 
 const DATA_KEYS: readonly DataKey[] = ['mixed', 'sn', 'nonsn'];
-
-/** Evaluation cache: what one run's held-out figures are, without the per-map arrays. */
-interface EvalCache {
-  mse: { train: number; val: number };
-  valIndices: number[];
-  valMse: number[];
-  metrics: RunResult['metrics'];
-}
 
 export function packageVersion(name: string): string {
   try {
@@ -100,14 +84,6 @@ export function packageVersion(name: string): string {
   return 'unknown';
 }
 
-function occmapVersion(): string {
-  try {
-    return JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
 export function versions(): Record<string, string> {
   return {
     node: process.version,
@@ -119,14 +95,6 @@ export function versions(): Record<string, string> {
     vega: packageVersion('vega'),
     'vega-lite': packageVersion('vega-lite'),
   };
-}
-
-function summaryOf(r: EvaluationResult, name: MethodName): MethodMetrics | undefined {
-  const m = r.methods.find((x) => x.name === name) ?? (name === 'exactMap' ? r.exact : undefined);
-  if (!m) return undefined;
-  const out: MethodMetrics = {};
-  for (const [k, s] of Object.entries(m.summary)) if (s) (out as Record<string, unknown>)[k] = { mean: s.mean, std: s.std, n: s.n };
-  return out;
 }
 
 /** Keep only what the plan file pins: a study directory is one preset on one data file. */
@@ -148,31 +116,16 @@ function checkPlanFile(file: string, identity: Record<string, unknown>): boolean
   return true;
 }
 
-export async function runExperiments(o: RunExperimentsOptions): Promise<RunExperimentsSummary> {
-  const tStart = performance.now();
-  const startedAt = new Date().toISOString();
-  const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
-  const preset = o.preset;
-  const seed = o.seed ?? 0;
-  if (!(Number.isInteger(seed) && seed >= 0)) throw new UserError(`--seed must be a non-negative integer, got ${seed}`);
-  const out = o.out;
-  const command = o.command ?? 'occmap experiments';
-  const phases: Record<string, number> = {};
-  const notes: string[] = [];
-  let phaseStart = performance.now();
-  const phase = (name: string) => {
-    const now = performance.now();
-    phases[name] = (now - phaseStart) / 1000;
-    phaseStart = now;
-  };
-  const rel = (p: string) => path.relative(out, p) || '.';
 
-  // --- what this directory is ----------------------------------------------------------
+/** Read and check the data, pin the directory to this study (plan.json): nothing is created on bad input. */
+async function openStudy(o: RunExperimentsOptions, log: (s: string) => void): Promise<StudyCtx & { nPos: number; nNeg: number }> {
+  const seed = o.seed ?? 0;
+  if (!(Number.isInteger(seed) && seed >= 0)) throw new OptionError(['seed'], `must be a non-negative integer, got ${seed}`);
+  const command = o.command ?? 'occmap experiments';
   if (!existsSync(o.data)) throw fileError(o.data, 'does not exist');
   if (o.classifier && !existsSync(path.join(o.classifier, CARD_JSON))) {
     throw fileError(o.classifier, "is not a classifier directory from 'occmap train-classifier' (no card.json)");
   }
-  // The data is read and checked before anything is created: bad input leaves no directory.
   const ds = await readDataset(o.data);
   if (!ds.labels) throw fileError(o.data, 'has no labels: the study splits maps by class (1 = supernova, 0 = not)');
   for (let i = 0; i < ds.labels.length; i++) {
@@ -182,510 +135,263 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
   for (const l of ds.labels) nPos += l;
   const nNeg = ds.labels.length - nPos;
   if (nPos < 2 || nNeg < 2) throw fileError(o.data, `has ${nPos} supernova and ${nNeg} non-supernova stamps: the study needs at least 2 of each`);
-  const identity = {
-    preset: preset.name,
-    seed,
-    data: path.resolve(o.data),
-    dataBytes: statSync(o.data).size,
-    classifier: o.classifier ? path.resolve(o.classifier) : null,
-  };
-  const planFile = path.join(out, 'plan.json');
+  const dataIdentity = { data: path.resolve(o.data), dataBytes: statSync(o.data).size };
+  const identity = { preset: o.preset.name, seed, ...dataIdentity, classifier: o.classifier ? path.resolve(o.classifier) : null };
+  const planFile = path.join(o.out, 'plan.json');
   const continuing = checkPlanFile(planFile, identity);
-  ensureDir(out);
-  for (const d of ['data', 'runs', 'evals']) ensureDir(path.join(out, d));
-  if (continuing) log(`experiments: continuing the study in ${out}`);
+  ensureDir(o.out);
+  for (const d of ['data', 'runs', 'evals']) ensureDir(path.join(o.out, d));
+  if (continuing) log(`experiments: continuing the study in ${o.out}`);
   else await writeFileAtomic(planFile, JSON.stringify({ ...identity, createdAt: new Date().toISOString(), command }, null, 2) + '\n');
+  return { out: o.out, preset: o.preset, seed, command, quiet: o.quiet, log, onProgress: o.onProgress, data: o.data, ds, dataIdentity, nPos, nNeg };
+}
 
-  phase('read data');
-
-  // --- classifier ------------------------------------------------------------------------
-  const clfDir = o.classifier ?? path.join(out, 'classifier');
-  let classifierTrained = false;
-  if (!o.classifier && !existsSync(path.join(clfDir, CARD_JSON))) {
-    log(`experiments: training the classifier on ${ds.shape[0]} stamps (up to ${preset.classifierEpochs} epochs) -> ${clfDir}`);
-    await runTrainClassifier({
-      data: o.data,
-      out: clfDir,
-      activation: 'relu',
-      pad: '3',
-      epochs: String(preset.classifierEpochs),
-      batchSize: String(preset.batchSize),
-      lr: '0.001',
-      patience: String(preset.patience),
-      valFraction: String(preset.valFraction),
-      seed: String(seed),
-      backend: 'auto',
-      force: existsSync(clfDir),
-      quiet: true,
-    });
-    classifierTrained = true;
-  } else log(`experiments: classifier ${clfDir} (${o.classifier ? 'given' : 'trained by an earlier run'})`);
-  const clfCard = readCard(clfDir) as ModelCard;
-  const clfHash = clfCard.hash;
-  phase('classifier');
-
-  // --- the stamps to map -------------------------------------------------------------------
-  const selFile = path.join(out, 'data', 'selection.npz');
-  let selection: Dataset;
-  if (existsSync(selFile)) selection = await readDataset(selFile);
-  else {
-    const rng = new Rng(seed ^ 0x5e1ec7);
-    const pick = selectStamps(ds.labels, preset, (a) => rng.shuffle(a));
-    const rows = [...pick.sn, ...pick.nonsn].sort((a, b) => a - b);
-    selection = subsetDataset(ds, rows);
-    selection.ids = ds.ids ? rows.map((r) => ds.ids![r]) : rows.map((r) => `row${r}`);
-    selection.meta = {
-      ...ds.meta,
-      selection: {
-        from: path.resolve(o.data),
-        preset: preset.name,
-        seed,
-        supernova: pick.sn.length,
-        nonSupernova: pick.nonsn.length,
-        rows,
-        ids: ds.ids ? 'from the data' : 'none in the data: each stamp is its own object (row<N>)',
-      },
-      command,
-    };
-    await writeDataset(selFile, selection);
-  }
-  phase('selection');
-
-  // --- exact maps (the resumable occlusion job) --------------------------------------------
-  const mapsFile = (k: DataKey) => path.join(out, 'data', `maps-${k}.npz`);
-  let mixed: Dataset | undefined;
-  let mapsComputed = 0;
-  let occSeconds: number | undefined;
-  let occJob: TimingResult['occlusionJob'] = null;
-  if (existsSync(mapsFile('mixed'))) {
-    const m = await readDataset(mapsFile('mixed'));
-    const occ = m.meta.occlusion as { modelHash?: string } | undefined;
-    if (m.maps && m.shape[0] === selection.shape[0] && occ?.modelHash === clfHash) mixed = m;
-    else log(`experiments: ${mapsFile('mixed')} was made with another classifier or selection: recomputing`);
-  }
-  const occEngine = 'onnxruntime';
-  if (!mixed) {
-    const n = selection.shape[0];
-    log(`experiments: exact maps of ${n} stamps (${inferencesPerMap(SEED_PARAMS, selection.shape[1], selection.shape[2])} classifier inferences each)`);
-    const s = await runOcclude({
-      model: clfDir,
-      data: selFile,
-      out: mapsFile('mixed'),
-      params: SEED_PARAMS,
-      batchSize: DEFAULT_BATCH_SIZE,
-      workers: 1,
-      resume: true,
-      shardSize: DEFAULT_SHARD_SIZE,
-      engine: 'auto',
-      quiet: o.quiet,
-      command,
-    });
-    mapsComputed = s.computed;
-    occSeconds = s.seconds;
-    if (s.computed > 0) occJob = { maps: s.computed, seconds: s.seconds, mapsPerSecond: s.mapsPerSecond, inferencesPerSecond: s.inferencesPerSecond };
-    log(`experiments: ${s.computed} maps computed${s.reused ? `, ${s.reused} from earlier shards` : ''} in ${s.seconds.toFixed(1)} s (${s.engine})`);
-    mixed = await readDataset(mapsFile('mixed'));
-  } else log(`experiments: exact maps found (${mapsFile('mixed')})`);
-  const datasets: Record<DataKey, Dataset> = { mixed, sn: mixed, nonsn: mixed };
-  for (const [k, lab] of [['sn', 1], ['nonsn', 0]] as const) {
-    const file = mapsFile(k);
-    let d: Dataset | undefined;
-    if (existsSync(file) && mapsComputed === 0) {
-      d = await readDataset(file);
-      if ((d.meta.occlusion as { modelHash?: string } | undefined)?.modelHash !== clfHash) d = undefined;
-    }
-    if (!d) {
-      const rows: number[] = [];
-      mixed.labels!.forEach((l, i) => l === lab && rows.push(i));
-      d = subsetDataset(mixed, rows);
-      await writeDataset(file, d);
-    }
-    datasets[k] = d;
-  }
-  phase('exact maps');
-
-  // --- one held-out set of objects for every run ---------------------------------------------
-  const holdoutIds = commonHoldout(mixed.ids!, mixed.labels!, preset.valFraction, seed);
+/** Maps per dataset, held out, objects: the study's data table. */
+function dataInfoOf(ctx: StudyCtx, datasets: Record<DataKey, Dataset>, holdoutIds: string[]): ExperimentResults['data']['datasets'] {
   const holdoutSet = new Set(holdoutIds);
-  const dataInfo = {} as ExperimentResults['data']['datasets'];
+  const info = {} as ExperimentResults['data']['datasets'];
   for (const k of DATA_KEYS) {
-    const d = datasets[k];
-    const ids = d.ids!;
+    const ids = datasets[k].ids!;
     const objects = new Set(ids);
     const heldOutObjects = [...objects].filter((g) => holdoutSet.has(g)).length;
     const heldOut = ids.filter((g) => holdoutSet.has(g)).length;
     if (heldOut === 0 || heldOut === ids.length) {
-      throw fileError(o.data, `the ${k} dataset (${ids.length} maps of ${objects.size} objects) leaves ${heldOut === 0 ? 'nothing to hold out' : 'nothing to train on'}: too few objects`);
+      throw fileError(ctx.data, `the ${k} dataset (${ids.length} maps of ${objects.size} objects) leaves ${heldOut === 0 ? 'nothing to hold out' : 'nothing to train on'}: too few objects`);
     }
-    dataInfo[k] = { maps: ids.length, heldOut, objects: objects.size, heldOutObjects };
+    info[k] = { maps: ids.length, heldOut, objects: objects.size, heldOutObjects };
   }
-  await writeFileAtomic(path.join(out, 'data', 'holdout.json'), JSON.stringify({ valFraction: preset.valFraction, seed, ids: holdoutIds }, null, 2) + '\n');
+  return info;
+}
 
-  // --- training and evaluation -------------------------------------------------------------
-  let trained = 0;
-  let reused = 0;
-  let evaluated = 0;
-  const runSeconds: number[] = [];
-  const specs = new Map<string, RunSpec>();
-  const evals = new Map<string, EvalCache>();
-  let clf: Predictor | undefined;
-  const classifier = async () => (clf ??= await loadPredictor(clfDir));
-
-  const runDir = (name: string) => path.join(out, 'runs', name);
-  const ensureRun = async (r: RunSpec, k: number, total: number): Promise<void> => {
-    const have = specs.get(r.name);
-    if (have) {
-      // Planned again by a later experiment (Exp 4's first seed): trained and evaluated already.
-      for (const t of r.experiments) if (!have.experiments.includes(t)) have.experiments.push(t);
-      return;
-    }
-    specs.set(r.name, { ...r, experiments: [...r.experiments] });
-    const dir = runDir(r.name);
-    const tags = r.experiments.map((t) => t.replace('exp', 'Exp ')).join(', ');
-    if (existsSync(path.join(dir, CARD_JSON))) {
-      reused++;
-      log(`[${k}/${total}] ${r.name} (${tags}): done earlier`);
-    } else {
-      const avg = runSeconds.length ? runSeconds.reduce((a, b) => a + b, 0) / runSeconds.length : NaN;
-      log(`[${k}/${total}] training ${r.name} (${tags}) on ${datasets[r.data].shape[0]} maps` + (runSeconds.length ? `; ~${formatDuration(avg)} per run so far` : ''));
-      const t0 = performance.now();
-      await trainExplainer({
-        data: mapsFile(r.data),
-        out: dir,
-        classifier: clfDir,
-        variant: r.variant,
-        condition: r.condition,
-        cut: r.cut,
-        epochs: preset.epochs,
-        batchSize: preset.batchSize,
-        patience: preset.patience,
-        valFraction: preset.valFraction,
-        seed: r.seed,
-        holdoutIds,
-        holdoutFrom: 'occmap experiments: the study\'s common held-out objects (data/holdout.json)',
-        force: existsSync(dir),
-        quiet: true,
-        log: (s) => log(`    ${s}`),
-        command,
-      });
-      runSeconds.push((performance.now() - t0) / 1000);
-      trained++;
-    }
-    const evalFile = path.join(out, 'evals', `${r.name}.json`);
-    if (existsSync(evalFile)) {
-      evals.set(r.name, JSON.parse(readFileSync(evalFile, 'utf8')));
-      return;
-    }
-    const e = await evaluateRun(dir, datasets[r.data], mapsFile(r.data), await classifier(), preset.steps);
-    await writeFileAtomic(evalFile, JSON.stringify(e) + '\n');
-    evals.set(r.name, e);
-    evaluated++;
-    const x = e.metrics.explainer;
-    log(`    held out: MSE ${e.mse.val.toFixed(5)} (train ${e.mse.train.toFixed(5)}), SSIM ${fmt(x.ssim?.mean)}, Spearman ${fmt(x.spearman?.mean)}, top-10% IoU ${fmt(x.iou?.mean)}`);
-  };
-
-  try {
-    const stage1 = planStage1(preset, seed);
-    const exps = new Set(preset.experiments);
-    const total = stage1.length + (exps.has('exp4') ? 2 * (preset.repeats - 1) : 0);
-    let k = 0;
-    for (const r of stage1) await ensureRun(r, ++k, total);
-    phase(exps.has('demo') ? 'explainer (train + evaluate)' : 'Exp 1-3 (train + evaluate)');
-
-    const val = (name: string) => evals.get(name)?.mse.val;
-    const byTag = (tag: string, f: (r: RunSpec) => boolean = () => true) => [...specs.values()].filter((r) => r.experiments.includes(tag as RunSpec['experiments'][number]) && f(r));
-    const results: Partial<ExperimentResults> = {};
-    if (exps.has('exp1')) {
-      results.exp1 = {
-        bestSn: pickBest(byTag('exp1', (r) => r.data === 'sn'), (r) => val(r.name)).name,
-        bestNonSn: pickBest(byTag('exp1', (r) => r.data === 'nonsn'), (r) => val(r.name)).name,
-        bestOverall: pickBest(byTag('exp1'), (r) => val(r.name)).name,
-      };
-    }
-    if (exps.has('exp2')) results.exp2 = { best: pickBest(byTag('exp2'), (r) => val(r.name)).name };
-    if (exps.has('exp3')) {
-      const runs = byTag('exp3').sort((a, b) => a.cut - b.cut);
-      results.exp3 = { runs: runs.map((r) => r.name), best: pickBest(runs, (r) => val(r.name)).name };
-    }
-    if (exps.has('exp4') && results.exp1 && results.exp2) {
-      const cfg = (name: string): RunConfig => {
-        const s = specs.get(name)!;
-        return { variant: s.variant, condition: s.condition, cut: s.cut, data: s.data, seed: s.seed };
-      };
-      const groups = planExp4(cfg(results.exp1.bestSn), cfg(results.exp2.best), seed, preset.repeats);
-      for (const g of groups) for (const r of g.runs) await ensureRun(r, specs.has(r.name) ? k : ++k, total);
-      const stats = groups.map((g) => {
-        const e = g.runs.map((r) => evals.get(r.name)!);
-        return {
-          key: g.key,
-          base: g.base,
-          runs: g.runs.map((r) => r.name),
-          train: meanStd(e.map((x) => x.mse.train)),
-          val: meanStd(e.map((x) => x.mse.val)),
-        };
-      });
-      const best = stats.reduce((a, b) => (b.val.mean < a.val.mean ? b : a));
-      results.exp4 = { groups: stats, best: best.base };
-      phase('Exp 4 (train + evaluate)');
-    }
-    if (exps.has('demo')) results.demo = { run: byTag('demo')[0].name };
-
-    // --- figures: best and worst held-out examples ---------------------------------------------
-    const featured: { run: string; title: string }[] = [];
-    if (results.exp1) {
-      featured.push({ run: results.exp1.bestSn, title: 'Best Exp. 1 model on supernova data' });
-      featured.push({ run: results.exp1.bestNonSn, title: 'Best Exp. 1 model on non-supernova data' });
-    }
-    if (results.demo) featured.push({ run: results.demo.run, title: 'The demo explainer' });
-    const examples: ExperimentResults['examples'] = [];
-    for (const f of featured) {
-      const s = specs.get(f.run)!;
-      const ex = await examplesOf(runDir(f.run), datasets[s.data], evals.get(f.run)!, 2);
-      examples.push({ run: f.run, title: f.title, ...ex, h: mixed.shape[1], w: mixed.shape[2] });
-    }
-    phase('examples');
-
-    // --- the final model: timing and layer summary ----------------------------------------------
-    const finalRun = results.exp4?.best ?? results.demo?.run ?? results.exp2?.best ?? results.exp1?.bestOverall ?? [...specs.keys()][0];
-    const timingFile = path.join(out, 'timing.json');
-    let timing: TimingResult;
-    let timingMeasured = false;
-    if (existsSync(timingFile)) timing = JSON.parse(readFileSync(timingFile, 'utf8'));
-    else {
-      const card = JSON.parse(readFileSync(path.join(runDir(finalRun), CARD_JSON), 'utf8')) as ExplainerCard;
-      const d = datasets[specs.get(finalRun)!.data];
-      const rows = card.split.valIndices.slice(0, preset.timingMaps);
+/** Exact vs estimated per map on the final run's held-out stamps (timing.json). */
+function timingStep(ctx: StudyCtx, runs: StudyRuns, finalRun: string, runHash: string, datasets: Record<DataKey, Dataset>, maps: MapsValue, classifier: () => Promise<Predictor>): Step<TimingResult> {
+  const file = path.join(ctx.out, 'timing.json');
+  return {
+    name: 'timing',
+    inputs: { run: runHash, maps: ctx.preset.timingMaps },
+    output: file,
+    load: async () => JSON.parse(readFileSync(file, 'utf8')) as TimingResult,
+    run: async () => {
+      const card = JSON.parse(readFileSync(path.join(runs.dir(finalRun), CARD_JSON), 'utf8')) as ExplainerCard;
+      const d = datasets[runs.specs.get(finalRun)!.data];
+      const rows = card.split.valIndices.slice(0, ctx.preset.timingMaps);
       const sub = subsetDataset(d, rows);
-      log(`experiments: timing exact vs estimated maps on ${rows.length} held-out stamps (${finalRun})`);
-      const explainer = await loadExplainer(runDir(finalRun));
+      ctx.log(`experiments: timing exact vs estimated maps on ${rows.length} held-out stamps (${finalRun})`);
+      const explainer = await loadExplainer(runs.dir(finalRun));
+      let timing: TimingResult;
       try {
         timing = await measureTiming(await classifier(), explainer, sub.images, sub.shape);
       } finally {
         explainer.dispose();
       }
-      timing.occlusionJob = occJob;
-      await writeFileAtomic(timingFile, JSON.stringify(timing, null, 2) + '\n');
-      timingMeasured = true;
-    }
-    phase('timing');
-    const layers = { run: finalRun, rows: await layerRows(runDir(finalRun)) };
+      timing.occlusionJob = maps.job;
+      await writeFileAtomic(file, JSON.stringify(timing, null, 2) + '\n');
+      return timing;
+    },
+  };
+}
 
-    // --- assemble -------------------------------------------------------------------------------
-    const runs: RunResult[] = [...specs.values()].map((s) => runResult(s, runDir(s.name), out, evals.get(s.name)!));
-    const nSel = selection.shape[0];
-    let selPos = 0;
-    for (const l of selection.labels!) selPos += l;
-    if (preset.name !== 'paper' && (nPos > preset.perClass || nNeg > preset.perClass)) {
-      notes.push(`preset ${preset.name} maps ${selPos} supernova and ${nSel - selPos} non-supernova stamps of the ${ds.shape[0]} in the data`);
-    }
-    if (preset.name === 'paper' && (nPos < preset.perClass || nNeg < preset.perClass)) {
-      notes.push(`the data has ${nPos} supernova and ${nNeg} non-supernova stamps, fewer than the seed's 20,000 per class: every one is used`);
-    }
-    if (preset.epochs < 30) notes.push(`explainers trained for at most ${preset.epochs} epochs (the seed: up to 30 with early stopping)`);
-    const clfTraining = (clfCard.training ?? {}) as { valAccuracy?: number; valBalancedAccuracy?: number; valConfusion?: number[][]; split?: { val?: number }; epochsRun?: number };
-    const full: ExperimentResults = {
-      schema: RESULTS_SCHEMA,
-      preset: preset.name,
-      presetDescription: preset.description,
-      command,
-      createdAt: new Date().toISOString(),
-      seed,
-      versions: versions(),
-      settings: {
-        batchSize: preset.batchSize,
-        patience: preset.patience,
-        valFraction: preset.valFraction,
-        maxEpochs: preset.epochs,
-        loss: 'mse',
-        optimizer: 'adam',
-        repeats: preset.repeats,
-        occlusion: "the seed's: patch 3x3, stride 1, fill 0, pad 3, target = predicted class, score = probability, overlapping patches summed, per-map z-score clipped to [-1,1] then (x+1)/2",
-      },
-      data: {
-        file: path.resolve(o.data),
-        source: ds.meta.source,
-        stamps: ds.shape[0],
-        supernova: nPos,
-        nonSupernova: nNeg,
-        objects: ds.ids ? new Set(ds.ids).size : undefined,
-        classes: ds.meta.classes,
-        datasets: dataInfo,
-      },
-      classifier: {
-        dir: o.classifier ? path.resolve(o.classifier) : rel(clfDir),
-        trainedHere: !o.classifier,
-        valAccuracy: clfTraining.valAccuracy,
-        valBalancedAccuracy: clfTraining.valBalancedAccuracy,
-        confusion: clfTraining.valConfusion,
-        parameters: clfCard.parameters,
-        heldOut: clfTraining.split?.val,
-        epochs: clfTraining.epochsRun,
-      },
-      occlusion: {
-        maps: nSel,
-        inferencesPerMap: inferencesPerMap(SEED_PARAMS, mixed.shape[1], mixed.shape[2]),
-        engine: (mixed.meta.occlusion as { engine?: string } | undefined)?.engine ?? occEngine,
-        seconds: occSeconds,
-        reused: mapsComputed === 0,
-      },
-      runs,
-      ...results,
-      examples,
-      layers,
-      timing,
-      phases,
-      wallSeconds: (performance.now() - tStart) / 1000,
-      notes,
-    };
-    // Wall time per invocation, so a report rewritten by a rerun still tells what the study cost.
-    const invFile = path.join(out, 'invocations.json');
-    let invocations: Invocation[] = [];
-    try {
-      invocations = existsSync(invFile) ? JSON.parse(readFileSync(invFile, 'utf8')) : [];
-    } catch {
-      notes.push(`${invFile} was unreadable: earlier invocations are not listed`);
-    }
-    const current: Invocation = { startedAt, wallSeconds: 0, trained, evaluated, mapsComputed, classifierTrained, command };
-    full.invocations = [...invocations, current];
-    const finish = () => {
-      current.wallSeconds = (performance.now() - tStart) / 1000;
-      full.phases = phases;
-      full.wallSeconds = current.wallSeconds;
-    };
-    finish();
-    const files = await writeReport(full, out);
-    phase('report');
-    finish();
-    await writeFileAtomic(files.json, JSON.stringify(full, null, 1) + '\n');
-    await writeFileAtomic(invFile, JSON.stringify(full.invocations, null, 1) + '\n');
-    return { results: full, trained, reused, evaluated, mapsComputed, classifierTrained, timingMeasured, files };
+/** Notes on how this study departs from the seed's sizes. */
+function studyNotes(ctx: StudyCtx & { nPos: number; nNeg: number }, selection: Dataset): string[] {
+  const { preset, nPos, nNeg } = ctx;
+  const notes: string[] = [];
+  let selPos = 0;
+  for (const l of selection.labels!) selPos += l;
+  const nSel = selection.shape[0];
+  if (preset.name !== 'paper' && (nPos > preset.perClass || nNeg > preset.perClass)) {
+    notes.push(`preset ${preset.name} maps ${selPos} supernova and ${nSel - selPos} non-supernova stamps of the ${ctx.ds.shape[0]} in the data`);
+  }
+  if (preset.name === 'paper' && (nPos < preset.perClass || nNeg < preset.perClass)) {
+    notes.push(`the data has ${nPos} supernova and ${nNeg} non-supernova stamps, fewer than the seed's 20,000 per class: every one is used`);
+  }
+  if (preset.epochs < 30) notes.push(`explainers trained for at most ${preset.epochs} epochs (the seed: up to 30 with early stopping)`);
+  return notes;
+}
+
+interface Assembly {
+  ctx: StudyCtx & { nPos: number; nNeg: number };
+  o: RunExperimentsOptions;
+  clfDir: string;
+  clfCard: ModelCard;
+  clfHoldsOutStudy: boolean;
+  selection: Dataset;
+  maps: MapsValue;
+  dataInfo: ExperimentResults['data']['datasets'];
+  runs: StudyRuns;
+  results: Partial<ExperimentResults>;
+  examples: ExperimentResults['examples'];
+  layers: ExperimentResults['layers'];
+  timing: TimingResult;
+  phases: Record<string, number>;
+  tStart: number;
+}
+
+/** results.json: the whole study in one object (RESULTS_SCHEMA). */
+function assembleResults(a: Assembly): ExperimentResults {
+  const { ctx, o, clfCard, preset } = { ...a, preset: a.ctx.preset };
+  const ds = ctx.ds;
+  const mixed = a.maps.mixed;
+  const clfTraining = (clfCard.training ?? {}) as { valAccuracy?: number; valBalancedAccuracy?: number; valConfusion?: number[][]; split?: { val?: number }; epochsRun?: number };
+  return {
+    schema: RESULTS_SCHEMA,
+    preset: preset.name,
+    presetDescription: preset.description,
+    command: ctx.command,
+    createdAt: new Date().toISOString(),
+    seed: ctx.seed,
+    versions: versions(),
+    settings: {
+      batchSize: preset.batchSize,
+      patience: preset.patience,
+      valFraction: preset.valFraction,
+      maxEpochs: preset.epochs,
+      loss: 'mse',
+      optimizer: 'adam',
+      repeats: preset.repeats,
+      occlusion: "the seed's: patch 3x3, stride 1, fill 0, pad 3, target = predicted class, score = probability, overlapping patches summed, per-map z-score clipped to [-1,1] then (x+1)/2",
+    },
+    data: {
+      file: path.resolve(o.data),
+      source: ds.meta.source,
+      stamps: ds.shape[0],
+      supernova: ctx.nPos,
+      nonSupernova: ctx.nNeg,
+      objects: ds.ids ? new Set(ds.ids).size : undefined,
+      classes: ds.meta.classes,
+      datasets: a.dataInfo,
+    },
+    classifier: {
+      dir: o.classifier ? path.resolve(o.classifier) : path.relative(ctx.out, a.clfDir) || '.',
+      trainedHere: !o.classifier,
+      valAccuracy: clfTraining.valAccuracy,
+      valBalancedAccuracy: clfTraining.valBalancedAccuracy,
+      confusion: clfTraining.valConfusion,
+      parameters: clfCard.parameters,
+      heldOut: clfTraining.split?.val,
+      epochs: clfTraining.epochsRun,
+      holdsOutStudyObjects: a.clfHoldsOutStudy,
+    },
+    occlusion: {
+      maps: a.selection.shape[0],
+      inferencesPerMap: inferencesPerMap(SEED_PARAMS, mixed.shape[1], mixed.shape[2]),
+      engine: (mixed.meta.occlusion as { engine?: string } | undefined)?.engine ?? 'onnxruntime',
+      seconds: a.maps.seconds,
+      reused: a.maps.computed === 0,
+    },
+    runs: a.runs.rows(),
+    ...a.results,
+    examples: a.examples,
+    layers: a.layers,
+    timing: a.timing,
+    phases: a.phases,
+    wallSeconds: (performance.now() - a.tStart) / 1000,
+    notes: studyNotes(ctx, a.selection),
+  };
+}
+
+/** Write the report and results.json, keeping the wall time of every invocation (invocations.json). */
+async function writeAll(full: ExperimentResults, out: string, current: Invocation, tStart: number, graph: StepGraph): Promise<{ html: string; markdown: string; json: string }> {
+  const invFile = path.join(out, 'invocations.json');
+  let invocations: Invocation[] = [];
+  try {
+    invocations = existsSync(invFile) ? JSON.parse(readFileSync(invFile, 'utf8')) : [];
+  } catch {
+    full.notes.push(`${invFile} was unreadable: earlier invocations are not listed`);
+  }
+  full.invocations = [...invocations, current];
+  const finish = () => {
+    current.wallSeconds = (performance.now() - tStart) / 1000;
+    full.wallSeconds = current.wallSeconds;
+  };
+  finish();
+  const t0 = performance.now();
+  const files = await writeReport(full, out);
+  full.phases.report = (performance.now() - t0) / 1000;
+  finish();
+  full.steps = { ran: graph.ran, seconds: graph.seconds };
+  await writeFileAtomic(files.json, JSON.stringify(full, null, 1) + '\n');
+  await writeFileAtomic(invFile, JSON.stringify(full.invocations, null, 1) + '\n');
+  return files;
+}
+
+/** Seconds per phase of this invocation, from the steps' own times (same keys as before the step graph). */
+function phasesOf(graph: StepGraph, t: Record<string, number>): Record<string, number> {
+  const sum = (f: (name: string) => boolean) => Object.entries(graph.seconds).filter(([k]) => f(k)).reduce((a, [, v]) => a + v, 0);
+  return {
+    'read data': t.read,
+    selection: sum((k) => k === 'selection' || k === 'holdout'),
+    classifier: sum((k) => k === 'classifier'),
+    'exact maps': sum((k) => k.startsWith('maps')),
+    [t.demo ? 'explainer (train + evaluate)' : 'Exp 1-4 (train + evaluate)']: sum((k) => k.startsWith('run:') || k.startsWith('eval:')),
+    examples: t.examples,
+    timing: sum((k) => k === 'timing'),
+  };
+}
+
+export async function runExperiments(o: RunExperimentsOptions): Promise<RunExperimentsSummary> {
+  const tStart = performance.now();
+  const startedAt = new Date().toISOString();
+  const log = o.log ?? (() => {});
+  const ctx = await openStudy(o, log);
+  const tRead = (performance.now() - tStart) / 1000;
+  const graph = new StepGraph(path.join(o.out, 'steps'), log);
+
+  const sel = await graph.run(selectionStep(ctx));
+  const held = await graph.run(holdoutStep(ctx, sel.value, sel.hash));
+  const holdout = studyHoldout(ctx, held.value);
+  const clfDir = o.classifier ?? path.join(o.out, 'classifier');
+  let clfCard: ModelCard;
+  let classifierTrained = false;
+  if (o.classifier) {
+    clfCard = readCard(clfDir) as ModelCard;
+    log(`experiments: classifier ${clfDir} (given)`);
+  } else {
+    const c = await graph.run(classifierStep(ctx, holdout, held.hash));
+    if (!c.ran) log(`experiments: classifier ${clfDir} (trained by an earlier run)`);
+    clfCard = c.value;
+    classifierTrained = c.ran;
+  }
+  const clfHoldsOutStudy = classifierHoldsOut(clfDir, held.value);
+  const maps = await graph.run(mapsStep(ctx, clfDir, clfCard.hash, sel.value, sel.hash));
+  if (!maps.ran) log(`experiments: exact maps found (${path.join(o.out, 'data', 'maps-mixed.npz')})`);
+  const mixed = maps.value.mixed;
+  const sn = await graph.run(classMapsStep(ctx, 'sn', mixed, maps.hash));
+  const nonsn = await graph.run(classMapsStep(ctx, 'nonsn', mixed, maps.hash));
+  const datasets: Record<DataKey, Dataset> = { mixed, sn: sn.value, nonsn: nonsn.value };
+  const dataInfo = dataInfoOf(ctx, datasets, held.value);
+
+  let clf: Predictor | undefined;
+  const classifier = async () => (clf ??= await loadPredictor(clfDir));
+  try {
+    const runs = new StudyRuns(ctx, graph, { clfDir, clfHash: clfCard.hash, datasets, mapsHash: { mixed: maps.hash, sn: sn.hash, nonsn: nonsn.hash }, holdout, holdoutHash: held.hash, classifier });
+    const { results, k, total } = await runs.stage1();
+    if (o.preset.experiments.includes('exp4') && results.exp1 && results.exp2) results.exp4 = await runs.exp4(results, k, total);
+    const t0 = performance.now();
+    const examples = await runs.examples(results, mixed.shape[1], mixed.shape[2]);
+    const tExamples = (performance.now() - t0) / 1000;
+    const finalRun = results.exp4?.best ?? results.demo?.run ?? results.exp2?.best ?? results.exp1?.bestOverall ?? [...runs.specs.keys()][0];
+    const timing = await graph.run(timingStep(ctx, runs, finalRun, graph.hashOf(`run:${finalRun}`)!, datasets, maps.value, classifier));
+    const layers = { run: finalRun, rows: await layerRows(runs.dir(finalRun)) };
+    const phases = phasesOf(graph, { read: tRead, examples: tExamples, demo: results.demo ? 1 : 0 });
+    const full = assembleResults({ ctx, o, clfDir, clfCard, clfHoldsOutStudy, selection: sel.value, maps: maps.value, dataInfo, runs, results, examples, layers, timing: timing.value, phases, tStart });
+    const mapsComputed = maps.value.computed;
+    const current: Invocation = { startedAt, wallSeconds: 0, trained: runs.trained, evaluated: runs.evaluated, mapsComputed, classifierTrained, command: ctx.command };
+    const files = await writeAll(full, o.out, current, tStart, graph);
+    return { results: full, trained: runs.trained, reused: runs.reused, evaluated: runs.evaluated, mapsComputed, classifierTrained, timingMeasured: timing.ran, files };
   } finally {
     clf?.dispose();
   }
 }
 
-function fmt(v: number | undefined, d = 3): string {
-  return v === undefined || !Number.isFinite(v) ? 'n/a' : v.toFixed(d);
-}
-
-/** Train and held-out MSE (21x21, kept weights) and evaluate's held-out figures of one run. */
-async function evaluateRun(dir: string, data: Dataset, dataFile: string, classifier: Predictor, steps: number): Promise<EvalCache> {
-  const explainer = await loadExplainer(dir);
+/** Does the classifier hold out every one of the study's held-out objects (per its card)? */
+function classifierHoldsOut(dir: string, ids: string[]): boolean {
   try {
-    const all = await evaluateExplainer({ explainer, data, dataFile, classifier, split: 'all', baselines: false, faithfulness: false });
-    const valSet = new Set(explainer.card.split.valIndices);
-    const perMap = all.methods[0].perMap.mse!;
-    const tr: number[] = [];
-    const va: number[] = [];
-    const valIndices: number[] = [];
-    all.indices.forEach((row, i) => {
-      if (valSet.has(row)) {
-        va.push(perMap[i]);
-        valIndices.push(row);
-      } else tr.push(perMap[i]);
-    });
-    const held = await evaluateExplainer({ explainer, data, dataFile, classifier, split: 'val', steps });
-    const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-    return {
-      mse: { train: mean(tr), val: mean(va) },
-      valIndices,
-      valMse: va,
-      metrics: {
-        explainer: summaryOf(held, 'explainer')!,
-        meanMap: summaryOf(held, 'meanMap'),
-        snrSaliency: summaryOf(held, 'snrSaliency'),
-        exactMap: summaryOf(held, 'exactMap'),
-      },
-    };
-  } finally {
-    explainer.dispose();
+    const h = holdoutOfModelDir(dir);
+    const set = new Set(h.ids ?? h.rows?.map((r) => `row${r}`));
+    return ids.every((g) => set.has(g));
+  } catch {
+    return false;
   }
-}
-
-/** The k lowest- and k highest-error held-out maps of a run, with input, exact and estimate. */
-async function examplesOf(dir: string, data: Dataset, e: EvalCache, k: number): Promise<{ best: Example[]; worst: Example[] }> {
-  const order = e.valIndices.map((row, i) => ({ row, mse: e.valMse[i] })).sort((a, b) => a.mse - b.mse);
-  const best = order.slice(0, k);
-  const worst = order.slice(-k).reverse().filter((x) => !best.includes(x));
-  const picked = [...best, ...worst];
-  const explainer = await loadExplainer(dir);
-  try {
-    const card = explainer.card;
-    const [, h, w, c] = data.shape;
-    const hw = h * w;
-    const sub = subsetDataset(data, picked.map((p) => p.row));
-    let labels: number[] | undefined;
-    if (card.condition !== 'none') {
-      const vt = card.split.valTargets ?? [];
-      const pos = new Map(card.split.valIndices.map((r, i) => [r, vt[i]]));
-      labels = picked.map((p) => pos.get(p.row) ?? 0);
-    }
-    const { maps } = await explainer.estimate(sub.images, sub.shape, labels);
-    const ch = card.channels?.[0] ?? 0;
-    const toExample = (p: { row: number; mse: number }, i: number): Example => ({
-      index: p.row,
-      id: data.ids?.[p.row],
-      label: data.labels?.[p.row],
-      mse: p.mse,
-      input: Array.from({ length: hw }, (_, q) => round(sub.images[(i * hw + q) * c + ch])),
-      exact: Array.from(sub.maps!.subarray(i * hw, (i + 1) * hw), round),
-      estimate: Array.from(maps.subarray(i * hw, (i + 1) * hw), round),
-    });
-    return { best: best.map((p, i) => toExample(p, i)), worst: worst.map((p, i) => toExample(p, best.length + i)) };
-  } finally {
-    explainer.dispose();
-  }
-}
-
-function round(v: number): number {
-  return Math.round(v * 1e5) / 1e5;
-}
-
-/** Keras-summary-like rows of a saved explainer. */
-async function layerRows(dir: string): Promise<LayerRow[]> {
-  await initTf();
-  const model = await loadModelDir(dir);
-  try {
-    return model.layers.map((l) => {
-      const shape = l.outputShape as (number | null)[] | (number | null)[][];
-      const one = (s: (number | null)[]) => `(${s.map((d) => (d === null ? 'None' : d)).join(', ')})`;
-      return {
-        name: l.name,
-        type: l.getClassName(),
-        outputShape: Array.isArray(shape[0]) ? (shape as (number | null)[][]).map(one).join(' ') : one(shape as (number | null)[]),
-        params: l.countParams(),
-        trainable: l.trainable,
-      };
-    });
-  } finally {
-    model.dispose();
-  }
-}
-
-function runResult(s: RunSpec, dir: string, out: string, e: EvalCache): RunResult {
-  const card = JSON.parse(readFileSync(path.join(dir, CARD_JSON), 'utf8'));
-  const t = card.training ?? {};
-  const pc = card.parameterCounts ?? { total: card.parameters, trainable: NaN, nonTrainable: NaN };
-  return {
-    name: s.name,
-    experiments: s.experiments,
-    variant: s.variant,
-    condition: s.condition,
-    cut: s.cut,
-    data: s.data,
-    seed: s.seed,
-    dir: path.relative(out, dir),
-    parameters: { total: pc.total, trainable: pc.trainable, nonTrainable: pc.nonTrainable },
-    epochsRun: t.epochsRun,
-    bestEpoch: t.bestEpoch,
-    stoppedEarly: !!t.stoppedEarly,
-    trainSeconds: t.wallSeconds,
-    trainCount: card.split?.trainCount,
-    valCount: card.split?.valCount,
-    history: (t.history ?? []).map((h: { epoch: number; loss: number; valLoss: number }) => ({ epoch: h.epoch, loss: h.loss, valLoss: h.valLoss })),
-    mse: e.mse,
-    metrics: e.metrics,
-  };
 }
 
 export { runName };

@@ -41,6 +41,7 @@ import { spearman, summarize, aucUniform, type Summary } from '../metrics/maps.j
 import { compareMap, METRIC_NAMES, ssimWindow } from '../metrics/compare.js';
 import { curveImages, importanceOrder } from '../metrics/faithfulness.js';
 import { UserError } from '../util/errors.js';
+import { holdoutWarnings } from '../data/holdout.js';
 
 export type Score = 'prob' | 'drop';
 export type SnrCentre = 'median' | 'zero';
@@ -61,8 +62,11 @@ export interface EvaluableExplainer {
       valIndices: number[];
       /** Conditioning class of each held-out row, in valIndices order. */
       valTargets?: number[];
-      /** Set when training used a random subset of the rows (--limit). */
+      /** Set when training used a random subset of the rows (older cards: limit, without trainIndices). */
       limit?: unknown;
+      subset?: unknown;
+      /** The rows a subset trained on. */
+      trainIndices?: unknown;
       [k: string]: unknown;
     };
     data: string;
@@ -270,12 +274,17 @@ function splitOf(opts: EvaluateOptions, n: number, file: string, notes: string[]
   if (bad !== undefined) {
     throw new UserError(`${file}: the explainer's held-out index ${bad} is outside this dataset's ${n} maps: it was trained on another maps file (${opts.explainer.card.data})`);
   }
-  if (split.limit !== undefined && split.limit !== null) {
-    notes.push(`the explainer trained on a random subset of rows (--limit ${String(split.limit)}) the card does not list: the mean map averages every row outside its held-out split`);
-  }
   const valSet = new Set(val);
-  const trainIdx: number[] = [];
-  for (let i = 0; i < n; i++) if (!valSet.has(i)) trainIdx.push(i);
+  let trainIdx: number[] = [];
+  if (Array.isArray(split.trainIndices)) {
+    // A subset: the training side is exactly the rows it trained on (the mean map's source too).
+    trainIdx = (split.trainIndices as number[]).filter((i) => Number.isInteger(i) && i >= 0 && i < n);
+  } else {
+    if (split.limit !== undefined && split.limit !== null) {
+      notes.push(`the explainer trained on a random subset of rows (limit ${String(split.limit)}, a card from before subsets were recorded) the card does not list: the mean map averages every row outside its held-out split`);
+    }
+    for (let i = 0; i < n; i++) if (!valSet.has(i)) trainIdx.push(i);
+  }
   let evalIdx = opts.split === 'all' ? Array.from({ length: n }, (_, i) => i) : [...val].sort((a, b) => a - b);
   if (opts.limit !== undefined) evalIdx = evalIdx.slice(0, opts.limit);
   if (evalIdx.length === 0) throw new UserError(`${file}: no maps to evaluate (the explainer's held-out split is empty; try --split all)`);
@@ -318,6 +327,7 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
       notes.push(`${sharedObjects} of the ${objects} held-out objects also have stamps the explainer trained on (split by ${card.split.by}): near-duplicate epochs inflate the figures`);
     }
   }
+  if (opts.split !== 'all') notes.push(...holdoutWarnings({ train: trainIdx, val: evalIdx, by: card.split.by }, ds.ids));
   const images = gather(ds.images, hw * c, evalIdx);
   const exactRaw = gather(ds.maps, hw, evalIdx);
 

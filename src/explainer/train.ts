@@ -1,5 +1,5 @@
 /**
- * Train an amortized explainer (docs/seed.md "Autoencoder", plus occmap's U-Net) on a
+ * Train an amortized explainer (SEED.md "Autoencoder", plus the U-Net of issue 5 item 5) on a
  * maps dataset made by `occmap occlude`, through the one training loop, and save it as a model
  * directory: tfjs model + card.json + model.onnx (the ONNX export used for fast inference).
  *
@@ -26,9 +26,11 @@ import { assertModelDirWritable, hashFile, hashModelDir, installDir, loadModelDi
 import { loadPredictor } from '../models/load.js';
 import { selectChannels } from '../models/predictor.js';
 import { exportModelToOnnx, META_SOURCE_HASH } from '../models/to-onnx.js';
-import { initTf, tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
-import { trainModel, type EpochRecord, type LossName, type OptimizerName, type TrainResult } from '../train/loop.js';
-import { fileError, UserError } from '../util/errors.js';
+import { backendDescription, initTf, tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
+import { trainModel, type EpochRecord, type LossName, type OptimizerName, type TrainResult, type TrainSet } from '../train/loop.js';
+import { fileError, OptionError, UserError } from '../util/errors.js';
+import { occmapVersion } from '../util/version.js';
+import { applyHoldout, deriveHoldout, holdoutOfModelDir, holdoutWarnings, type Holdout } from '../data/holdout.js';
 import { Rng } from '../util/rng.js';
 import { conditionVectors, padFor, padImages, type Pad } from './data.js';
 import { seedUnitsUnclipped } from '../occlusion/geometry.js';
@@ -38,9 +40,15 @@ export type ExplainerVariant = 'normal' | 'frozen' | 'unet';
 export const VARIANTS: readonly ExplainerVariant[] = ['normal', 'frozen', 'unet'];
 
 export interface TrainExplainerOptions {
-  /** Maps dataset (.npz with images, maps; labels and ids used when present). */
-  data: string;
-  out: string;
+  /** Maps dataset (.npz with images, maps; labels and ids used when present), or one in memory. */
+  data: string | Dataset;
+  /** Names an in-memory dataset in errors and the card. */
+  dataName?: string;
+  /**
+   * Explainer directory to write (model(s), card.json, model.onnx), complete or not at all;
+   * absent or empty unless `force`. Without it the trained models are returned (`models`).
+   */
+  out?: string;
   /** Classifier model directory: channels, encoder weights (frozen, unet), predicted targets. */
   classifier?: string;
   /** --channels spec (see resolveChannels) when no classifier gives them. */
@@ -88,12 +96,12 @@ export interface TrainExplainerOptions {
   seed?: number;
   valFraction?: number;
   /**
-   * Hold out exactly the objects with these ids (e.g. another explainer's split.valIds), so
-   * explainers trained on different maps datasets are compared on the same objects.
+   * Hold out exactly this set instead of a seeded split: a Holdout (data/holdout.ts), or a
+   * model directory whose held-out set to reuse (a classifier's validation objects, another
+   * explainer's held-out objects), so models trained on different data are compared on, and
+   * never see, the same objects.
    */
-  holdoutIds?: readonly string[];
-  /** Where holdoutIds came from (recorded in the card). */
-  holdoutFrom?: string;
+  holdout?: Holdout | string;
   /** K explainers on bootstrap resamples of the training part (1: a single model). */
   ensemble?: number;
   /**
@@ -102,8 +110,8 @@ export interface TrainExplainerOptions {
    * better; the std reflects training randomness only, not data variability. Default true.
    */
   bootstrap?: boolean;
-  /** Use only `limit` maps (seeded random subset). */
-  limit?: number;
+  /** Use only a seeded random subset of this many maps. */
+  subset?: number;
   restoreBest?: boolean;
   backend?: BackendChoice;
   /** Training threads (see LoopOptions.workers). */
@@ -120,6 +128,9 @@ export interface TrainedExplainer {
   /** One per member. */
   results: TrainResult[];
   seconds: number;
+  holdout: Holdout;
+  /** Without `out`: the trained models, one per member (the caller disposes them). */
+  models?: tfl.LayersModel[];
 }
 
 export const LOSS_NAMES: Record<'mse' | 'bce', LossName> = { mse: 'mse', bce: 'binary_crossentropy' };
@@ -211,28 +222,10 @@ export function padEdge(maps: Float32Array, n: number, h: number, w: number, p: 
   return out;
 }
 
-/** Items whose group id is in `ids` held out, the rest trained on. */
-export function holdoutSplit(groups: readonly string[] | undefined, ids: readonly string[], file: string): Split {
-  if (!groups) throw fileError(file, 'has no ids: holding out given objects needs object ids');
-  const set = new Set(ids);
-  const train: number[] = [];
-  const val: number[] = [];
-  groups.forEach((g, i) => (set.has(g) ? val : train).push(i));
-  return { train, val, by: 'group' };
-}
-
 /** Every value in [0, 1] (the sigmoid output's range)? Returns the first bad index or -1. */
 export function firstOutOfUnit(maps: Float32Array): number {
   for (let i = 0; i < maps.length; i++) if (!(maps[i] >= 0 && maps[i] <= 1)) return i;
   return -1;
-}
-
-function occmapVersion(): string {
-  try {
-    return JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')).version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }
 
 /** Put the staged directory in place of `dir` (replacing it only with force). */
@@ -247,7 +240,7 @@ function installStaged(staged: string, dir: string, force: boolean): void {
 
 interface Prepared {
   ds: Dataset;
-  /** Dataset rows used (after --limit), ascending. */
+  /** Dataset rows used (after `subset`), ascending. */
   rows: number[];
   x: Float32Array;
   y: Float32Array;
@@ -267,36 +260,73 @@ interface Prepared {
   classifierMatchesMaps?: boolean;
 }
 
-function checkOptions(o: TrainExplainerOptions): void {
-  const variant = o.variant ?? 'normal';
-  if (!VARIANTS.includes(variant)) throw new UserError(`--variant must be one of ${VARIANTS.join(', ')}, got '${variant}'`);
-  if (variant === 'frozen' && !o.classifier) {
-    throw new UserError('--variant frozen copies the encoder convs from a trained classifier: pass --classifier DIR');
-  }
-  if (o.freeze && variant !== 'unet') throw new UserError('--freeze is for --variant unet (--variant frozen is the seed autoencoder with a frozen encoder)');
-  if (o.freeze && !o.classifier) throw new UserError('--freeze keeps the classifier\'s encoder weights: pass --classifier DIR');
-  if (variant === 'unet' && (o.cut ?? 0) !== 0) throw new UserError('--cut applies to the seed autoencoder, not to --variant unet');
-  const k = o.ensemble ?? 1;
-  if (!(Number.isInteger(k) && k >= 1)) throw new UserError(`--ensemble must be a positive integer, got ${k}`);
+/** Every option with its default, checked (errors name the option fields). */
+interface Settings {
+  variant: ExplainerVariant;
+  condition: Condition;
+  seed: number;
+  K: number;
+  valFraction: number;
+  lossName: 'mse' | 'bce';
+  optimizer: OptimizerName;
+  gradWeight: number;
+  frozen: boolean;
+  copyEncoder: boolean;
+  boot: boolean;
 }
 
-async function prepare(o: TrainExplainerOptions, log: (s: string) => void): Promise<Prepared> {
-  const ds = await readDataset(o.data);
-  if (!ds.maps) throw fileError(o.data, "has no maps: make a maps dataset with 'occmap occlude --model CLF --data DATA --out MAPS.npz'");
+function settingsOf(o: TrainExplainerOptions): Settings {
+  const variant = o.variant ?? 'normal';
+  if (!VARIANTS.includes(variant)) throw new OptionError(['variant'], `must be one of ${VARIANTS.join(', ')}, got '${variant}'`);
+  if (variant === 'frozen' && !o.classifier) {
+    throw new OptionError(['variant'], 'frozen copies the encoder convs from a trained classifier: give {classifier} (its directory)');
+  }
+  if (o.freeze && variant !== 'unet') throw new OptionError(['freeze'], 'is for {variant} unet ({variant} frozen is the seed autoencoder with a frozen encoder)');
+  if (o.freeze && !o.classifier) throw new OptionError(['freeze'], "keeps the classifier's encoder weights: give {classifier} (its directory)");
+  if (variant === 'unet' && (o.cut ?? 0) !== 0) throw new OptionError(['cut'], 'applies to the seed autoencoder, not to {variant} unet');
+  const K = o.ensemble ?? 1;
+  if (!(Number.isInteger(K) && K >= 1)) throw new OptionError(['ensemble'], `must be a positive integer, got ${K}`);
+  const valFraction = o.valFraction ?? 0.25;
+  if (!(valFraction > 0 && valFraction < 1)) throw new OptionError(['valFraction'], `must be between 0 and 1 (exclusive), got ${valFraction}`);
+  const lossName = o.loss ?? 'mse';
+  if (!(lossName in LOSS_NAMES)) throw new OptionError(['loss'], `must be mse or bce, got '${lossName}'`);
+  const optimizer = o.optimizer ?? 'adam';
+  if (optimizer !== 'adam' && optimizer !== 'adadelta') throw new OptionError(['optimizer'], `must be adam or adadelta, got '${optimizer}'`);
+  const gradWeight = o.gradWeight ?? 0;
+  if (!(gradWeight >= 0 && Number.isFinite(gradWeight))) throw new OptionError(['gradWeight'], `must be a non-negative number, got ${gradWeight}`);
+  if (gradWeight > 0 && lossName !== 'mse') throw new OptionError(['gradWeight'], 'needs {loss} mse (map differences are not probabilities)');
+  return {
+    variant,
+    condition: o.condition ?? 'none',
+    seed: o.seed ?? 0,
+    K,
+    valFraction,
+    lossName,
+    optimizer,
+    gradWeight,
+    frozen: variant === 'frozen' || (variant === 'unet' && !!o.freeze),
+    copyEncoder: variant === 'frozen' || (variant === 'unet' && !!o.classifier),
+    boot: o.bootstrap ?? true,
+  };
+}
+
+async function prepare(o: TrainExplainerOptions, file: string, log: (s: string) => void): Promise<Prepared> {
+  const ds = typeof file === 'string' ? await readDataset(file) : file;
+  if (!ds.maps) throw fileError(file, "has no maps: make a maps dataset with 'occmap occlude --model CLF --data DATA --out MAPS.npz'");
   const [n, h, w, cData] = ds.shape;
   const units = o.targetUnits ?? 'seed';
   const occNormalize = (ds.meta.occlusion as { normalize?: unknown } | undefined)?.normalize;
   if (units === 'unclipped') {
     if (occNormalize !== undefined && occNormalize !== 'seed') {
-      throw fileError(o.data, `--target-units unclipped learns the seed units without their clip, but the maps are normalised '${String(occNormalize)}' (make them with --normalize seed)`);
+      throw fileError(file, `target units 'unclipped' learn the seed units without their clip, but the maps are normalised '${String(occNormalize)}' (make them with normalize 'seed')`);
     }
     if (!ds.mapsRaw) {
-      throw fileError(o.data, "has no maps_raw (the maps before normalisation) for --target-units unclipped: remake the maps with this version's 'occmap occlude', or use --target-units seed");
+      throw fileError(file, "has no maps_raw (the maps before normalisation) for target units 'unclipped': remake the maps with this version's 'occmap occlude', or use target units 'seed'");
     }
   }
   const bad = firstOutOfUnit(ds.maps);
   if (bad >= 0) {
-    throw fileError(o.data, `map ${Math.floor(bad / (h * w))} has value ${ds.maps[bad]} outside [0,1], which a sigmoid output cannot reach (make the maps with --normalize seed)`);
+    throw fileError(file, `map ${Math.floor(bad / (h * w))} has value ${ds.maps[bad]} outside [0,1], which a sigmoid output cannot reach (make the maps with --normalize seed)`);
   }
 
   // Channels: the classifier's when given (its encoder reads exactly those), else --channels.
@@ -310,23 +340,23 @@ async function prepare(o: TrainExplainerOptions, log: (s: string) => void): Prom
     classifierCard = readCard(o.classifier);
     classifierHash = hashModelDir(o.classifier);
     const cc = classifierCard?.channels;
-    const fromSpec = o.channels !== undefined ? resolveChannels(o.channels, cData, ds.meta.channels, o.data, ds.meta.source) : undefined;
+    const fromSpec = o.channels !== undefined ? resolveChannels(o.channels, cData, ds.meta.channels, file, ds.meta.source) : undefined;
     if (cc) {
       if (fromSpec && fromSpec.join() !== cc.join()) {
-        throw new UserError(`--channels ${o.channels} selects [${fromSpec.join(',')}] but the classifier ${o.classifier} reads channels [${cc.join(',')}]`);
+        throw new OptionError(['channels'], `${o.channels} selects [${fromSpec.join(',')}] but the classifier ${o.classifier} reads channels [${cc.join(',')}]`);
       }
       const out = cc.find((c) => c >= cData);
-      if (out !== undefined) throw fileError(o.data, `has ${cData} channel(s) but the classifier ${o.classifier} reads channel ${out}`);
+      if (out !== undefined) throw fileError(file, `has ${cData} channel(s) but the classifier ${o.classifier} reads channel ${out}`);
       channels = cc;
-    } else channels = fromSpec ?? resolveChannels(undefined, cData, ds.meta.channels, o.data, ds.meta.source);
+    } else channels = fromSpec ?? resolveChannels(undefined, cData, ds.meta.channels, file, ds.meta.source);
   } else {
-    channels = resolveChannels(o.channels, cData, ds.meta.channels, o.data, ds.meta.source);
+    channels = resolveChannels(o.channels, cData, ds.meta.channels, file, ds.meta.source);
   }
 
   let rows = Array.from({ length: n }, (_, i) => i);
-  if (o.limit !== undefined) {
-    if (!(Number.isInteger(o.limit) && o.limit >= 2)) throw new UserError(`--limit must be an integer >= 2, got ${o.limit}`);
-    if (o.limit < n) rows = new Rng((o.seed ?? 0) ^ 0x11a1).shuffle(rows).slice(0, o.limit).sort((a, b) => a - b);
+  if (o.subset !== undefined) {
+    if (!(Number.isInteger(o.subset) && o.subset >= 2)) throw new OptionError(['subset'], `must be an integer >= 2, got ${o.subset}`);
+    if (o.subset < n) rows = new Rng((o.seed ?? 0) ^ 0x11a1).shuffle(rows).slice(0, o.subset).sort((a, b) => a - b);
   }
   const m = rows.length;
   const item = h * w * cData;
@@ -339,7 +369,7 @@ async function prepare(o: TrainExplainerOptions, log: (s: string) => void): Prom
   });
   const size = o.inputSize ?? defaultInputSize(h, w);
   if (!(Number.isInteger(size) && size % 4 === 0 && size >= Math.max(h, w))) {
-    throw new UserError(`--input-size must be a multiple of 4 of at least ${Math.max(h, w)} (the stamp side), got ${size}`);
+    throw new OptionError(['inputSize'], `must be a multiple of 4 of at least ${Math.max(h, w)} (the stamp side), got ${size}`);
   }
   const pad = padFor(h, w, size);
   const x = padImages(selectChannels(picked, m, h, w, cData, channels), m, h, w, channels.length, pad);
@@ -355,7 +385,7 @@ async function prepare(o: TrainExplainerOptions, log: (s: string) => void): Prom
   let classifierMatchesMaps: boolean | undefined;
   if (classifierHash && typeof occ?.modelHash === 'string') {
     classifierMatchesMaps = occ.modelHash === classifierHash;
-    if (!classifierMatchesMaps) log(`warning: ${o.classifier} is not the classifier that made the maps in ${o.data} (hash ${classifierHash.slice(0, 12)} vs ${occ.modelHash.slice(0, 12)})`);
+    if (!classifierMatchesMaps) log(`warning: ${o.classifier} is not the classifier that made the maps in ${file} (hash ${classifierHash.slice(0, 12)} vs ${occ.modelHash.slice(0, 12)})`);
   }
 
   const condition = o.condition ?? 'none';
@@ -368,17 +398,17 @@ async function prepare(o: TrainExplainerOptions, log: (s: string) => void): Prom
     if (target === 'predicted') {
       if (!o.classifier) {
         throw fileError(
-          o.data,
-          `maps were drawn for the classifier's predicted class (meta.occlusion.target 'predicted'); --condition ${condition} needs --classifier DIR to recompute it`,
+          file,
+          `maps were drawn for the classifier's predicted class (meta.occlusion.target 'predicted'); condition ${condition} needs the classifier to recompute it`,
         );
       }
       predicted = await predictClasses(o.classifier, picked, [m, h, w, cData]);
     }
     const labels = ds.labels ? Int32Array.from(rows, (r) => ds.labels![r]) : undefined;
-    const t = conditionTargets(target, { labels, predicted, file: o.data });
+    const t = conditionTargets(target, { labels, predicted, file: file });
     targets = t.targets;
     conditionOn = t.source;
-    for (const v of targets) if (v >= numClasses) throw fileError(o.data, `conditioning class ${v} is not below the ${numClasses} classes`);
+    for (const v of targets) if (v >= numClasses) throw fileError(file, `conditioning class ${v} is not below the ${numClasses} classes`);
     cond = conditionVectors(targets, condition, numClasses);
   }
   const channelNames = ds.meta.channels && ds.meta.channels.length === cData ? channels.map((c) => ds.meta.channels![c]) : undefined;
@@ -408,99 +438,77 @@ function historyOf(r: TrainResult): Omit<EpochRecord, 'acc' | 'valAcc'>[] {
   return r.history.map((e) => ({ epoch: e.epoch, loss: e.loss, valLoss: e.valLoss, samplesPerSec: e.samplesPerSec, seconds: e.seconds }));
 }
 
-/**
- * Train one explainer (or an ensemble) and save it to `o.out`: the directory appears complete
- * (model(s), card.json, model.onnx) or not at all.
- */
-export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedExplainer> {
-  const t0 = performance.now();
-  const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
-  checkOptions(o);
-  assertModelDirWritable(o.out, o.force);
-  const variant = o.variant ?? 'normal';
-  const condition = o.condition ?? 'none';
-  const seed = o.seed ?? 0;
-  const K = o.ensemble ?? 1;
-  const valFraction = o.valFraction ?? 0.25;
-  if (!(valFraction > 0 && valFraction < 1)) throw new UserError(`--val-fraction must be between 0 and 1 (exclusive), got ${valFraction}`);
-  const lossName = o.loss ?? 'mse';
-  if (!(lossName in LOSS_NAMES)) throw new UserError(`--loss must be mse or bce, got '${lossName}'`);
-  const optimizer = o.optimizer ?? 'adam';
-  if (optimizer !== 'adam' && optimizer !== 'adadelta') throw new UserError(`--optimizer must be adam or adadelta, got '${optimizer}'`);
-
-  const backend = await initTf(o.backend ?? 'auto');
-  const p = await prepare(o, log);
-  const m = p.rows.length;
-  const C = p.channels.length;
-  const split: Split = o.holdoutIds ? holdoutSplit(p.groups, o.holdoutIds, o.data) : splitIndices(m, valFraction, seed, p.groups);
+/** The held-out set and the split of the used rows under it (indices into p.rows). */
+async function splitFor(o: TrainExplainerOptions, p: Prepared, st: Settings, file: string, dataHash: string | undefined, log: (s: string) => void): Promise<{ holdout: Holdout; split: Split }> {
+  const n = p.ds.shape[0];
+  let holdout: Holdout;
+  if (typeof o.holdout === 'string') holdout = holdoutOfModelDir(o.holdout);
+  else holdout = o.holdout ?? deriveHoldout({ n, rows: p.rows, ids: p.ds.ids, valFraction: st.valFraction, seed: st.seed, dataSha256: dataHash });
+  const split = applyHoldout(holdout, { n, rows: p.rows, ids: p.ds.ids, file, dataSha256: dataHash });
   if (split.train.length === 0 || split.val.length === 0) {
-    throw new UserError(`the ${split.by} split of ${m} maps left ${split.train.length} for training and ${split.val.length} for validation: need both${split.by === 'group' ? ' (too few distinct ids?)' : ''}`);
+    throw new UserError(
+      `the ${split.by} split of ${p.rows.length} maps left ${split.train.length} for training and ${split.val.length} for validation: need both${split.by === 'group' ? ' (too few distinct ids?)' : ''}`,
+    );
   }
-  const activation = o.activation ?? ((p.classifierCard?.options as { activation?: string } | undefined)?.activation === 'linear' ? 'linear' : 'relu');
-  const frozen = variant === 'frozen' || (variant === 'unet' && !!o.freeze);
-  const copyEncoder = variant === 'frozen' || (variant === 'unet' && !!o.classifier);
-  const nLabel = labelUnits(condition, p.numClasses);
-  const gradWeight = o.gradWeight ?? 0;
-  if (!(gradWeight >= 0 && Number.isFinite(gradWeight))) throw new UserError(`--grad-weight must be a non-negative number, got ${gradWeight}`);
-  if (gradWeight > 0 && lossName !== 'mse') throw new UserError('--grad-weight needs --loss mse (map differences are not probabilities)');
-  const gradKernel = gradWeight > 0 ? gradientKernel(gradWeight) : undefined;
-  const set = {
+  for (const w of holdoutWarnings(split, p.ds.ids, p.rows)) log(`warning: ${w}`);
+  return { holdout, split };
+}
+
+/** The loop's training set: padded inputs, targets (with gradient channels), conditioning. */
+function trainSetOf(p: Prepared, st: Settings): { set: TrainSet; gradKernel?: Float32Array } {
+  const m = p.rows.length;
+  const gradKernel = st.gradWeight > 0 ? gradientKernel(st.gradWeight) : undefined;
+  const set: TrainSet = {
     x: p.x,
-    shape: [m, p.size, p.size, C] as [number, number, number, number],
+    shape: [m, p.size, p.size, p.channels.length],
     y: gradKernel ? applyKernel(p.y, m, p.size, gradKernel) : p.y,
     yShape: [p.size, p.size, gradKernel ? 3 : 1],
     groups: p.groups,
-    extra: p.cond ? [{ data: p.cond, shape: [nLabel] }] : undefined,
+    extra: p.cond ? [{ data: p.cond, shape: [labelUnits(st.condition, p.numClasses)] }] : undefined,
   };
+  return { set, gradKernel };
+}
 
-  const unclipped = (o.targetUnits ?? 'seed') === 'unclipped';
-  let clfModel: tfl.LayersModel | undefined;
-  if (copyEncoder) clfModel = await loadModelDir(o.classifier!);
-
-  const staged = siblingTemp(o.out, 'new');
-  const results: TrainResult[] = [];
-  const members: Record<string, unknown>[] = [];
-  const bootRng = new Rng(seed ^ 0xb0075);
-  const boot = o.bootstrap ?? true;
-  const bootMode = !boot ? 'none' : p.groups ? 'groups' : 'items';
-  let counts: ReturnType<typeof parameterCounts> | undefined;
-  let copied: string[] = [];
-  const dataHash = await hashFile(o.data);
-  const valIndices = split.val.map((i) => p.rows[i]);
+/** The card every member shares (data, options, the held-out split). */
+function baseCard(o: TrainExplainerOptions, p: Prepared, st: Settings, file: string, dataHash: string | undefined, hs: { holdout: Holdout; split: Split }, activation: 'relu' | 'linear', backend: string): ExplainerCard & ModelCard {
+  const { split, holdout } = hs;
+  const m = p.rows.length;
+  const C = p.channels.length;
+  const given = o.holdout !== undefined;
   const valIds = p.groups ? [...new Set(split.val.map((i) => p.groups![i]))].sort() : undefined;
   const options = {
-    variant,
+    variant: st.variant,
     freeze: !!o.freeze,
-    condition,
+    condition: st.condition,
     cut: o.cut ?? 0,
     bottleneck: o.bottleneck ?? 36,
     smooth: o.smooth ?? 0,
     targetUnits: o.targetUnits ?? 'seed',
     targetPad: o.targetPad ?? 'zero',
-    gradWeight: o.gradWeight ?? 0,
+    gradWeight: st.gradWeight,
     activation,
-    loss: lossName,
-    optimizer,
+    loss: st.lossName,
+    optimizer: st.optimizer,
     lr: o.lr ?? null,
     epochs: o.epochs ?? 30,
     batchSize: o.batchSize ?? 10,
     patience: o.patience ?? 3,
-    seed,
-    valFraction,
-    ensemble: K,
-    bootstrap: K > 1 ? boot : null,
-    limit: o.limit ?? null,
+    seed: st.seed,
+    valFraction: st.valFraction,
+    ensemble: st.K,
+    bootstrap: st.K > 1 ? st.boot : null,
+    subset: o.subset ?? null,
     restoreBest: o.restoreBest ?? true,
   };
-  const base: ExplainerCard & ModelCard = {
+  return {
     kind: 'explainer',
     occmapVersion: occmapVersion(),
     createdAt: new Date().toISOString(),
     command: o.command,
-    variant,
-    architecture: variant === 'unet' ? 'unet' : 'seed-autoencoder',
-    frozen,
-    condition,
+    variant: st.variant,
+    architecture: st.variant === 'unet' ? 'unet' : 'seed-autoencoder',
+    frozen: st.frozen,
+    condition: st.condition,
     conditionOn: p.conditionOn,
     channels: p.channels,
     channelNames: p.channelNames,
@@ -510,7 +518,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     pad: p.pad,
     numClasses: p.numClasses,
     classes: p.ds.meta.classes,
-    data: path.resolve(o.data),
+    data: typeof o.data === 'string' ? path.resolve(file) : file,
     dataInfo: { sha256: dataHash, shape: p.ds.shape, used: m, source: p.ds.meta.source, hasIds: !!p.ds.ids },
     occlusion: p.ds.meta.occlusion,
     classifier: o.classifier ? path.resolve(o.classifier) : undefined,
@@ -519,119 +527,167 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     options,
     split: {
       by: split.by,
-      seed,
-      valFraction: o.holdoutIds ? split.val.length / m : valFraction,
-      valIndices,
-      ...(o.holdoutIds ? { holdoutFrom: o.holdoutFrom ?? null, holdoutIds: o.holdoutIds.length } : {}),
+      seed: st.seed,
+      valFraction: given ? split.val.length / m : st.valFraction,
+      valIndices: split.val.map((i) => p.rows[i]),
+      ...(given ? { holdoutFrom: holdout.source, holdoutIds: holdout.ids?.length ?? holdout.rows?.length ?? 0 } : {}),
+      holdoutSource: holdout.source,
       trainCount: split.train.length,
       valCount: split.val.length,
       ...(valIds ? { valIds } : {}),
       ...(p.targets ? { valTargets: split.val.map((i) => p.targets![i]) } : {}),
-      ...(o.limit !== undefined ? { limit: o.limit, note: 'valIndices index the rows of the data file (the --limit subset is mapped back)' } : {}),
+      // the rows a subset trained on: evaluation's training side (and its mean map) is exactly these
+      ...(o.subset !== undefined ? { subset: o.subset, trainIndices: split.train.map((i) => p.rows[i]), note: 'valIndices and trainIndices index the rows of the data file' } : {}),
     },
     backend: `tfjs-${backend}`,
   };
+}
+
+interface MemberJob {
+  o: TrainExplainerOptions;
+  p: Prepared;
+  st: Settings;
+  split: Split;
+  set: TrainSet;
+  gradKernel?: Float32Array;
+  activation: 'relu' | 'linear';
+  clfModel?: tfl.LayersModel;
+  bootRng: Rng;
+  base: ExplainerCard & ModelCard;
+  /** Trained against the unclipped seed units (linear output; saved with a clip). */
+  unclipped: boolean;
+  /** Where members are saved (undefined: kept in memory). */
+  staged?: string;
+  log: (s: string) => void;
+}
+
+/** Train member k (of K) and save it (or keep it); returns its card summary and the model when kept. */
+async function trainMember(j: MemberJob, k: number): Promise<{ result: TrainResult; member: Record<string, unknown>; counts: ReturnType<typeof parameterCounts>; copied: string[]; model?: tfl.LayersModel }> {
+  const { o, p, st, split } = j;
+  const model = buildAutoencoder({
+    size: p.size,
+    channels: p.channels.length,
+    activation: j.activation,
+    bottleneck: o.bottleneck ?? 36,
+    condition: st.condition,
+    numClasses: p.numClasses,
+    cut: o.cut ?? 0,
+    frozen: st.frozen,
+    unet: st.variant === 'unet',
+    smooth: o.smooth ?? 0,
+    output: j.unclipped ? 'linear' : 'sigmoid',
+    seed: st.seed * 7919 + 1 + k * 104729,
+  });
+  // What is saved and exported: with the unclipped target, the trained model plus a clip
+  // to [0, 1] (shared layers), so estimates are in the exact maps' units.
+  const saved = j.unclipped ? withClip(model) : model;
+  let keep = false;
   try {
-    if (K > 1) mkdirSync(staged);
-    for (let k = 0; k < K; k++) {
-      const model = buildAutoencoder({
-        size: p.size,
-        channels: C,
-        activation,
-        bottleneck: o.bottleneck ?? 36,
-        condition,
-        numClasses: p.numClasses,
-        cut: o.cut ?? 0,
-        frozen,
-        unet: variant === 'unet',
-        smooth: o.smooth ?? 0,
-        output: unclipped ? 'linear' : 'sigmoid',
-        seed: seed * 7919 + 1 + k * 104729,
-      });
-      // What is saved and exported: with the unclipped target, the trained model plus a clip
-      // to [0, 1] (shared layers), so estimates are in the exact maps' units.
-      const saved = unclipped ? withClip(model) : model;
-      try {
-        if (clfModel) copied = copyEncoderWeights(clfModel, model);
-        counts = parameterCounts(model);
-        const memberSplit: Split = K > 1 && boot ? { train: bootstrapIndices(split.train, bootRng, p.groups), val: split.val, by: split.by } : split;
-        if (k === 0) {
-          log(
-            `explainer ${variant}${frozen ? ' (frozen encoder)' : ''}, condition ${condition}: ${counts.total} parameters (${counts.trainable} trainable, ${counts.nonTrainable} frozen); ` +
-              `${m} maps ${p.h}x${p.w} -> ${p.size}x${p.size}x${C}; ${split.by} split: ${split.train.length} train / ${split.val.length} held out` +
-              (K > 1 ? `; ensemble of ${K}${boot ? ' on bootstrap resamples' : ' (seeds only, no bootstrap)'}` : ''),
-          );
-        }
-        const prefix = K > 1 ? `[member ${k + 1}/${K}] ` : '';
-        // With a gradient term the loop trains a wrapper whose output is [map, g*dx, g*dy]
-        // of the model's map (shared layers), against the same of the target maps.
-        const trainee = gradKernel ? withGradientHead(model, gradKernel) : model;
-        const r = await trainModel(trainee, set, {
-          loss: LOSS_NAMES[lossName],
-          optimizer,
-          lr: o.lr,
-          epochs: o.epochs ?? 30,
-          batchSize: o.batchSize ?? 10,
-          patience: o.patience ?? 3,
-          seed: seed + k,
-          split: memberSplit,
-          restoreBest: o.restoreBest,
-          quiet: o.quiet,
-          workers: o.workers,
-          log: (line) => log(prefix + line),
-        });
-        if (trainee !== model) trainee.getLayer('grad_head').dispose();
-        results.push(r);
-        const training = {
-          epochsRun: r.epochsRun,
-          stoppedEarly: r.stoppedEarly,
-          bestEpoch: r.bestEpoch,
-          weights: r.weights,
-          valLoss: r.final.valLoss,
-          history: historyOf(r),
-          trainItems: memberSplit.train.length,
-          workers: r.workers,
-          wallSeconds: r.wallSeconds,
-        };
-        const dir = K > 1 ? path.join(staged, `member-${k}`) : staged;
-        const memberCard = {
-          ...base,
-          parameters: counts.total,
-          parameterCounts: counts,
-          encoderCopied: copied,
-          training,
-          ...(K > 1 ? { member: k, ensembleOf: K, bootstrap: bootMode } : {}),
-        };
-        const { hash } = await saveModelDir(saved, dir, memberCard);
-        await exportModelToOnnx(saved, path.join(dir, 'model.onnx'), {
-          metadata: { [META_SOURCE_HASH]: hash },
-          docString: `occmap explainer (${variant}, condition ${condition})`,
-        });
-        members.push({ dir: `member-${k}`, hash, ...training });
-      } finally {
-        model.dispose();
-      }
+    const copied = j.clfModel ? copyEncoderWeights(j.clfModel, model) : [];
+    const counts = parameterCounts(model);
+    const memberSplit: Split = st.K > 1 && st.boot ? { train: bootstrapIndices(split.train, j.bootRng, p.groups), val: split.val, by: split.by } : split;
+    if (k === 0) {
+      j.log(
+        `explainer ${st.variant}${st.frozen ? ' (frozen encoder)' : ''}, condition ${st.condition}: ${counts.total} parameters (${counts.trainable} trainable, ${counts.nonTrainable} frozen); ` +
+          `${p.rows.length} maps ${p.h}x${p.w} -> ${p.size}x${p.size}x${p.channels.length}; ${split.by} split: ${split.train.length} train / ${split.val.length} held out` +
+          (st.K > 1 ? `; ensemble of ${st.K}${st.boot ? ' on bootstrap resamples' : ' (seeds only, no bootstrap)'}` : ''),
+      );
     }
-    let card: ExplainerCard;
-    if (K > 1) {
-      card = {
-        ...base,
-        ensemble: K,
-        members,
-        bootstrap: bootMode,
-        parameters: counts!.total,
-        parameterCounts: counts,
-        parametersPerMember: counts,
-        encoderCopied: copied,
-      };
-      writeFileSync(path.join(staged, CARD_JSON), JSON.stringify(card, null, 2) + '\n');
-    } else {
-      card = readCard(staged) as unknown as ExplainerCard;
+    const prefix = st.K > 1 ? `[member ${k + 1}/${st.K}] ` : '';
+    // With a gradient term the loop trains a wrapper whose output is [map, g*dx, g*dy]
+    // of the model's map (shared layers), against the same of the target maps.
+    const trainee = j.gradKernel ? withGradientHead(model, j.gradKernel) : model;
+    const r = await trainModel(trainee, j.set, {
+      loss: LOSS_NAMES[st.lossName],
+      optimizer: st.optimizer,
+      lr: o.lr,
+      epochs: o.epochs ?? 30,
+      batchSize: o.batchSize ?? 10,
+      patience: o.patience ?? 3,
+      seed: st.seed + k,
+      split: memberSplit,
+      restoreBest: o.restoreBest,
+      quiet: o.quiet,
+      workers: o.workers,
+      log: (line) => j.log(prefix + line),
+    });
+    if (trainee !== model) trainee.getLayer('grad_head').dispose();
+    const training = {
+      epochsRun: r.epochsRun,
+      stoppedEarly: r.stoppedEarly,
+      bestEpoch: r.bestEpoch,
+      weights: r.weights,
+      valLoss: r.final.valLoss,
+      history: historyOf(r),
+      trainItems: memberSplit.train.length,
+      workers: r.workers,
+      wallSeconds: r.wallSeconds,
+    };
+    const bootMode = !st.boot ? 'none' : p.groups ? 'groups' : 'items';
+    const memberCard = { ...j.base, parameters: counts.total, parameterCounts: counts, encoderCopied: copied, training, ...(st.K > 1 ? { member: k, ensembleOf: st.K, bootstrap: bootMode } : {}) };
+    if (!j.staged) {
+      keep = true;
+      return { result: r, member: { member: k, card: memberCard, ...training }, counts, copied, model: saved };
     }
-    installStaged(staged, o.out, o.force ?? false);
-    return { card, results, seconds: (performance.now() - t0) / 1000 };
+    const dir = st.K > 1 ? path.join(j.staged, `member-${k}`) : j.staged;
+    const { hash } = await saveModelDir(saved, dir, memberCard);
+    await exportModelToOnnx(saved, path.join(dir, 'model.onnx'), {
+      metadata: { [META_SOURCE_HASH]: hash },
+      docString: `occmap explainer (${st.variant}, condition ${st.condition})`,
+    });
+    return { result: r, member: { dir: `member-${k}`, hash, ...training }, counts, copied };
   } finally {
-    rmSync(staged, { recursive: true, force: true });
+    if (!keep) model.dispose();
+  }
+}
+
+/**
+ * Train one explainer (or an ensemble). With `out`, save it there: the directory appears
+ * complete (model(s), card.json, model.onnx) or not at all; without, return the models.
+ */
+export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedExplainer> {
+  const t0 = performance.now();
+  const log = o.log ?? (() => {});
+  const st = settingsOf(o);
+  if (o.out) assertModelDirWritable(o.out, o.force);
+  const file = typeof o.data === 'string' ? o.data : (o.dataName ?? 'the dataset');
+  const backend = await initTf(o.backend ?? 'auto');
+  log(`training on ${backendDescription()}`);
+  const p = await prepare(o, file, log);
+  const dataHash = typeof o.data === 'string' ? await hashFile(o.data) : undefined;
+  const hs = await splitFor(o, p, st, file, dataHash, log);
+  const activation = o.activation ?? ((p.classifierCard?.options as { activation?: string } | undefined)?.activation === 'linear' ? 'linear' : 'relu');
+  const { set, gradKernel } = trainSetOf(p, st);
+  const base = baseCard(o, p, st, file, dataHash, hs, activation, backend);
+  const clfModel = st.copyEncoder ? await loadModelDir(o.classifier!) : undefined;
+  const staged = o.out ? siblingTemp(o.out, 'new') : undefined;
+  const unclipped = (o.targetUnits ?? 'seed') === 'unclipped';
+  const job: MemberJob = { o, p, st, split: hs.split, set, gradKernel, activation, clfModel, bootRng: new Rng(st.seed ^ 0xb0075), base, unclipped, staged, log };
+  const models: tfl.LayersModel[] = [];
+  try {
+    if (staged && st.K > 1) mkdirSync(staged);
+    const done = [];
+    for (let k = 0; k < st.K; k++) {
+      const d = await trainMember(job, k);
+      if (d.model) models.push(d.model);
+      done.push(d);
+    }
+    const last = done[done.length - 1];
+    let card: ExplainerCard;
+    if (st.K > 1) {
+      const bootMode = !st.boot ? 'none' : p.groups ? 'groups' : 'items';
+      card = { ...base, ensemble: st.K, members: done.map((d) => d.member), bootstrap: bootMode, parameters: last.counts.total, parameterCounts: last.counts, parametersPerMember: last.counts, encoderCopied: last.copied };
+      if (staged) writeFileSync(path.join(staged, CARD_JSON), JSON.stringify(card, null, 2) + '\n');
+    } else {
+      card = staged ? (readCard(staged) as unknown as ExplainerCard) : ((last.member as { card: ExplainerCard }).card);
+    }
+    if (staged) installStaged(staged, o.out!, o.force ?? false);
+    return { card, results: done.map((d) => d.result), seconds: (performance.now() - t0) / 1000, holdout: hs.holdout, ...(staged ? {} : { models }) };
+  } catch (err) {
+    for (const m of models) m.dispose();
+    throw err;
+  } finally {
+    if (staged) rmSync(staged, { recursive: true, force: true });
     clfModel?.dispose();
   }
 }

@@ -18,7 +18,8 @@ import { selectChannels } from './predictor.js';
 import { trainModel, type TrainResult, type LoopOptions } from '../train/loop.js';
 import { TfjsPredictor } from './tfjs-predictor.js';
 import type { Dataset } from '../data/dataset.js';
-import { fileError, UserError } from '../util/errors.js';
+import { fileError, OptionError, UserError } from '../util/errors.js';
+import type { Split } from '../data/split.js';
 import { Rng } from '../util/rng.js';
 
 export interface ClassifierOptions {
@@ -38,7 +39,7 @@ export const CLASSIFIER_LAYERS = [
 export function buildClassifier(o: ClassifierOptions): tfl.Sequential {
   const act = o.activation ?? 'relu';
   const pad = o.pad ?? 3;
-  if (!(Number.isInteger(pad) && pad >= 0)) throw new UserError(`--pad must be a non-negative integer, got ${pad}`);
+  if (!(Number.isInteger(pad) && pad >= 0)) throw new OptionError(['pad'], `must be a non-negative integer, got ${pad}`);
   if (!(Number.isInteger(o.numClasses) && o.numClasses >= 2)) throw new UserError(`need at least 2 classes, got ${o.numClasses}`);
   const [h, w] = o.inputShape;
   // Two 2x2 valid poolings need at least 4x4 after padding.
@@ -107,20 +108,25 @@ export function resolveChannels(
     if (idx >= cData) {
       throw fileError(file, `channel ${idx} is out of range: the images have ${cData} channel(s)${named ? ` (${named.join(', ')})` : ''}`);
     }
-    if (out.includes(idx)) throw new UserError(`--channels lists channel ${idx} twice`);
+    if (out.includes(idx)) throw new OptionError(['channels'], `lists channel ${idx} twice`);
     out.push(idx);
   }
-  if (out.length === 0) throw new UserError(`--channels '${spec}' selects no channel`);
+  if (out.length === 0) throw new OptionError(['channels'], `'${spec}' selects no channel`);
   return out;
 }
 
-export interface TrainClassifierOptions extends Omit<LoopOptions, 'loss' | 'split'> {
+export interface FitClassifierOptions extends Omit<LoopOptions, 'loss' | 'split'> {
   activation?: 'relu' | 'linear';
   pad?: number;
-  /** --channels spec (see resolveChannels). */
+  /** Channel spec (see resolveChannels). */
   channels?: string;
-  /** Use only the first `limit` stamps after a seeded shuffle. */
-  limit?: number;
+  /** Use only a seeded random subset of this many stamps. */
+  subset?: number;
+  /**
+   * The train / validation split of the rows used (dataset rows, ascending), as indices into
+   * them; default: the loop's seeded split by group.
+   */
+  splitOf?: (rows: number[]) => Split | Promise<Split>;
 }
 
 export interface TrainedClassifier {
@@ -131,7 +137,7 @@ export interface TrainedClassifier {
   numClasses: number;
   inputShape: [number, number, number];
   parameters: number;
-  /** Stamps used (after --limit). */
+  /** Stamps used (after `subset`). */
   used: number;
   /** On the validation split with the weights the model holds. */
   validation: ValidationReport;
@@ -161,15 +167,18 @@ export function validationReport(labels: ArrayLike<number>, probs: Float32Array,
   return { confusion, accuracy: n > 0 ? correct / n : NaN, balancedAccuracy };
 }
 
-/** Select channels, build the seed classifier and train it through the one loop. */
-export async function trainClassifier(ds: Dataset, file: string, o: TrainClassifierOptions = {}): Promise<TrainedClassifier> {
+/**
+ * Select channels, build the seed classifier and train it through the one loop (the model and
+ * its validation report; trainClassifier in train-classifier.ts adds the card and the files).
+ */
+export async function fitClassifier(ds: Dataset, file: string, o: FitClassifierOptions = {}): Promise<TrainedClassifier> {
   if (!ds.labels) throw fileError(file, 'has no labels: a classifier needs labels');
   const [n, h, w, c] = ds.shape;
   const channels = resolveChannels(o.channels, c, ds.meta.channels, file, ds.meta.source);
   let idx: number[] = Array.from({ length: n }, (_, i) => i);
-  if (o.limit !== undefined) {
-    if (!(Number.isInteger(o.limit) && o.limit >= 2)) throw new UserError(`--limit must be an integer >= 2, got ${o.limit}`);
-    if (o.limit < n) idx = new Rng((o.seed ?? 0) ^ 0x11a1).shuffle(idx).slice(0, o.limit).sort((a, b) => a - b);
+  if (o.subset !== undefined) {
+    if (!(Number.isInteger(o.subset) && o.subset >= 2)) throw new OptionError(['subset'], `must be an integer >= 2, got ${o.subset}`);
+    if (o.subset < n) idx = new Rng((o.seed ?? 0) ^ 0x11a1).shuffle(idx).slice(0, o.subset).sort((a, b) => a - b);
   }
   const m = idx.length;
   const item = h * w * c;
@@ -188,7 +197,8 @@ export async function trainClassifier(ds: Dataset, file: string, o: TrainClassif
   const inputShape: [number, number, number] = [h, w, channels.length];
   const model = buildClassifier({ inputShape, numClasses, activation: o.activation, pad: o.pad, seed: o.seed });
   try {
-    const result = await trainModel(model, { x, shape: [m, h, w, channels.length], y: labels, groups }, { ...o, loss: 'sparse_categorical_crossentropy' });
+    const split = o.splitOf ? await o.splitOf(idx) : undefined;
+    const result = await trainModel(model, { x, shape: [m, h, w, channels.length], y: labels, groups }, { ...o, loss: 'sparse_categorical_crossentropy', split });
     const names = ds.meta.channels && ds.meta.channels.length === c ? channels.map((i) => ds.meta.channels![i]) : undefined;
     const val = result.splitIndices.val;
     const vItem = h * w * channels.length;

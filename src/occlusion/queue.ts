@@ -167,154 +167,203 @@ export interface CoordinatorResult {
 
 const QUEUED_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'paused', 'wait']);
 
-/**
- * Enqueue the shards of `store` not yet on disk and wait until all are: returns when every
- * shard file is present and valid, throws a UserError naming the first shard that failed
- * all its attempts (BullMQ keeps it in the failed set; a rerun with --resume retries it).
- */
-export async function runQueueCoordinator(input: CoordinatorInput): Promise<CoordinatorResult> {
-  const { store, n } = input;
-  const m = input.h * input.w;
-  const fp = store.fingerprint;
-  const ns = jobNamespace(fp, store.dir, n);
-  const pollMs = input.pollMs ?? 500;
-  const reconcileMs = input.reconcileMs ?? 15_000;
-  await probeRedis(input.url);
-  const queue = new Queue<ShardJobData, ShardJobResult>(input.queueName, { connection: { url: input.url } });
-  queue.on('error', () => undefined); // transient connection errors: ioredis reconnects
-  try {
-    const arrived = (s: number): boolean => {
-      if (!existsSync(store.shardPath(s))) return false;
-      const [start, count] = store.range(s, n);
-      return store.read(s, start, count, m, input.numClasses) !== null;
-    };
-    const total = store.count(n);
-    const outstanding = new Set<number>();
-    let mapsOnDisk = 0;
-    for (let s = 0; s < total; s++) {
-      if (arrived(s)) mapsOnDisk += store.range(s, n)[1];
-      else outstanding.add(s);
-    }
-    const dataFor = (s: number): ShardJobData => {
-      const [start, count] = store.range(s, n);
-      return {
-        version: 1,
-        fingerprint: fp,
-        identity: { params: store.job.params, modelHash: store.job.modelHash, engine: store.job.engine, dataHash: store.job.dataHash, shardSize: store.job.shardSize },
-        index: s,
-        start,
-        count,
-        data: path.resolve(input.data),
-        model: path.resolve(input.model),
-        shardDir: path.resolve(store.dir),
-        engine: input.engine,
-        opts: input.opts,
-      };
-    };
-    const jobOpts = {
-      attempts: input.attempts,
-      backoff: { type: 'exponential', delay: 1000 },
-      // The shard file is the result; failed jobs stay, to be reported and retried on --resume.
-      removeOnComplete: true,
-      removeOnFail: false,
-    };
-    const add = async (shards: number[]): Promise<void> => {
-      for (let i = 0; i < shards.length; i += 1000) {
-        await queue.addBulk(shards.slice(i, i + 1000).map((s) => ({ name: 'shard', data: dataFor(s), opts: { ...jobOpts, jobId: shardJobId(ns, s) } })));
-      }
-    };
+const JOB_OPTS = {
+  backoff: { type: 'exponential', delay: 1000 },
+  // The shard file is the result; failed jobs stay, to be reported and retried on --resume.
+  removeOnComplete: true,
+  removeOnFail: false,
+} as const;
 
-    // A restart finds its shards still queued (kept), or failed / finished without a file
-    // (removed and added again: rerunning is how a user retries a failed shard).
-    const ids = [...outstanding];
-    const states = await Promise.all(ids.map((s) => queue.getJobState(shardJobId(ns, s))));
+/** One coordinator run: the queue, the shard store and the shards still outstanding. */
+class Coordinator {
+  readonly outstanding = new Set<number>();
+  mapsOnDisk = 0;
+  computed = 0;
+  private readonly m: number;
+  private readonly ns: string;
+  private lastFailedCount = -1;
+  private lastReconcile = performance.now();
+  private redisDown = false;
+
+  constructor(
+    private readonly input: CoordinatorInput,
+    private readonly queue: Queue<ShardJobData, ShardJobResult>,
+  ) {
+    this.m = input.h * input.w;
+    this.ns = jobNamespace(input.store.fingerprint, input.store.dir, input.n);
+  }
+
+  private get store(): ShardStore {
+    return this.input.store;
+  }
+
+  private id(s: number): string {
+    return shardJobId(this.ns, s);
+  }
+
+  private count(s: number): number {
+    return this.store.range(s, this.input.n)[1];
+  }
+
+  arrived(s: number): boolean {
+    if (!existsSync(this.store.shardPath(s))) return false;
+    const [start, count] = this.store.range(s, this.input.n);
+    return this.store.read(s, start, count, this.m, this.input.numClasses) !== null;
+  }
+
+  private dataFor(s: number): ShardJobData {
+    const { store, input } = this;
+    const [start, count] = store.range(s, input.n);
+    return {
+      version: 1,
+      fingerprint: store.fingerprint,
+      identity: { params: store.job.params, modelHash: store.job.modelHash, engine: store.job.engine, dataHash: store.job.dataHash, shardSize: store.job.shardSize },
+      index: s,
+      start,
+      count,
+      data: path.resolve(input.data),
+      model: path.resolve(input.model),
+      shardDir: path.resolve(store.dir),
+      engine: input.engine,
+      opts: input.opts,
+    };
+  }
+
+  private async add(shards: number[]): Promise<void> {
+    for (let i = 0; i < shards.length; i += 1000) {
+      await this.queue.addBulk(
+        shards.slice(i, i + 1000).map((s) => ({ name: 'shard', data: this.dataFor(s), opts: { ...JOB_OPTS, attempts: this.input.attempts, jobId: this.id(s) } })),
+      );
+    }
+  }
+
+  /**
+   * Read the directory, then enqueue what is missing. A restart finds its shards still queued
+   * (kept), or failed / finished without a file (removed and added again: rerunning is how a
+   * user retries a failed shard).
+   */
+  async enqueueMissing(): Promise<void> {
+    const total = this.store.count(this.input.n);
+    for (let s = 0; s < total; s++) {
+      if (this.arrived(s)) this.mapsOnDisk += this.count(s);
+      else this.outstanding.add(s);
+    }
+    const ids = [...this.outstanding];
+    const states = await Promise.all(ids.map((s) => this.queue.getJobState(this.id(s))));
     const toAdd: number[] = [];
     let queued = 0;
     let retried = 0;
     for (const [i, s] of ids.entries()) {
       const state = states[i];
       if (QUEUED_STATES.has(state)) queued++;
-      else if (state === 'unknown' && arrived(s)) {
+      else if (state === 'unknown' && this.arrived(s)) {
         // finished by a worker of an earlier run since the directory was read above
-        outstanding.delete(s);
-        mapsOnDisk += store.range(s, n)[1];
+        this.outstanding.delete(s);
+        this.mapsOnDisk += this.count(s);
       } else {
         if (state !== 'unknown') {
-          await queue.remove(shardJobId(ns, s));
+          await this.queue.remove(this.id(s));
           retried++;
         }
         toAdd.push(s);
       }
     }
-    await add(toAdd);
-    input.onEnqueued?.({ shards: total, onDisk: total - outstanding.size, mapsOnDisk, queued, added: toAdd.length, retried });
+    await this.add(toAdd);
+    this.input.onEnqueued?.({ shards: total, onDisk: total - this.outstanding.size, mapsOnDisk: this.mapsOnDisk, queued, added: toAdd.length, retried });
+  }
 
+  /** Shards that appeared since the last look: one directory listing, not a stat per shard (shared filesystems). */
+  collectArrivals(): void {
+    const listed = new Set(readdirSync(this.store.dir));
+    for (const s of this.outstanding) {
+      if (listed.has(path.basename(this.store.shardPath(s))) && this.arrived(s)) {
+        this.outstanding.delete(s);
+        const c = this.count(s);
+        this.computed += c;
+        this.input.onShard?.(c);
+      }
+    }
+  }
+
+  private failure(s: number, job: Job | undefined): UserError {
+    const [start, count] = this.store.range(s, this.input.n);
+    const reason = firstLine(job?.failedReason) || 'failed';
+    return new UserError(
+      `shard ${s} (maps ${start}-${start + count - 1}) failed after ${job?.attemptsMade ?? '?'} attempt(s): ${reason} ` +
+        `(job ${this.id(s)} on queue ${this.input.queueName}; fix the cause and rerun with --resume to retry it)`,
+    );
+  }
+
+  /** A shard that failed all its attempts stops the job. The count is one round trip; the list only when it changed. */
+  private async checkFailures(): Promise<void> {
+    const fc = await this.queue.getFailedCount();
+    if (fc === this.lastFailedCount) return;
+    this.lastFailedCount = fc;
+    if (fc === 0) return;
+    for (const job of await this.queue.getFailed(0, -1)) {
+      const s = shardOfJobId(this.ns, job?.id);
+      if (this.outstanding.has(s) && !this.arrived(s)) throw this.failure(s, job);
+    }
+  }
+
+  /**
+   * A job gone without its file (removed by hand, Redis flushed or restarted without
+   * persistence) would be waited for forever: add it again. State first, file second: a worker
+   * writes the file before its job completes and disappears.
+   */
+  private async reconcile(): Promise<void> {
+    if (performance.now() - this.lastReconcile <= (this.input.reconcileMs ?? 15_000)) return;
+    this.lastReconcile = performance.now();
+    const ids = [...this.outstanding];
+    const st = await Promise.all(ids.map((s) => this.queue.getJobState(this.id(s))));
+    const lost: number[] = [];
+    for (const [i, s] of ids.entries()) {
+      if ((st[i] !== 'unknown' && st[i] !== 'completed') || this.arrived(s)) continue;
+      if (st[i] === 'completed') await this.queue.remove(this.id(s));
+      lost.push(s);
+    }
+    if (lost.length > 0) {
+      await this.add(lost);
+      this.input.onLost?.(lost);
+    }
+  }
+
+  /** Talk to Redis once per poll; while it is away, shards keep arriving on disk: say so once and keep waiting. */
+  async checkQueue(): Promise<void> {
+    try {
+      await this.checkFailures();
+      await this.reconcile();
+      if (this.redisDown) this.input.onRedis?.(true);
+      this.redisDown = false;
+    } catch (err) {
+      if (err instanceof UserError) throw err;
+      if (!this.redisDown) this.input.onRedis?.(false, firstLine((err as Error).message));
+      this.redisDown = true;
+    }
+  }
+}
+
+/**
+ * Enqueue the shards of `store` not yet on disk and wait until all are: returns when every
+ * shard file is present and valid, throws a UserError naming the first shard that failed
+ * all its attempts (BullMQ keeps it in the failed set; a rerun with --resume retries it).
+ */
+export async function runQueueCoordinator(input: CoordinatorInput): Promise<CoordinatorResult> {
+  const pollMs = input.pollMs ?? 500;
+  await probeRedis(input.url);
+  const queue = new Queue<ShardJobData, ShardJobResult>(input.queueName, { connection: { url: input.url } });
+  queue.on('error', () => undefined); // transient connection errors: ioredis reconnects
+  try {
+    const c = new Coordinator(input, queue);
+    await c.enqueueMissing();
     const t0 = performance.now();
-    let computed = 0;
-    let lastFailedCount = -1;
-    let lastReconcile = performance.now();
-    const failure = (s: number, job: Job | undefined): UserError => {
-      const [start, count] = store.range(s, n);
-      const reason = firstLine(job?.failedReason) || 'failed';
-      return new UserError(
-        `shard ${s} (maps ${start}-${start + count - 1}) failed after ${job?.attemptsMade ?? '?'} attempt(s): ${reason} ` +
-          `(job ${shardJobId(ns, s)} on queue ${input.queueName}; fix the cause and rerun with --resume to retry it)`,
-      );
-    };
-    let redisDown = false;
-    while (outstanding.size > 0) {
-      // One directory listing per poll, not a stat per outstanding shard (shared filesystems).
-      const listed = new Set(readdirSync(store.dir));
-      for (const s of outstanding) {
-        if (listed.has(path.basename(store.shardPath(s))) && arrived(s)) {
-          outstanding.delete(s);
-          const c = store.range(s, n)[1];
-          computed += c;
-          input.onShard?.(c);
-        }
-      }
-      if (outstanding.size === 0) break;
-      try {
-        // Failures: the count is one round trip; the list only when it changed.
-        const fc = await queue.getFailedCount();
-        if (fc !== lastFailedCount) {
-          lastFailedCount = fc;
-          if (fc > 0) {
-            for (const job of await queue.getFailed(0, -1)) {
-              const s = shardOfJobId(ns, job?.id);
-              if (outstanding.has(s) && !arrived(s)) throw failure(s, job);
-            }
-          }
-        }
-        if (performance.now() - lastReconcile > reconcileMs) {
-          lastReconcile = performance.now();
-          // A job gone without its file (removed by hand, Redis flushed or restarted without
-          // persistence) would be waited for forever: add it again. State first, file second:
-          // a worker writes the file before its job completes and disappears.
-          const ids2 = [...outstanding];
-          const st = await Promise.all(ids2.map((s) => queue.getJobState(shardJobId(ns, s))));
-          const lost: number[] = [];
-          for (const [i, s] of ids2.entries()) {
-            if ((st[i] !== 'unknown' && st[i] !== 'completed') || arrived(s)) continue;
-            if (st[i] === 'completed') await queue.remove(shardJobId(ns, s));
-            lost.push(s);
-          }
-          if (lost.length > 0) {
-            await add(lost);
-            input.onLost?.(lost);
-          }
-        }
-        if (redisDown) input.onRedis?.(true);
-        redisDown = false;
-      } catch (err) {
-        if (err instanceof UserError) throw err;
-        // Redis away for a while: shards keep arriving on disk; say so once and keep waiting.
-        if (!redisDown) input.onRedis?.(false, firstLine((err as Error).message));
-        redisDown = true;
-      }
+    while (c.outstanding.size > 0) {
+      c.collectArrivals();
+      if (c.outstanding.size === 0) break;
+      await c.checkQueue();
       await new Promise((r) => setTimeout(r, pollMs));
     }
-    return { computed, seconds: (performance.now() - t0) / 1000 };
+    return { computed: c.computed, seconds: (performance.now() - t0) / 1000 };
   } finally {
     await queue.close();
   }

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { readDataset, type Dataset } from '../data/dataset.js';
 import { loadExplainer, occlusionParamsOf, type Explainer } from '../explainer/estimate.js';
 import { compareMaps } from '../metrics/compare.js';
+import { heldOutLookup, holdoutOfCard, type CardLike } from '../data/holdout.js';
 import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { inferencesPerMap, type ExactOptions, type OcclusionParams } from '../occlusion/exact.js';
 import { UserError } from '../util/errors.js';
@@ -414,6 +415,9 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     return res;
   });
 
+  // One held-out definition (data/holdout.ts): did the explainer train on this stamp's object?
+  let heldOutOf: ((i: number) => boolean | null) | undefined;
+  const heldOut = (): ((i: number) => boolean | null) => (heldOutOf ??= heldOutLookup(holdoutOfCard(ctx.explainer.card as CardLike, 'the explainer'), needData().ids));
   app.get('/api/stamps', async (req) => {
     const ds = needData();
     const q = req.query as Record<string, string | undefined>;
@@ -423,7 +427,7 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     if (limit > 5000) throw new HttpError(400, `limit must be at most 5000, got ${limit}`);
     const items = [];
     for (let i = offset; i < Math.min(n, offset + limit); i++) {
-      items.push({ index: i, id: ds.ids?.[i] ?? String(i), label: ds.labels ? ds.labels[i] : null });
+      items.push({ index: i, id: ds.ids?.[i] ?? String(i), label: ds.labels ? ds.labels[i] : null, heldOut: heldOut()(i) });
     }
     return { total: n, offset, limit, items, classes: ds.meta.classes ?? ctx.classes, channels: channelNames(ds), hasMaps: !!ds.maps };
   });
@@ -438,6 +442,8 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
       index: i,
       id: ds.ids?.[i] ?? String(i),
       label: ds.labels ? ds.labels[i] : null,
+      // held out by the explainer (its card's held-out objects): true, false, or null (cannot tell)
+      heldOut: heldOut()(i),
       shape: [dh, dw, dc],
       channels: channelNames(ds),
       image: toNested(ds.images.subarray(i * px * dc, (i + 1) * px * dc), dh, dw, dc),

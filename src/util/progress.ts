@@ -78,3 +78,72 @@ export class Progress {
     this.bar?.stop();
   }
 }
+
+/**
+ * What long library work reports instead of printing: `done` of `total` `unit`s of the work
+ * named `label`; `start` = how many were done before this run (a resume), excluded from rates.
+ * `done === total` (or `final`) closes the work.
+ */
+export interface ProgressEvent {
+  label: string;
+  unit: string;
+  done: number;
+  total: number;
+  start?: number;
+  /** The work stopped here (done may be below total, e.g. everything was found earlier). */
+  final?: boolean;
+}
+export type ProgressCallback = (e: ProgressEvent) => void;
+
+/** The library side: counts and reports through `cb` (nothing when there is no callback). */
+export class ProgressReporter {
+  private done: number;
+  constructor(
+    private readonly cb: ProgressCallback | undefined,
+    private readonly o: { label: string; unit: string; total: number; start?: number },
+  ) {
+    this.done = o.start ?? 0;
+    this.emit(false);
+  }
+
+  tick(n = 1): void {
+    this.done += n;
+    this.emit(false);
+  }
+
+  stop(): void {
+    this.emit(true);
+  }
+
+  private emit(final: boolean): void {
+    this.cb?.({ label: this.o.label, unit: this.o.unit, done: this.done, total: this.o.total, start: this.o.start, ...(final ? { final } : {}) });
+  }
+}
+
+/**
+ * The client side: draws each reported piece of work as a Progress (a live bar on a terminal,
+ * lines every few seconds otherwise). One bar per label at a time.
+ */
+export class ProgressPrinter {
+  private readonly bars = new Map<string, { p: Progress; done: number }>();
+  constructor(private readonly o: { quiet?: boolean; stream?: NodeJS.WriteStream } = {}) {}
+
+  readonly callback: ProgressCallback = (e) => {
+    let b = this.bars.get(e.label);
+    if (!b) {
+      b = { p: new Progress({ label: e.label, unit: e.unit, total: e.total, start: e.start, quiet: this.o.quiet, stream: this.o.stream }), done: e.start ?? 0 };
+      this.bars.set(e.label, b);
+    }
+    if (e.done > b.done) b.p.tick(e.done - b.done);
+    b.done = e.done;
+    if (e.final) {
+      b.p.stop();
+      this.bars.delete(e.label);
+    }
+  };
+
+  stop(): void {
+    for (const b of this.bars.values()) b.p.stop();
+    this.bars.clear();
+  }
+}

@@ -1,6 +1,6 @@
 /** The HiTS 2015 dataset: derivation, then seeded balance and rotation/flip augmentation; the summary table. */
 import type { Dataset } from '../dataset.js';
-import { UserError } from '../../util/errors.js';
+import { OptionError, UserError } from '../../util/errors.js';
 import { Rng } from '../../util/rng.js';
 import { CHANNELS, DROP_REASONS, LABEL_NAMES } from './classes.js';
 import { deriveHits2015 } from './derive.js';
@@ -25,7 +25,7 @@ export function assembleHits2015(
     const pos = order.filter((i) => labels[i] === 1);
     const neg = order.filter((i) => labels[i] === 0);
     if (pos.length === 0 || neg.length === 0) {
-      throw new UserError(`--balance undersample needs both labels, found ${neg.length} not-supernova and ${pos.length} supernova stamps`);
+      throw new OptionError(['balance'], `undersample needs both labels, found ${neg.length} not-supernova and ${pos.length} supernova stamps`);
     }
     const rng = new Rng(seed);
     const m = Math.min(pos.length, neg.length);

@@ -1,5 +1,5 @@
 /** The HiTS 2015 object classes, the four image channels and the label names of the dataset. */
-import { UserError } from '../../util/errors.js';
+import { OptionError, UserError } from '../../util/errors.js';
 
 export const HITS_CLASSES = ['supernova', 'constant', 'eclipsing_binary', 'rr_lyrae'] as const;
 export type HitsClass = (typeof HITS_CLASSES)[number];
@@ -11,7 +11,7 @@ export type DropReason = (typeof DROP_REASONS)[number];
 export function parseClasses(list: string | string[] | undefined): HitsClass[] {
   if (list === undefined) return [...HITS_CLASSES];
   const items = (Array.isArray(list) ? list : list.split(',')).map((s) => s.trim()).filter(Boolean);
-  if (items.length === 0) throw new UserError('--classes is empty');
+  if (items.length === 0) throw new OptionError(['classes'], 'is empty');
   for (const c of items) {
     if (!(HITS_CLASSES as readonly string[]).includes(c)) {
       throw new UserError(`unknown class '${c}' (choose from ${HITS_CLASSES.join(', ')})`);

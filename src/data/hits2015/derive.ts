@@ -3,8 +3,8 @@
  * calibration, templates from each object's first good epochs, differences, detections and
  * labels, with counts per class and the parameters recorded in meta.json.
  */
-import { UserError } from '../../util/errors.js';
-import { Progress } from '../../util/progress.js';
+import { OptionError, UserError } from '../../util/errors.js';
+import { ProgressReporter } from '../../util/progress.js';
 import { defaultArchivePath, readHits2015Archive, type Hits2015Archive } from './archive.js';
 import { Calibration, type ExposureConditions } from './calibration.js';
 import { DROP_REASONS, parseClasses } from './classes.js';
@@ -258,8 +258,8 @@ export function deriveHits2015(opts: Hits2015Options = {}): Hits2015Derived {
   const classes = parseClasses(opts.classes);
   const K = opts.templateEpochs ?? 5;
   const threshold = opts.detectionSnr ?? 5;
-  if (!(Number.isInteger(K) && K >= 2)) throw new UserError(`--template-epochs must be an integer >= 2, got ${K}`);
-  if (!Number.isFinite(threshold)) throw new UserError(`--detection-snr must be a number, got ${threshold}`);
+  if (!(Number.isInteger(K) && K >= 2)) throw new OptionError(['templateEpochs'], `must be an integer >= 2, got ${K}`);
+  if (!Number.isFinite(threshold)) throw new OptionError(['detectionSnr'], `must be a number, got ${threshold}`);
   const { h, w } = archive;
   const frame = framePixels(h, w);
   const { good, sky, skySigma } = skyPass(archive, frame);
@@ -280,7 +280,7 @@ export function deriveHits2015(opts: Hits2015Options = {}): Hits2015Derived {
     counts: Object.fromEntries(classes.map((c) => [c, emptyCounts()])),
     dtByClass: {},
   };
-  const progress = new Progress({ label: 'hits2015', unit: 'objects', total: selected.length, quiet: opts.quiet });
+  const progress = new ProgressReporter(opts.onProgress, { label: 'hits2015', unit: 'objects', total: selected.length });
   for (const o of selected) {
     deriveObject(ctx, o, byObject[o], out);
     progress.tick();

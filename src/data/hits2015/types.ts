@@ -1,5 +1,6 @@
 /** Options and results of the HiTS 2015 dataset build. */
 import type { Dataset } from '../dataset.js';
+import type { ProgressCallback } from '../../util/progress.js';
 import type { Hits2015Archive } from './archive.js';
 import type { DropReason } from './classes.js';
 
@@ -27,6 +28,9 @@ export interface Hits2015Options {
   templateEpochs?: number;
   /** The command line, recorded in meta.json. */
   command?: string;
+  /** Progress of the derivation (objects); nothing is printed. */
+  onProgress?: ProgressCallback;
+  /** Kept for old callers; progress only goes to onProgress. */
   quiet?: boolean;
   /** Sub-pixel registration of the template on a significant central source (default on). */
   register?: boolean;
