@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeDataset } from '../src/data/dataset.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { applyHoldout, deriveHoldout, heldOutLookup, holdoutOfCard, holdoutOfIds, holdoutOfModelDir, holdoutWarnings, TINY_HOLDOUT } from '../src/data/holdout.js';
@@ -33,21 +35,30 @@ test('deriveHoldout = the seeded group split the training loop made (same val it
   assert.throws(() => deriveHoldout({ n: 10, valFraction: 1, seed: 0 }), /valFraction must be between 0 and 1/);
 });
 
-test('holdoutOfModelDir: a classifier card gives its validation objects, an explainer card its held-out objects', () => {
+test('holdoutOfModelDir: a classifier card gives its validation objects, an explainer card its held-out objects', async () => {
   const clf = path.join(tmp, 'clf');
   mkdirSync(clf);
   writeFileSync(path.join(clf, 'card.json'), JSON.stringify({ kind: 'classifier', training: { split: { by: 'group', train: 6, val: 2, valIds: ['b', 'a'] } } }));
-  assert.deepEqual(holdoutOfModelDir(clf).ids, ['a', 'b']);
+  assert.deepEqual((await holdoutOfModelDir(clf)).ids, ['a', 'b']);
   const ex = path.join(tmp, 'ex');
   mkdirSync(ex);
   writeFileSync(path.join(ex, 'card.json'), JSON.stringify({ kind: 'explainer', split: { by: 'group', valIndices: [0], valIds: ['q'] } }));
-  assert.deepEqual(holdoutOfModelDir(ex).ids, ['q']);
-  // A classifier from before cards recorded the objects: a clear error, not a silent new split.
+  assert.deepEqual((await holdoutOfModelDir(ex)).ids, ['q']);
+  // A classifier from before cards recorded the objects: derived again from its card (data file,
+  // sha256, seed, fraction) exactly as the training loop split; without its data, a clear error.
+  const ids = Array.from({ length: 30 }, (_, i) => `o${i % 11}`);
+  const data = path.join(tmp, 'd.npz');
+  await writeDataset(data, { images: new Float32Array(30 * 4), shape: [30, 2, 2, 1], labels: new Int32Array(30), ids, meta: {} });
+  const sha = createHash('sha256').update(readFileSync(data)).digest('hex');
   const old = path.join(tmp, 'old');
   mkdirSync(old);
-  writeFileSync(path.join(old, 'card.json'), JSON.stringify({ kind: 'classifier', training: { split: { by: 'group', train: 6, val: 2 } } }));
-  assert.throws(() => holdoutOfModelDir(old), /lists no held-out objects \(training.split.valIds\)/);
-  assert.throws(() => holdoutOfModelDir(path.join(tmp, 'none')), /no card.json/);
+  const oldCard = { kind: 'classifier', data: { file: data, sha256: sha }, options: { seed: 3, valFraction: 0.25, limit: null }, training: { split: { by: 'group', train: 22, val: 8 } } };
+  writeFileSync(path.join(old, 'card.json'), JSON.stringify(oldCard));
+  const ref = splitIndices(30, 0.25, 3, ids);
+  assert.deepEqual((await holdoutOfModelDir(old)).ids, [...new Set(ref.val.map((i) => ids[i]))].sort());
+  writeFileSync(path.join(old, 'card.json'), JSON.stringify({ ...oldCard, data: { file: path.join(tmp, 'gone.npz'), sha256: sha } }));
+  await assert.rejects(holdoutOfModelDir(old), /lists no held-out objects \(training.split.valIds, and its training data is gone\)/);
+  await assert.rejects(holdoutOfModelDir(path.join(tmp, 'none')), /no card.json/);
 });
 
 test('holdoutWarnings: a tiny held-out set is named; a normal one is not', () => {

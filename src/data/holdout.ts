@@ -10,10 +10,13 @@
  * held-out objects (split.valIds). Cards record the held-out set they used, so every later
  * step can ask "did this model see that object?".
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { readDataset } from './dataset.js';
 import { splitIndices, type Split } from './split.js';
 import { fileError, OptionError } from '../util/errors.js';
+import { Rng } from '../util/rng.js';
 
 export interface Holdout {
   /** 'group': `ids` are held out; 'item': `rows` of the data file `dataSha256` are. */
@@ -129,11 +132,36 @@ export function heldOutLookup(h: Holdout | undefined, ids: readonly string[] | u
   return (i) => set.has(i);
 }
 
+async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/**
+ * A classifier card from before cards listed their validation objects: the split is derived
+ * again exactly as training made it (the seeded split of data/split.ts over the rows used, the
+ * seeded subset first), from the data file the card names, checked by its sha256.
+ */
+async function rederivedClassifierHoldout(card: CardLike, file: string, source: string): Promise<Holdout | undefined> {
+  const data = card.data as { file?: string; sha256?: string } | undefined;
+  const opts = (card as { options?: { seed?: number; valFraction?: number; limit?: number | null; subset?: number | null } }).options;
+  if (!data?.file || !data.sha256 || !opts || !existsSync(data.file)) return undefined;
+  if ((await sha256File(data.file)) !== data.sha256) throw fileError(file, `lists no validation objects, and ${data.file} (its training data) has changed since: retrain the classifier`);
+  const ds = await readDataset(data.file);
+  const n = ds.shape[0];
+  const seed = opts.seed ?? 0;
+  const subset = opts.subset ?? opts.limit ?? undefined;
+  let rows = Array.from({ length: n }, (_, i) => i);
+  if (subset !== undefined && subset !== null && subset < n) rows = new Rng(seed ^ 0x11a1).shuffle(rows).slice(0, subset).sort((a, b) => a - b);
+  return deriveHoldout({ n, rows, ids: ds.ids, valFraction: opts.valFraction ?? 0.25, seed, dataSha256: data.sha256 });
+}
+
 /**
  * The held-out set of a trained model directory: a classifier's validation objects or an
  * explainer's held-out objects (rows of its data file when that had no ids).
  */
-export function holdoutOfModelDir(dir: string): Holdout {
+export async function holdoutOfModelDir(dir: string): Promise<Holdout> {
   const file = path.join(dir, 'card.json');
   if (!existsSync(file)) throw fileError(dir, 'is not a model directory from occmap (no card.json)');
   let card: CardLike;
@@ -143,7 +171,8 @@ export function holdoutOfModelDir(dir: string): Holdout {
     throw fileError(file, 'is not valid JSON');
   }
   const isClassifier = card.kind === 'classifier';
-  const h = holdoutOfCard(card, `the ${isClassifier ? "classifier's validation" : "explainer's held-out"} set of ${path.resolve(dir)}`);
+  const source = `the ${isClassifier ? "classifier's validation" : "explainer's held-out"} set of ${path.resolve(dir)}`;
+  const h = holdoutOfCard(card, source) ?? (isClassifier ? await rederivedClassifierHoldout(card, file, `${source} (derived again from its card)`) : undefined);
   if (h) return h;
-  throw fileError(file, `lists no held-out objects (${isClassifier ? 'training.split.valIds' : 'split.valIds'}): ${isClassifier ? 'a classifier trained before cards recorded them; retrain it' : 'its data had no ids'}`);
+  throw fileError(file, `lists no held-out objects (${isClassifier ? 'training.split.valIds, and its training data is gone' : 'split.valIds'}): ${isClassifier ? 'retrain the classifier' : 'its data had no ids'}`);
 }

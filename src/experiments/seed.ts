@@ -351,7 +351,7 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
     clfCard = c.value;
     classifierTrained = c.ran;
   }
-  const clfHoldsOutStudy = classifierHoldsOut(clfDir, held.value);
+  const clfHoldsOutStudy = await classifierHoldsOut(clfDir, held.value);
   const maps = await graph.run(mapsStep(ctx, clfDir, clfCard.hash, sel.value, sel.hash));
   if (!maps.ran) log(`experiments: exact maps found (${path.join(o.out, 'data', 'maps-mixed.npz')})`);
   const mixed = maps.value.mixed;
@@ -384,9 +384,9 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
 }
 
 /** Does the classifier hold out every one of the study's held-out objects (per its card)? */
-function classifierHoldsOut(dir: string, ids: string[]): boolean {
+async function classifierHoldsOut(dir: string, ids: string[]): Promise<boolean> {
   try {
-    const h = holdoutOfModelDir(dir);
+    const h = await holdoutOfModelDir(dir);
     const set = new Set(h.ids ?? h.rows?.map((r) => `row${r}`));
     return ids.every((g) => set.has(g));
   } catch {

@@ -442,7 +442,7 @@ function historyOf(r: TrainResult): Omit<EpochRecord, 'acc' | 'valAcc'>[] {
 async function splitFor(o: TrainExplainerOptions, p: Prepared, st: Settings, file: string, dataHash: string | undefined, log: (s: string) => void): Promise<{ holdout: Holdout; split: Split }> {
   const n = p.ds.shape[0];
   let holdout: Holdout;
-  if (typeof o.holdout === 'string') holdout = holdoutOfModelDir(o.holdout);
+  if (typeof o.holdout === 'string') holdout = await holdoutOfModelDir(o.holdout);
   else holdout = o.holdout ?? deriveHoldout({ n, rows: p.rows, ids: p.ds.ids, valFraction: st.valFraction, seed: st.seed, dataSha256: dataHash });
   const split = applyHoldout(holdout, { n, rows: p.rows, ids: p.ds.ids, file, dataSha256: dataHash });
   if (split.train.length === 0 || split.val.length === 0) {
