@@ -1,155 +1,13 @@
 /**
- * The occmap dataset file: one `.npz` with `images` float32 (N,H,W,C), `labels` int32 (N,),
- * optional `maps` float32 (N,H,W), `ids` (N,) object/group ids, and a `meta.json` member.
- * This module is the only place that knows that layout; it also reads plain arrays from
- * other tools (`.npy` images, `.npz` with x/y names) and the seed's HiTS 2013 pickle.
+ * Dataset files on disk: reading (with a one-line error naming the file) and atomic writing.
+ * The format itself (arrays, meta.json, validation) is src/data/dataset-bytes.ts, re-exported here.
  */
 import { readFileSync, statSync } from 'node:fs';
-import path from 'node:path';
-import { parseNpy, toFloat32, numel, type NpyArray } from './npy.js';
-import { parseNpz, serializeNpz, type NpzEntry } from './npz.js';
 import { fileError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { parseDataset, serializeDataset, type Dataset, type WriteOptions } from './dataset-bytes.js';
 
-export interface DatasetMeta {
-  source?: string;
-  /** Names of the image channels, e.g. ['template','science','difference','snr_difference']. */
-  channels?: string[];
-  /** Names of the label values, index = label. */
-  classes?: string[];
-  normalisation?: string;
-  /** Occlusion parameters and classifier hash when `maps` is present. */
-  occlusion?: Record<string, unknown>;
-  command?: string;
-  createdAt?: string;
-  [key: string]: unknown;
-}
-
-export interface Dataset {
-  images: Float32Array;
-  /** [N, H, W, C] */
-  shape: [number, number, number, number];
-  labels?: Int32Array;
-  /** (N, H, W): one map per image. */
-  maps?: Float32Array;
-  /**
-   * (N, H, W): the maps before normalisation (member `maps_raw`), when `maps` are normalised:
-   * the summed occlusion scores, whose ranking the seed normalisation's clip flattens.
-   */
-  mapsRaw?: Float32Array;
-  ids?: string[];
-  meta: DatasetMeta;
-}
-
-const IMAGE_KEYS = ['images', 'x', 'X', 'x_train', 'X_train', 'data', 'arr_0'];
-const LABEL_KEYS = ['labels', 'y', 'Y', 'y_train', 'Y_train', 'arr_1'];
-
-export function datasetSize(d: Dataset): number {
-  return d.shape[0];
-}
-
-/** One image (H*W*C floats, HWC order) as a view. */
-export function imageAt(d: Dataset, i: number): Float32Array {
-  const [, h, w, c] = d.shape;
-  const s = h * w * c;
-  return d.images.subarray(i * s, (i + 1) * s);
-}
-
-function imagesFrom(file: string, a: NpyArray): { images: Float32Array; shape: [number, number, number, number] } {
-  let shape = a.shape;
-  if (shape.length === 3) shape = [...shape, 1];
-  else if (shape.length === 2) shape = [1, shape[0], shape[1], 1];
-  if (shape.length !== 4) {
-    throw fileError(file, `images must have shape (N,H,W,C) or (N,H,W), found (${a.shape.join(',')})`);
-  }
-  let images: Float32Array;
-  try {
-    images = toFloat32(a);
-  } catch {
-    throw fileError(file, `images have non-numeric dtype ${a.dtype}`);
-  }
-  return { images, shape: shape as [number, number, number, number] };
-}
-
-function assertFinite(file: string, what: string, a: Float32Array, perItem: number): void {
-  let bad = 0;
-  let first = -1;
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i])) {
-      if (first < 0) first = i;
-      bad++;
-    }
-  }
-  if (bad > 0) {
-    throw fileError(file, `${what} contain ${bad} NaN/Inf value(s), first in item ${Math.floor(first / perItem)}`);
-  }
-}
-
-function labelsFrom(file: string, a: NpyArray, n: number): Int32Array {
-  if (Array.isArray(a.data)) throw fileError(file, `labels have non-numeric dtype ${a.dtype}`);
-  let flat = a.data;
-  let shape = a.shape;
-  // One-hot labels from other tools: (N, K) -> argmax.
-  if (shape.length === 2 && shape[0] === n && shape[1] > 1) {
-    const k = shape[1];
-    const out = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      let best = 0;
-      for (let j = 1; j < k; j++) if (Number(flat[i * k + j]) > Number(flat[i * k + best])) best = j;
-      out[i] = best;
-    }
-    return out;
-  }
-  if (numel(shape) !== n) throw fileError(file, `labels have ${numel(shape)} values for ${n} images`);
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const v = Number(flat[i]);
-    if (!Number.isInteger(v) || v < 0) throw fileError(file, `label ${i} is ${v}, expected a non-negative integer`);
-    out[i] = v;
-  }
-  return out;
-}
-
-/** Validate and assemble a dataset from named arrays (from an .npz, a pickle, ...). */
-export function datasetFromArrays(
-  file: string,
-  arrays: Map<string, NpyArray>,
-  meta: DatasetMeta = {},
-): Dataset {
-  const imgKey = IMAGE_KEYS.find((k) => arrays.has(k));
-  if (!imgKey) {
-    throw fileError(file, `no image array found (looked for ${IMAGE_KEYS.join(', ')}; has ${[...arrays.keys()].join(', ') || 'nothing'})`);
-  }
-  const { images, shape } = imagesFrom(file, arrays.get(imgKey)!);
-  const [n, h, w] = shape;
-  if (n === 0) throw fileError(file, 'holds no images');
-  assertFinite(file, 'images', images, h * w * shape[3]);
-  const ds: Dataset = { images, shape, meta };
-  const labKey = LABEL_KEYS.find((k) => arrays.has(k));
-  if (labKey) ds.labels = labelsFrom(file, arrays.get(labKey)!, n);
-  const maps = arrays.get('maps');
-  if (maps) {
-    const expected = n * h * w;
-    if (numel(maps.shape) !== expected) {
-      throw fileError(file, `maps have shape (${maps.shape.join(',')}), expected (${n},${h},${w})`);
-    }
-    ds.maps = toFloat32(maps);
-    assertFinite(file, 'maps', ds.maps, h * w);
-  }
-  const raw = arrays.get('maps_raw');
-  if (raw) {
-    if (!ds.maps) throw fileError(file, 'has maps_raw but no maps');
-    if (numel(raw.shape) !== n * h * w) throw fileError(file, `maps_raw have shape (${raw.shape.join(',')}), expected (${n},${h},${w})`);
-    ds.mapsRaw = toFloat32(raw);
-    assertFinite(file, 'maps_raw', ds.mapsRaw, h * w);
-  }
-  const ids = arrays.get('ids');
-  if (ids) {
-    if (numel(ids.shape) !== n) throw fileError(file, `ids have ${numel(ids.shape)} values for ${n} images`);
-    ds.ids = Array.isArray(ids.data) ? ids.data : Array.from(ids.data as ArrayLike<number | bigint>, (v) => String(v));
-  }
-  return ds;
-}
+export * from './dataset-bytes.js';
 
 /**
  * Read a dataset: occmap `.npz`, a plain `.npz`/`.npy` from another tool, or the seed's
@@ -164,70 +22,10 @@ export async function readDataset(file: string): Promise<Dataset> {
     if ((err as Error).name === 'UserError') throw err;
     throw fileError(file, `cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  const ext = path.extname(file).toLowerCase();
-  try {
-    if (ext === '.pkl' || ext === '.pickle' || bytes[0] === 0x80) {
-      const { readHits2013Pickle } = await import('./hits2013-pickle.js');
-      return datasetFromArrays(file, readHits2013Pickle(bytes), { source: 'hits2013-pickle' });
-    }
-    if (bytes[0] === 0x93) {
-      const a = parseNpy(bytes);
-      return datasetFromArrays(file, new Map([['images', a]]), { source: 'npy' });
-    }
-    const { arrays, files } = parseNpz(bytes);
-    let meta: DatasetMeta = {};
-    const metaBytes = files.get('meta.json');
-    if (metaBytes) {
-      try {
-        meta = JSON.parse(new TextDecoder().decode(metaBytes));
-      } catch {
-        throw fileError(file, 'meta.json member is not valid JSON');
-      }
-    }
-    return datasetFromArrays(file, arrays, meta);
-  } catch (err) {
-    if ((err as Error).name === 'UserError') throw err;
-    throw fileError(file, (err as Error).message);
-  }
-}
-
-export interface WriteOptions {
-  /** Deflate members (smaller, slower); numpy reads both. */
-  compress?: boolean;
+  return parseDataset(file, bytes);
 }
 
 /** Write a dataset atomically (temp file + rename): a crash never leaves a partial file. */
 export async function writeDataset(file: string, d: Dataset, opts: WriteOptions = {}): Promise<void> {
-  const [n, h, w] = d.shape;
-  const arrays: Record<string, NpzEntry> = { images: { data: d.images, shape: d.shape } };
-  if (d.labels) arrays.labels = { data: d.labels, shape: [n] };
-  if (d.maps) arrays.maps = { data: d.maps, shape: [n, h, w] };
-  if (d.mapsRaw && d.mapsRaw !== d.maps) arrays.maps_raw = { data: d.mapsRaw, shape: [n, h, w] };
-  if (d.ids) arrays.ids = { data: d.ids, shape: [n] };
-  const meta = { ...d.meta, createdAt: d.meta.createdAt ?? new Date().toISOString() };
-  const bytes = serializeNpz(arrays, { 'meta.json': JSON.stringify(meta, null, 2) }, opts.compress ? 6 : 0);
-  await writeFileAtomic(file, bytes);
-}
-
-/** A new dataset holding the items at `idx`, in that order. */
-export function subsetDataset(d: Dataset, idx: ArrayLike<number>): Dataset {
-  const [, h, w, c] = d.shape;
-  const s = h * w * c;
-  const m = h * w;
-  const n = idx.length;
-  const images = new Float32Array(n * s);
-  const out: Dataset = { images, shape: [n, h, w, c], meta: { ...d.meta } };
-  if (d.labels) out.labels = new Int32Array(n);
-  if (d.maps) out.maps = new Float32Array(n * m);
-  if (d.mapsRaw) out.mapsRaw = new Float32Array(n * m);
-  if (d.ids) out.ids = new Array(n);
-  for (let k = 0; k < n; k++) {
-    const i = idx[k];
-    images.set(d.images.subarray(i * s, (i + 1) * s), k * s);
-    if (out.labels) out.labels[k] = d.labels![i];
-    if (out.maps) out.maps.set(d.maps!.subarray(i * m, (i + 1) * m), k * m);
-    if (out.mapsRaw) out.mapsRaw.set(d.mapsRaw!.subarray(i * m, (i + 1) * m), k * m);
-    if (out.ids) out.ids[k] = d.ids![i];
-  }
-  return out;
+  await writeFileAtomic(file, serializeDataset(d, opts));
 }

@@ -47,7 +47,7 @@ export function cropMaps(m: Float32Array, n: number, H: number, W: number, p: Pa
   return out;
 }
 
-import type { Condition } from '../models/autoencoder.js';
+import type { Condition } from '../models/condition.js';
 export type { Condition };
 
 /** The label part of a conditioned explainer's bottleneck: (n, units). */

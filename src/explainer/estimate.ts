@@ -9,55 +9,14 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { selectChannels } from '../models/predictor.js';
 import { SEED_PARAMS, type OcclusionParams } from '../occlusion/exact.js';
 import { CARD_JSON, loadModelDir } from '../models/io.js';
 import { initTf, tf, type tfl } from '../runtime/tfjs.js';
 import { fileError, UserError } from '../util/errors.js';
-import { labelUnits } from '../models/autoencoder.js';
-import { conditionVectors, cropMaps, padFor, padImages } from './data.js';
+import { labelUnits } from '../models/condition.js';
+import { RunnerExplainer, type Explainer, type ExplainerCard, type Runner } from './runner.js';
 
-export interface ExplainerCard {
-  kind: 'explainer';
-  variant: string;
-  condition: 'none' | 'numeral' | 'onehot';
-  channels?: number[];
-  inputSize: number;
-  numClasses: number;
-  split: {
-    by: 'group' | 'item';
-    seed: number;
-    valFraction: number;
-    /** Rows of the data file held out (never trained on). */
-    valIndices: number[];
-    /** Conditioning class of each held-out row (conditioned explainers), in valIndices order. */
-    valTargets?: number[];
-    [k: string]: unknown;
-  };
-  /** The maps dataset it was trained on (absolute path). */
-  data: string;
-  classifier?: string;
-  /** Number of members when an ensemble (DIR/member-<k>/). */
-  ensemble?: number;
-  /**
-   * What the conditioning class of each map was: 'label' (dataset labels), 'predicted' (the
-   * classifier's argmax), a fixed class number, or null when not conditioned.
-   */
-  conditionOn?: 'label' | 'predicted' | number | null;
-  [k: string]: unknown;
-}
-
-export interface Explainer {
-  readonly card: ExplainerCard;
-  /** 'onnxruntime (N threads)' or 'tfjs-wasm' / 'tfjs-cpu'. */
-  readonly engine: string;
-  /**
-   * images: dataset images (n,h,w,cData) NHWC; labels: the class each map is drawn for (needed
-   * when conditioned). Returns maps cropped to (n,h,w); std per pixel when an ensemble.
-   */
-  estimate(images: Float32Array, shape: [number, number, number, number], labels?: ArrayLike<number>): Promise<{ maps: Float32Array; std?: Float32Array }>;
-  dispose(): void;
-}
+export { memberMeanStd, type Explainer, type ExplainerCard } from './runner.js';
 
 export interface LoadExplainerOptions {
   engine?: 'auto' | 'onnx' | 'tfjs';
@@ -107,25 +66,6 @@ export function occlusionParamsOf(card: ExplainerCard): OcclusionParams {
   return p;
 }
 
-/** Mean and (population) standard deviation over members, per element. */
-export function memberMeanStd(members: readonly Float32Array[]): { mean: Float32Array; std: Float32Array } {
-  const k = members.length;
-  if (k === 0) throw new Error('no members');
-  const len = members[0].length;
-  const mean = new Float32Array(len);
-  const std = new Float32Array(len);
-  for (let i = 0; i < len; i++) {
-    let s = 0;
-    for (const m of members) s += m[i];
-    const mu = s / k;
-    let v = 0;
-    for (const m of members) v += (m[i] - mu) ** 2;
-    mean[i] = mu;
-    std[i] = Math.sqrt(v / k);
-  }
-  return { mean, std };
-}
-
 /** card.json of an explainer directory, checked enough that estimate() can trust it. */
 export function readExplainerCard(dir: string): ExplainerCard {
   if (!existsSync(dir)) throw fileError(dir, 'does not exist');
@@ -161,12 +101,6 @@ export function memberDirs(dir: string, card: ExplainerCard): string[] {
     if (path.dirname(d) !== path.resolve(dir)) throw fileError(path.join(dir, CARD_JSON), `member '${n}' is outside the explainer directory`);
     return d;
   });
-}
-
-/** Runs one member: padded model inputs in, padded maps (n*S*S) out. */
-interface Runner {
-  run(x: Float32Array, cond: Float32Array | undefined, n: number): Promise<Float32Array>;
-  dispose(): void;
 }
 
 async function onnxRunners(files: string[], card: ExplainerCard, C: number, nLabel: number, o: LoadExplainerOptions): Promise<{ runners: Runner[]; threads: number }> {
@@ -267,63 +201,5 @@ export async function loadExplainer(dir: string, opts: LoadExplainerOptions = {}
     runners = await tfjsRunners(dirs, card, C, nLabel, opts);
     engine = `tfjs-${tf.getBackend()}`;
   }
-  return new LoadedExplainer(card, engine, runners, C, nLabel, dir);
-}
-
-class LoadedExplainer implements Explainer {
-  private disposed = false;
-  constructor(
-    readonly card: ExplainerCard,
-    readonly engine: string,
-    private readonly runners: Runner[],
-    private readonly C: number,
-    private readonly nLabel: number,
-    private readonly dir: string,
-  ) {}
-
-  /** Dataset images -> the model's channels: selected by card.channels, or already selected. */
-  private modelChannels(images: Float32Array, n: number, h: number, w: number, cData: number): Float32Array {
-    const ch = this.card.channels;
-    if (ch && ch.every((c) => c < cData)) return selectChannels(images, n, h, w, cData, ch);
-    if (cData === this.C) return images; // e.g. a single-channel PNG of the channel the explainer reads
-    throw new UserError(
-      `${this.dir}: the explainer reads ${ch ? `data channel(s) [${ch.join(',')}]` : `${this.C} channel(s)`} but the images have ${cData} channel(s)`,
-    );
-  }
-
-  async estimate(images: Float32Array, shape: [number, number, number, number], labels?: ArrayLike<number>): Promise<{ maps: Float32Array; std?: Float32Array }> {
-    if (this.disposed) throw new Error('Explainer used after dispose()');
-    const [n, h, w, cData] = shape;
-    if (images.length !== n * h * w * cData) throw new RangeError(`estimate: ${images.length} values for images of shape (${shape.join(',')})`);
-    const S = this.card.inputSize;
-    if (h > S || w > S) throw new UserError(`${this.dir}: images are ${h}x${w}, larger than the explainer's ${S}x${S} input`);
-    const imageSize = this.card.imageSize as number[] | undefined;
-    if (Array.isArray(imageSize) && (imageSize[0] !== h || imageSize[1] !== w)) {
-      throw new UserError(`${this.dir}: the explainer was trained on ${imageSize[0]}x${imageSize[1]} stamps, got ${h}x${w}`);
-    }
-    let cond: Float32Array | undefined;
-    if (this.nLabel > 0) {
-      if (!labels) throw new UserError(`${this.dir}: the explainer is conditioned (${this.card.condition}) and needs the class each map is drawn for`);
-      if (labels.length !== n) throw new RangeError(`estimate: ${labels.length} labels for ${n} images`);
-      try {
-        cond = conditionVectors(labels, this.card.condition, this.card.numClasses);
-      } catch (err) {
-        throw new UserError(`${this.dir}: ${(err as Error).message}`);
-      }
-    }
-    if (n === 0) return { maps: new Float32Array(0), ...(this.runners.length > 1 ? { std: new Float32Array(0) } : {}) };
-    const pad = padFor(h, w, S);
-    const x = padImages(this.modelChannels(images, n, h, w, cData), n, h, w, this.C, pad);
-    const outs: Float32Array[] = [];
-    for (const r of this.runners) outs.push(cropMaps(await r.run(x, cond, n), n, S, S, pad));
-    if (outs.length === 1) return { maps: outs[0] };
-    const { mean, std } = memberMeanStd(outs);
-    return { maps: mean, std };
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.runners.forEach((r) => r.dispose());
-  }
+  return new RunnerExplainer(card, engine, runners, C, nLabel, dir);
 }

@@ -27,8 +27,9 @@
  * Conditioning: the label goes through Dense(6x6) to one extra 6x6 plane at the bottom.
  */
 import { tfl } from '../runtime/tfjs.js';
+import { labelUnits, type Condition } from './condition.js';
 
-export type Condition = 'none' | 'numeral' | 'onehot';
+export { labelUnits, type Condition } from './condition.js';
 
 export interface AutoencoderOptions {
   /** Input side (square), default 24. */
@@ -79,10 +80,6 @@ const ENCODER_BLOCKS: ConvSpec[][] = [
 
 export const ENCODER_LAYER_NAMES = ENCODER_BLOCKS.flat().map((c) => c.name);
 
-/** Label units in the bottleneck for a conditioning mode. */
-export function labelUnits(condition: Condition, numClasses: number): number {
-  return condition === 'onehot' ? numClasses : condition === 'numeral' ? 1 : 0;
-}
 
 export function buildAutoencoder(o: AutoencoderOptions = {}): tfl.LayersModel {
   const size = o.size ?? 24;

@@ -13,6 +13,8 @@ import { loadOrt, ortEngineName, ortLoaded } from './ort.js';
 import { fileError, UserError } from '../util/errors.js';
 import type { Predictor } from '../models/predictor.js';
 import { META_LAYOUT, META_SOURCE_HASH, readOnnxHeader } from '../models/onnx-proto.js';
+import { runBatchedWith, type BatchOptions, type OnnxFeed } from './onnx-batch.js';
+import { guessLayout, looksLikeProbabilities, nhwcToNchw, probabilitiesFrom, type InputLayout } from './onnx-arrays.js';
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
 
@@ -125,22 +127,7 @@ export function onnxSessionsCached(): number {
 
 // ---------------------------------------------------------------- batched running
 
-export interface OnnxFeed {
-  name: string;
-  /** n items, each of `shape` elements, contiguous. */
-  data: Float32Array;
-  /** Per-item shape (without the batch dimension), in the layout the model expects. */
-  shape: number[];
-}
-
-export interface BatchOptions {
-  /** Items per session.run; default 1024. */
-  batchSize?: number;
-  /** The model's batch dimension is fixed to this size: chunks are padded to it. */
-  fixedBatch?: number;
-  /** Output to return; default the first. */
-  output?: string;
-}
+export type { BatchOptions, OnnxFeed } from './onnx-batch.js';
 
 /**
  * Run `n` items through the session in chunks (bounded memory; large batches amortise the
@@ -152,106 +139,11 @@ export async function runOnnxBatched(
   n: number,
   opts: BatchOptions = {},
 ): Promise<{ data: Float32Array; shape: number[] }> {
-  const fixed = opts.fixedBatch;
-  const chunk = fixed ?? Math.max(1, opts.batchSize ?? 1024);
-  const outName = opts.output ?? session.outputNames[0];
-  const sizes = feeds.map((f) => f.shape.reduce((a, b) => a * b, 1));
-  feeds.forEach((f, i) => {
-    if (f.data.length !== n * sizes[i]) {
-      throw new RangeError(`feed ${f.name}: ${f.data.length} values for ${n} items of shape ${JSON.stringify(f.shape)}`);
-    }
-  });
-  let out: Float32Array | undefined;
-  let itemShape: number[] = [];
-  let itemSize = 0;
-  for (let start = 0; start < n; start += chunk) {
-    const m = Math.min(chunk, n - start);
-    const rows = fixed ?? m;
-    const input: Record<string, ort.Tensor> = {};
-    feeds.forEach((f, i) => {
-      let part = f.data.subarray(start * sizes[i], (start + m) * sizes[i]);
-      if (rows > m) {
-        const padded = new Float32Array(rows * sizes[i]);
-        padded.set(part);
-        part = padded;
-      }
-      input[f.name] = new (ortLoaded().Tensor)('float32', part, [rows, ...f.shape]);
-    });
-    const result = await session.run(input, [outName]);
-    const t = result[outName];
-    if (t.type !== 'float32') throw new UserError(`ONNX model output ${outName} is ${t.type}, expected float32`);
-    const data = t.data as Float32Array;
-    if (!out) {
-      itemShape = t.dims.slice(1) as number[];
-      itemSize = data.length / rows;
-      out = new Float32Array(n * itemSize);
-    }
-    out.set(data.subarray(0, m * itemSize), start * itemSize);
-    t.dispose();
-  }
-  return { data: out ?? new Float32Array(0), shape: itemShape };
+  return runBatchedWith(ortLoaded().Tensor, session, feeds, n, opts);
 }
 
-// ---------------------------------------------------------------- pure helpers
-
-/** Row-wise softmax of an n x k matrix (max-subtracted, so large logits do not overflow). */
-export function softmaxRows(x: Float32Array, n: number, k: number): Float32Array {
-  const out = new Float32Array(n * k);
-  for (let r = 0; r < n; r++) {
-    const o = r * k;
-    let max = -Infinity;
-    for (let j = 0; j < k; j++) max = Math.max(max, x[o + j]);
-    let sum = 0;
-    for (let j = 0; j < k; j++) {
-      const e = Math.exp(x[o + j] - max);
-      out[o + j] = e;
-      sum += e;
-    }
-    for (let j = 0; j < k; j++) out[o + j] /= sum;
-  }
-  return out;
-}
-
-/** (n,h,w,c) -> (n,c,h,w). */
-export function nhwcToNchw(x: Float32Array, n: number, h: number, w: number, c: number): Float32Array {
-  const out = new Float32Array(x.length);
-  const hw = h * w;
-  for (let i = 0; i < n; i++) {
-    const base = i * hw * c;
-    for (let p = 0; p < hw; p++) {
-      for (let k = 0; k < c; k++) out[base + k * hw + p] = x[base + p * c + k];
-    }
-  }
-  return out;
-}
-
-export type InputLayout = 'NHWC' | 'NCHW';
-
-/**
- * Guess the layout of a rank-4 image input from its dims [N, d1, d2, d3]: the channel axis is
- * the small one (<= 4). Undefined when both ends (or neither) look like channels.
- */
-export function guessLayout(dims: readonly (number | string)[]): InputLayout | undefined {
-  const small = (d: number | string): boolean => typeof d === 'number' && d >= 1 && d <= 4;
-  const [, d1, , d3] = dims;
-  if (small(d3) && !small(d1)) return 'NHWC';
-  if (small(d1) && !small(d3)) return 'NCHW';
-  return undefined;
-}
-
-/** Do all rows look like probability vectors (in [0,1], summing to 1)? */
-export function looksLikeProbabilities(x: Float32Array, n: number, k: number): boolean {
-  for (let r = 0; r < n; r++) {
-    let sum = 0;
-    for (let j = 0; j < k; j++) {
-      const v = x[r * k + j];
-      if (!(v >= 0 && v <= 1)) return false;
-      sum += v;
-    }
-    if (Math.abs(sum - 1) > 1e-3) return false;
-  }
-  return true;
-}
+// The pure array helpers live in onnx-arrays.ts (shared with the browser viewer).
+export { guessLayout, looksLikeProbabilities, nhwcToNchw, probabilitiesFrom, softmaxRows, type InputLayout } from './onnx-arrays.js';
 
 // ---------------------------------------------------------------- the predictor
 
@@ -324,6 +216,12 @@ export class OnnxPredictor implements Predictor {
     return this.cfg.outputs;
   }
 
+  /** How the graph is fed and read, for clients that run the same file elsewhere (the browser viewer). */
+  get io(): { inputName: string; outputName: string; layout: InputLayout; outputs: 'probs' | 'logits'; units: number; fixedBatch?: number } {
+    const { inputName, outputName, layout, outputs, units, fixedBatch } = this.cfg;
+    return { inputName, outputName, layout, outputs, units, ...(fixedBatch !== undefined ? { fixedBatch } : {}) };
+  }
+
   /** The model's raw first output for n NHWC images (no softmax, no expansion). */
   async raw(images: Float32Array, n: number): Promise<Float32Array> {
     if (this.disposed) throw new Error('OnnxPredictor used after dispose()');
@@ -342,17 +240,7 @@ export class OnnxPredictor implements Predictor {
 
   async predict(images: Float32Array, n: number): Promise<Float32Array> {
     const raw = await this.raw(images, n);
-    const { units, outputs } = this.cfg;
-    if (units === 1) {
-      const p = new Float32Array(2 * n);
-      for (let i = 0; i < n; i++) {
-        const v = outputs === 'logits' ? 1 / (1 + Math.exp(-raw[i])) : raw[i];
-        p[2 * i] = 1 - v;
-        p[2 * i + 1] = v;
-      }
-      return p;
-    }
-    return outputs === 'logits' ? softmaxRows(raw, n, units) : raw;
+    return probabilitiesFrom(raw, n, this.cfg.units, this.cfg.outputs);
   }
 
   dispose(): void {

@@ -15,8 +15,9 @@ import { loadExplainer, occlusionParamsOf, type Explainer } from '../explainer/e
 import { compareMaps } from '../metrics/compare.js';
 import { heldOutLookup, holdoutOfCard, type CardLike } from '../data/holdout.js';
 import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
-import { inferencesPerMap, type ExactOptions, type OcclusionParams } from '../occlusion/exact.js';
+import { inferencesPerMap, type OcclusionParams } from '../occlusion/exact.js';
 import { UserError } from '../util/errors.js';
+import { conditionClass, exactTarget, type ClassChoice } from '../explainer/condition.js';
 import { MicroBatcher, type BatchInfo } from './batcher.js';
 import { ExactPool } from './exact-pool.js';
 import { loadClassifier, type EngineChoice } from './models.js';
@@ -27,13 +28,14 @@ import {
   parseLabel,
   stampFromJson,
   stampFromNpy,
-  stampFromPng,
   toNested,
   toRows,
   type ChannelKind,
   type Stamp,
   type StampSpec,
 } from './stamp.js';
+import { stampFromPng } from './stamp-png.js';
+import { checkModelsFit, explainerProblem } from './fit.js';
 
 export const DEFAULT_BODY_LIMIT = 1 << 20;
 export const BINARY_TYPES = ['application/octet-stream', 'application/x-npy', 'image/png'];
@@ -80,26 +82,8 @@ export async function loadServeContext(o: ServeOptions): Promise<ServeContext> {
   let exact: ExactPool | undefined;
   try {
     explainer = await loadExplainer(o.explainer, { engine, threads });
+    const spec = checkModelsFit({ classifier: o.classifier, explainer: o.explainer, data: o.data }, predictor, explainer, dataset);
     const card = explainer.card;
-    const [h, w, mc] = predictor.inputShape;
-    if (card.numClasses !== predictor.numClasses) {
-      throw new UserError(`${o.explainer}: the explainer draws maps for ${card.numClasses} classes, the classifier ${o.classifier} has ${predictor.numClasses}`);
-    }
-    const imageSize = card.imageSize as number[] | undefined;
-    if (Array.isArray(imageSize) && (imageSize[0] !== h || imageSize[1] !== w)) {
-      throw new UserError(`${o.explainer}: the explainer was trained on ${imageSize[0]}x${imageSize[1]} stamps, the classifier ${o.classifier} takes ${h}x${w}`);
-    }
-    const spec: StampSpec = { h, w, modelChannels: mc, dataChannels: predictor.channels, datasetChannels: dataset?.shape[3] };
-    if (dataset) {
-      const [, dh, dw, dc] = dataset.shape;
-      try {
-        checkStamp({ image: new Float32Array(0), h: dh, w: dw, c: dc }, spec);
-      } catch (err) {
-        throw new UserError(`${o.data}: ${(err as Error).message.replace(/^the stamp/, 'its stamps')}`);
-      }
-      const problem = explainerProblem(explainer, predictor, 'data', dc);
-      if (problem) throw new UserError(`${o.data}: ${problem}`);
-    }
     const cores = availableParallelism();
     exact = await ExactPool.start(
       { classifier: o.classifier, engine, threads: o.exactThreads ?? Math.max(1, cores - 1), nice: o.exactNice ?? 10 },
@@ -115,54 +99,8 @@ export async function loadServeContext(o: ServeOptions): Promise<ServeContext> {
   }
 }
 
-function sameChannels(a: readonly number[] | undefined, b: readonly number[] | undefined): boolean {
-  if (!a || !b) return a === b;
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-/** Why the explainer cannot read a stamp the classifier accepts, or null. */
-function explainerProblem(explainer: Explainer, predictor: Predictor, kind: ChannelKind, c: number): string | null {
-  const ch = explainer.card.channels;
-  const C = ch?.length ?? Number((explainer.card.inputShape as number[] | undefined)?.[2]);
-  if (kind === 'model') {
-    if (C === predictor.inputShape[2] && sameChannels(ch, predictor.channels)) return null;
-    return `the explainer reads data channel(s) [${ch?.join(',') ?? '?'}], the classifier [${predictor.channels?.join(',') ?? 'all'}]: send the stamp with all the data's channels`;
-  }
-  if ((ch && ch.every((k) => k < c)) || c === C) return null;
-  return `the explainer reads data channel(s) [${ch?.join(',') ?? '?'}] but the stamp has ${c} channel(s)`;
-}
-
-export interface ClassChoice {
-  class: number;
-  /** Where the class came from: the request's label, the classifier's prediction, or fixed by the card. */
-  source: 'label' | 'predicted' | 'fixed';
-}
-
-/**
- * The class a conditioned explainer draws the map for, as it was trained: a fixed class, the
- * given label when it was trained on labels, else the classifier's prediction.
- */
-export function conditionClass(card: Explainer['card'], label: number | undefined, predicted: number): ClassChoice | undefined {
-  if (card.condition === 'none') return undefined;
-  if (typeof card.conditionOn === 'number') return { class: card.conditionOn, source: 'fixed' };
-  if (label !== undefined && card.conditionOn !== 'predicted') return { class: label, source: 'label' };
-  return { class: predicted, source: 'predicted' };
-}
-
-/**
- * The exact map's target, matching the estimate: its conditioning class, else the occlusion
- * target the explainer's training maps had (the label when given, else the prediction).
- */
-export function exactTarget(
-  params: OcclusionParams,
-  cond: ClassChoice | undefined,
-  label: number | undefined,
-  predicted: number,
-): { opts: Pick<ExactOptions, 'target' | 'labels'>; source: ClassChoice['source'] } {
-  if (cond) return { opts: { target: 'label', labels: Int32Array.of(cond.class) }, source: cond.source };
-  if (params.target === 'label') return { opts: { target: 'label', labels: Int32Array.of(label ?? predicted) }, source: label !== undefined ? 'label' : 'predicted' };
-  return { opts: { target: params.target }, source: typeof params.target === 'number' ? 'fixed' : 'predicted' };
-}
+// The conditioning class and exact-map target rules are shared with the browser viewer.
+export { conditionClass, exactTarget, type ClassChoice } from '../explainer/condition.js';
 
 interface EstimateItem {
   stamp: Stamp;

@@ -4,8 +4,6 @@
  * and a one-line message; nothing here touches a model.
  */
 import { parseNpy, toFloat32 } from '../data/npy.js';
-import { readPngStamp } from '../data/stamps.js';
-import { UserError } from '../util/errors.js';
 
 export class HttpError extends Error {
   constructor(
@@ -83,16 +81,6 @@ export function stampFromNpy(bytes: Uint8Array, spec: Pick<StampSpec, 'h' | 'w'>
     throw bad(`the .npy array has non-numeric dtype ${a.dtype}`);
   }
   return stampFromArray(data, a.shape, spec, 'the .npy array');
-}
-
-export function stampFromPng(bytes: Uint8Array): Stamp {
-  try {
-    const { images, shape } = readPngStamp('PNG body', bytes);
-    return { image: images, h: shape[1], w: shape[2], c: shape[3] };
-  } catch (err) {
-    if (err instanceof UserError) throw bad(err.message);
-    throw err;
-  }
 }
 
 /** Nested JSON arrays -> flat float32 and shape; rectangular, numbers only. */

@@ -6,43 +6,10 @@
  */
 import { PNG } from 'pngjs';
 
-export type Rgb = [number, number, number];
+import { colorOf, finiteRange, type Colormap, type Rgb } from './colormap.js';
 
-/**
- * Viridis (matplotlib's default perceptual colormap) at t in [0,1], 0-255 per channel. A
- * degree-6 polynomial fit of the matplotlib table (Matt Zucker's, public domain), within ~2/255
- * of it; t outside [0,1] is clamped, NaN maps to 0.
- */
-export function viridis(t: number): Rgb {
-  const x = Number.isNaN(t) ? 0 : Math.min(1, Math.max(0, t));
-  const c: number[][] = [
-    [0.2777273272234177, 0.005407344544966578, 0.3340998053353061],
-    [0.1050930431085774, 1.404613529898575, 1.384590162594685],
-    [-0.3308618287255563, 0.214847559468213, 0.09509516302823659],
-    [-4.634230498983486, -5.799100973351585, -19.33244095627987],
-    [6.228269936347081, 14.17993336680509, 56.69055260068105],
-    [4.776384997670288, -13.74514537774601, -65.35303263337234],
-    [-5.435455855934631, 4.645852612178535, 26.3124352495832],
-  ];
-  const out: number[] = [];
-  for (let k = 0; k < 3; k++) {
-    let v = c[6][k];
-    for (let d = 5; d >= 0; d--) v = v * x + c[d][k];
-    out.push(Math.round(255 * Math.min(1, Math.max(0, v))));
-  }
-  return out as Rgb;
-}
-
-const VIRIDIS_LUT: Rgb[] = Array.from({ length: 256 }, (_, i) => viridis(i / 255));
-
-export type Colormap = 'viridis' | 'gray';
-
-/** Colour of value v on a scale [lo, hi] (a flat scale maps everything to its middle). */
-export function colorOf(v: number, lo: number, hi: number, cmap: Colormap): Rgb {
-  const t = hi > lo ? (v - lo) / (hi - lo) : 0.5;
-  const i = Math.round(255 * Math.min(1, Math.max(0, Number.isNaN(t) ? 0 : t)));
-  return cmap === 'gray' ? [i, i, i] : VIRIDIS_LUT[i];
-}
+// The colour scales are src/viz/colormap.ts (shared with the browser viewer).
+export { colorOf, finiteRange, viridis, type Colormap, type Rgb } from './colormap.js';
 
 /** A tick label the bitmap font can draw: 3 significant digits, exponent form when tiny or huge. */
 export function formatTick(v: number): string {
@@ -178,20 +145,6 @@ export interface FigureOptions {
   scale?: number;
   /** Font pixel size multiplier (default 2: 10x14 px glyphs). */
   fontScale?: number;
-}
-
-/** min and max ignoring NaN (0, 0 when there is no finite value). */
-export function finiteRange(values: ArrayLike<number>): [number, number] {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (Number.isFinite(v)) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  }
-  return lo <= hi ? [lo, hi] : [0, 0];
 }
 
 export interface PanelBox {
