@@ -1,7 +1,9 @@
 /**
- * The viewer page in a real browser: Debian's Chromium driven by playwright-core. Loads the
- * page, picks a stamp, waits for the estimated and exact maps to be drawn, moves with the
- * keyboard, uploads a .npy, and saves a screenshot to test-artifacts/serve.png.
+ * The viewer page as `occmap serve` serves it, in a real browser: Debian's Chromium driven by
+ * playwright-core. The server's COOP/COEP headers make it cross-origin isolated; the page picks
+ * a stamp, draws its estimated and exact maps (computed in the page), moves with the keyboard,
+ * switches to the server's API for the maps, uploads a .npy, and saves a screenshot to
+ * test-artifacts/serve.png.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -48,9 +50,10 @@ test('the page shows a stamp, its estimate and its exact map; keys and upload wo
       if (m.type() === 'error') errors.push(m.text());
     });
     await page.goto(server.url + '/');
-    await page.waitForSelector('#stamps li');
-    assert.equal(await page.locator('#stamps li').count(), 6);
-    assert.match((await page.textContent('#models')) ?? '', /onnxruntime/);
+    await page.waitForSelector('#stamps tbody tr');
+    assert.equal(await page.locator('#stamps tbody tr').count(), 6);
+    assert.match((await page.textContent('#models')) ?? '', /onnxruntime-web \d threads?/);
+    assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'occmap serve sends COOP/COEP');
 
     const bothMaps = async (): Promise<void> => {
       await page.waitForSelector('#panel-estimate[data-drawn]', { timeout: 30_000 });
@@ -58,7 +61,7 @@ test('the page shows a stamp, its estimate and its exact map; keys and upload wo
       await page.waitForSelector('#panel-diff[data-drawn]', { timeout: 30_000 });
     };
 
-    await page.click('#stamps li:nth-child(3)');
+    await page.click('#stamps tbody tr:nth-child(3)');
     await page.waitForFunction(() => document.querySelector('#title')?.textContent?.includes('#2'));
     await bothMaps();
     assert.match((await page.textContent('#title')) ?? '', /obj-B/);
@@ -78,7 +81,7 @@ test('the page shows a stamp, its estimate and its exact map; keys and upload wo
     assert.match((await page.textContent('#panel-exact')) ?? '', /82 inferences/);
 
     // Keyboard: j moves to the next stamp, k back.
-    await page.locator('#stamps').focus();
+    await page.locator('.stamps-wrap').focus();
     await page.keyboard.press('j');
     await page.waitForFunction(() => document.querySelector('#title')?.textContent?.includes('#3'));
     await bothMaps();
@@ -90,6 +93,14 @@ test('the page shows a stamp, its estimate and its exact map; keys and upload wo
     const box = (await page.locator('#panel-exact .frame').boundingBox())!;
     await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5);
     assert.match((await page.textContent('#readout')) ?? '', /x 4, y 4 .*estimate \d.*exact \d/);
+
+    // The server's API instead of the page's models: the same maps, from POST /explain.
+    await page.click('#mode button[data-mode="server"]');
+    await page.waitForFunction(() => /server/.test(document.querySelector('#panel-exact .sub')?.textContent ?? ''), undefined, { timeout: 30_000 });
+    await bothMaps();
+    assert.match((await page.textContent('#timings')) ?? '', /on the server/);
+    await page.click('#mode button[data-mode="page"]');
+    await page.waitForFunction(() => !/server/.test(document.querySelector('#panel-exact .sub')?.textContent ?? ''), undefined, { timeout: 30_000 });
 
     mkdirSync(ARTIFACTS, { recursive: true });
     const shot = path.join(ARTIFACTS, 'serve.png');
@@ -106,7 +117,7 @@ test('the page shows a stamp, its estimate and its exact map; keys and upload wo
     // A bad upload shows the server's message, and the page goes on working.
     await page.setInputFiles('#file', { name: 'junk.npy', mimeType: 'application/octet-stream', buffer: Buffer.from('not an array') });
     await page.waitForFunction(() => /junk\.npy: .*npy/.test(document.querySelector('#status')?.textContent ?? ''));
-    await page.click('#stamps li:nth-child(1)');
+    await page.click('#stamps tbody tr:nth-child(1)');
     await page.waitForFunction(() => document.querySelector('#title')?.textContent?.includes('#0'));
     await bothMaps();
     assert.deepEqual(errors.filter((e) => !/Failed to load resource: the server responded with a status of 4\d\d/.test(e)), []);

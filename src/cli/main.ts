@@ -10,6 +10,7 @@ import { registerTrainClassifier } from './train-classifier.js';
 import { registerTrainExplainer } from './train-explainer.js';
 import { registerExplain } from './explain.js';
 import { registerServe } from './serve.js';
+import { registerExportWeb } from './export-web.js';
 import { registerExperiments } from './experiments.js';
 import { registerDemo } from './demo.js';
 
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerTrainExplainer(program);
   registerExplain(program);
   registerServe(program);
+  registerExportWeb(program);
   registerExperiments(program);
   registerDemo(program);
   return program;

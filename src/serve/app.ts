@@ -6,10 +6,9 @@
  * one at a time in a lower-priority worker thread with its own classifier copy.
  */
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readDataset, type Dataset } from '../data/dataset.js';
 import { loadExplainer, occlusionParamsOf, type Explainer } from '../explainer/estimate.js';
 import { compareMaps } from '../metrics/compare.js';
@@ -36,6 +35,7 @@ import {
 } from './stamp.js';
 import { stampFromPng } from './stamp-png.js';
 import { checkModelsFit, explainerProblem } from './fit.js';
+import { buildWebSite, type WebSite } from './site.js';
 
 export const DEFAULT_BODY_LIMIT = 1 << 20;
 export const BINARY_TYPES = ['application/octet-stream', 'application/x-npy', 'image/png'];
@@ -69,6 +69,9 @@ export interface ServeContext {
   params: OcclusionParams;
   classes: string[];
   startedAt: number;
+  /** The viewer's files and manifest; null (with the reason) when the models have no ONNX export. */
+  site: WebSite | null;
+  siteError?: string;
 }
 
 /** Load the models (and dataset) once; every check that can fail does so here, before listening. */
@@ -90,7 +93,16 @@ export async function loadServeContext(o: ServeOptions): Promise<ServeContext> {
       { maxQueue: o.maxExactQueue ?? 16 },
     );
     const classes = Array.isArray(card.classes) ? (card.classes as string[]).map(String) : Array.from({ length: predictor.numClasses }, (_, k) => `class ${k}`);
-    return { opts: o, predictor, explainer, exact, dataset, spec, params: occlusionParamsOf(card), classes, startedAt: Date.now() };
+    let site: WebSite | null = null;
+    let siteError: string | undefined;
+    try {
+      site = await buildWebSite({ classifier: o.classifier, explainer: o.explainer, data: o.data, server: true }, { predictor, dataset });
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      siteError = err.message;
+      process.stderr.write(`serve: note: the viewer page is off (${err.message}); the API works\n`);
+    }
+    return { opts: o, predictor, explainer, exact, dataset, spec, params: occlusionParamsOf(card), classes, startedAt: Date.now(), site, siteError };
   } catch (err) {
     explainer?.dispose();
     predictor.dispose();
@@ -175,27 +187,6 @@ async function estimateBatch(ctx: ServeContext, items: EstimateItem[]): Promise<
 
 const round = (v: number, d = 3): number => (Number.isFinite(v) ? Number(v.toFixed(d)) : v);
 
-function readWeb(): Map<string, { type: string; body: Buffer }> {
-  // dist/src/serve/app.js -> src/serve/web/ (the page is plain files, no build step)
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidates = [path.resolve(here, '../../../src/serve/web'), path.resolve(here, 'web')];
-  const dir = candidates.find((d) => {
-    try {
-      readFileSync(path.join(d, 'index.html'));
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  const files = new Map<string, { type: string; body: Buffer }>();
-  if (!dir) return files;
-  const types: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
-  for (const name of ['index.html', 'app.js', 'style.css']) {
-    files.set(name, { type: types[path.extname(name)], body: readFileSync(path.join(dir, name)) });
-  }
-  return files;
-}
-
 /** Fastify's own errors, said in the API's words. */
 function describeFrameworkError(err: { code?: string; message: string }, limit: number): string {
   switch (err.code) {
@@ -218,7 +209,6 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
   const bodyLimit = ctx.opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const app = Fastify({ logger: false, bodyLimit, requestTimeout: 60_000, return503OnClosing: true });
   const batcher = new MicroBatcher<EstimateItem, EstimateOut>((items) => estimateBatch(ctx, items), ctx.opts.maxBatch ?? 64);
-  const web = readWeb();
   const { predictor, explainer, dataset, spec } = ctx;
   const [h, w] = [spec.h, spec.w];
 
@@ -389,14 +379,25 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     };
   });
 
-  const page = (name: string) => async (_req: FastifyRequest, reply: FastifyReply) => {
-    const f = web.get(name);
-    if (!f) throw new HttpError(404, `the page's files are missing (${name}): src/serve/web/ is not beside this build`);
-    return reply.header('content-type', f.type).header('cache-control', 'no-cache').send(f.body);
-  };
-  app.get('/', page('index.html'));
-  app.get('/app.js', page('app.js'));
-  app.get('/style.css', page('style.css'));
+  // The viewer (src/web/, bundled into dist/web/): its files, models and data, and its manifest.
+  if (ctx.site) {
+    const site = ctx.site;
+    for (const f of site.files) {
+      app.get(`/${f.url}`, async (_req, reply) => reply.header('content-type', f.type).header('cache-control', 'no-cache').send(createReadStream(f.file)));
+    }
+    const index = site.files.find((f) => f.url === 'index.html')!;
+    app.get('/', async (_req, reply) => reply.header('content-type', index.type).header('cache-control', 'no-cache').send(createReadStream(index.file)));
+    app.get('/occmap.json', async (_req, reply) => reply.header('cache-control', 'no-cache').send(site.manifest));
+  } else {
+    app.get('/', async () => {
+      throw new HttpError(404, `the viewer is not available: ${ctx.siteError ?? 'unknown reason'}; the API (POST /explain) works`);
+    });
+  }
+  // Cross-origin isolation, so the page's onnxruntime-web may use threads (SharedArrayBuffer).
+  app.addHook('onSend', async (_req, reply, payload) => {
+    void reply.header('cross-origin-opener-policy', 'same-origin').header('cross-origin-embedder-policy', 'require-corp').header('cross-origin-resource-policy', 'same-origin');
+    return payload;
+  });
 
   app.addHook('onClose', async () => batcher.close());
   return app;
