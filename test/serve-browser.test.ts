@@ -101,6 +101,7 @@ test('the page shows a stamp, its estimate and its exact map; keys and upload wo
     assert.match((await page.textContent('#timings')) ?? '', /on the server/);
     await page.click('#mode button[data-mode="page"]');
     await page.waitForFunction(() => !/server/.test(document.querySelector('#panel-exact .sub')?.textContent ?? ''), undefined, { timeout: 30_000 });
+    await bothMaps();
 
     mkdirSync(ARTIFACTS, { recursive: true });
     const shot = path.join(ARTIFACTS, 'serve.png');

@@ -13,11 +13,17 @@ import { nhwcToNchw, probabilitiesFrom } from '../runtime/onnx-arrays.js';
 import { runBatchedWith } from '../runtime/onnx-batch.js';
 import type { ClassifierManifest, ExplainerManifest } from './manifest.js';
 
-/** Threads onnxruntime-web may use here: several only when SharedArrayBuffer is allowed. */
+/**
+ * Threads onnxruntime-web may use here: several only when SharedArrayBuffer is allowed (the
+ * page is cross-origin isolated), at most 4 and the cores; `?threads=N` in the page's URL
+ * asks for fewer (to compare).
+ */
 export function availableThreads(): number {
-  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
-  const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
-  return isolated ? Math.max(1, Math.min(4, cores)) : 1;
+  const g = globalThis as { crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number }; location?: { search?: string } };
+  const cores = g.navigator?.hardwareConcurrency ?? 1;
+  const asked = Number(new URLSearchParams(g.location?.search ?? '').get('threads'));
+  const cap = Number.isInteger(asked) && asked >= 1 ? asked : 4;
+  return g.crossOriginIsolated === true ? Math.max(1, Math.min(cap, cores)) : 1;
 }
 
 /**
