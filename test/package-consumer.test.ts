@@ -83,7 +83,7 @@ after(() => {
 
 test('the tarball ships the library, its declarations, the CLI and the data, and no tests', async () => {
   const dir = path.join(app, 'node_modules', 'occmap');
-  for (const f of ['dist/src/index.js', 'dist/src/index.d.ts', 'bin/occmap.js', 'data/hits2015/stamps.npz', 'src/serve/web/index.html', 'README.md']) {
+  for (const f of ['dist/src/index.js', 'dist/src/index.d.ts', 'bin/occmap.js', 'data/hits2015/stamps.npz', 'dist/web/index.html', 'dist/web/app.js', 'dist/web/exact-worker.js', 'README.md']) {
     assert.ok(existsSync(path.join(dir, f)), `${f} shipped`);
   }
   assert.ok(!existsSync(path.join(dir, 'dist/test')), 'no compiled tests');

@@ -212,7 +212,7 @@ export async function buildWebSite(o: WebSiteOptions, loaded: { predictor?: Pred
       },
       explainer: {
         urls: explainerFiles.map((_, k) => (explainerFiles.length > 1 ? `models/explainer-${k}.onnx` : 'models/explainer.onnx')),
-        card,
+        card: publicCard(card),
         name: path.basename(path.resolve(o.explainer)),
         bytes: explainerFiles.reduce((a, f) => a + statSync(f).size, 0),
       },
@@ -245,6 +245,13 @@ export async function buildWebSite(o: WebSiteOptions, loaded: { predictor?: Pred
     ...(manifest.data ? [{ url: manifest.data.url, file: path.resolve(o.data!), type: contentType(o.data!) }] : []),
   ];
   return { manifest, files };
+}
+
+/** The card as a published page shows it: file names, not this machine's absolute paths. */
+function publicCard(card: ExplainerCard): ExplainerCard {
+  const base = (p: unknown): unknown => (typeof p === 'string' && path.isAbsolute(p) ? path.basename(p) : p);
+  const members = Array.isArray(card.members) ? (card.members as Record<string, unknown>[]).map((m) => ({ ...m, dir: base(m.dir) })) : card.members;
+  return { ...card, data: base(card.data) as string, classifier: base(card.classifier) as string | undefined, ...(members !== undefined ? { members } : {}) };
 }
 
 function readJson(file: string): unknown {
