@@ -89,14 +89,18 @@ test('list: sort by P and by disagreement (unscored rows last), filter by label,
   assert.deepEqual(computeView(s), [2, 1, 0]);
 });
 
-test('splitOf: the training file by hash, held-out objects by id, else unknown', () => {
+test('splitOf: held-out objects by id (data/holdout.ts), rows of the training file, else unknown', () => {
   const ds = { shape: [4, 2, 2, 1], ids: ['A', 'A', 'B', 'C'] } as unknown as Dataset;
-  const card = { split: { valIndices: [2, 3, 9], valIds: ['B'] }, dataInfo: { sha256: 'abc' } } as unknown as ExplainerCard;
-  const own = splitOf(card, ds, 'abc');
-  assert.deepEqual([own.basis, own.heldOut, own.trainedOnAll], ['file', [2, 3], true]);
-  const other = splitOf(card, ds, 'zzz');
-  assert.deepEqual([other.basis, other.heldOut], ['ids', [2]]);
-  const none = splitOf({ ...card, split: { ...card.split, valIds: undefined } } as unknown as ExplainerCard, ds, 'zzz');
+  const byGroup = { split: { by: 'group', valIndices: [2], valIds: ['B'] }, dataInfo: { sha256: 'abc' } } as unknown as ExplainerCard;
+  const own = splitOf(byGroup, ds, 'abc');
+  assert.deepEqual([own.basis, own.heldOut, own.trainedOnAll], ['file', [2], true]);
+  const other = splitOf(byGroup, ds, 'zzz');
+  assert.deepEqual([other.basis, other.heldOut, other.trainedOnAll], ['ids', [2], false]);
+  const noIds = { shape: [4, 2, 2, 1] } as unknown as Dataset;
+  const byItem = { split: { by: 'item', valIndices: [2, 3, 9] }, dataInfo: { sha256: 'abc' } } as unknown as ExplainerCard;
+  const rows = splitOf(byItem, noIds, 'abc');
+  assert.deepEqual([rows.basis, rows.heldOut], ['file', [2, 3]]);
+  const none = splitOf(byItem, noIds, 'zzz');
   assert.deepEqual([none.basis, none.heldOut], ['unknown', []]);
 });
 

@@ -38,7 +38,7 @@ import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { inputMismatch } from '../occlusion/exact.js';
 import { normalizeSeed } from '../occlusion/geometry.js';
 import { spearman, summarize, aucUniform, type Summary } from '../metrics/maps.js';
-import { compareMap, METRIC_NAMES, ssimWindow } from '../metrics/compare.js';
+import { compareMap, importanceOf, METRIC_NAMES, ssimWindow } from '../metrics/compare.js';
 import { curveImages, importanceOrder } from '../metrics/faithfulness.js';
 import { UserError } from '../util/errors.js';
 import { holdoutWarnings } from '../data/holdout.js';
@@ -160,12 +160,8 @@ export interface EvaluateOptions {
   onProgress?: (phase: EvaluatePhase, done: number, total: number, inferencesPerMap: number) => void;
 }
 
-/** Importance (higher = more important) of a map in the data's orientation. */
-export function importanceOf(map: ArrayLike<number>, score: Score): Float64Array {
-  const out = new Float64Array(map.length);
-  for (let i = 0; i < map.length; i++) out[i] = score === 'prob' ? -map[i] : map[i];
-  return out;
-}
+// importanceOf is the metrics registry's (pure, shared with the browser viewer).
+export { importanceOf } from '../metrics/compare.js';
 
 /**
  * |channel ch - centre| of one HWC image: the SNR-difference saliency (high = important).

@@ -148,6 +148,13 @@ function scoreOf(estimate: MapsLike, exact: MapsLike, given?: MapScore): MapScor
   return s;
 }
 
+/** Importance (higher = more important) of a map in the data's orientation: prob maps are low where important. */
+export function importanceOf(map: ArrayLike<number>, score: MapScore): Float64Array {
+  const out = new Float64Array(map.length);
+  for (let i = 0; i < map.length; i++) out[i] = score === 'prob' ? -map[i] : map[i];
+  return out;
+}
+
 /** One map of a MapsLike as the metrics see it. */
 function metricMap(m: MapsLike, i: number, h: number, w: number, score: MapScore, normalize: MapNormalize | undefined): MetricMap {
   const hw = h * w;
@@ -155,7 +162,7 @@ function metricMap(m: MapsLike, i: number, h: number, w: number, score: MapScore
   const seed = (normalize ?? m.normalize ?? 'none') === 'seed';
   const importance = m.importance
     ? (Array.prototype.slice.call(m.importance, i * hw, (i + 1) * hw) as number[])
-    : raw.map((v) => (score === 'prob' ? -v : v));
+    : Array.from(importanceOf(raw, score));
   return { values: seed ? raw : normalizeSeed(raw), importance, h, w };
 }
 

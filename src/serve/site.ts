@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readDataset, type Dataset } from '../data/dataset.js';
+import { heldOutLookup, holdoutOfCard, type CardLike } from '../data/holdout.js';
 import { memberDirs, occlusionParamsOf, readExplainerCard, type ExplainerCard } from '../explainer/estimate.js';
 import { hashFile } from '../models/io.js';
 import type { Predictor } from '../models/predictor.js';
@@ -100,24 +101,26 @@ export function channelNames(ds: Dataset): string[] {
 }
 
 /**
- * Which of the dataset's rows the explainer was trained on, from its card: by file identity
- * (sha256 of the data it was trained on), else by held-out object ids, else unknown.
+ * Which of the dataset's rows the explainer held out, by the project's one held-out definition
+ * (data/holdout.ts: its held-out objects by id, else rows of its own data file), and whether the
+ * other rows were trained on (only known when this is the file it was trained on, all of it).
  */
 export function splitOf(card: ExplainerCard, ds: Dataset, sha256: string): DataManifest['split'] {
   const info = card.dataInfo as { sha256?: string; used?: number } | undefined;
   const n = ds.shape[0];
-  if (info?.sha256 === sha256) {
-    const heldOut = card.split.valIndices.filter((i) => Number.isInteger(i) && i >= 0 && i < n);
+  const h = holdoutOfCard(card as CardLike, "the explainer's held-out set");
+  const lookup = heldOutLookup(h, ds.ids, sha256);
+  const known = n > 0 && lookup(0) !== null;
+  const heldOut = known ? Array.from({ length: n }, (_, i) => i).filter((i) => lookup(i) === true) : [];
+  const own = info?.sha256 === sha256;
+  if (own && known) {
     const trainedOnAll = card.split.limit === undefined || card.split.limit === null;
     const note = trainedOnAll
       ? `the explainer's own data: ${heldOut.length} held-out stamps, ${n - heldOut.length} trained on`
-      : `the explainer's own data, of which it used ${info.used ?? '?'} stamps (--limit): ${heldOut.length} held out, the rest trained on or unused`;
+      : `the explainer's own data, of which it used ${info?.used ?? '?'} stamps (--limit): ${heldOut.length} held out, the rest trained on or unused`;
     return { basis: 'file', heldOut, trainedOnAll, note };
   }
-  const valIds = card.split.valIds;
-  if (Array.isArray(valIds) && ds.ids) {
-    const held = new Set(valIds.map(String));
-    const heldOut = ds.ids.flatMap((id, i) => (held.has(id) ? [i] : []));
+  if (known) {
     return {
       basis: 'ids',
       heldOut,
@@ -125,7 +128,7 @@ export function splitOf(card: ExplainerCard, ds: Dataset, sha256: string): DataM
       note: `not the file the explainer was trained on: ${heldOut.length} stamps belong to its held-out objects; the others' objects may or may not have been trained on`,
     };
   }
-  return { basis: 'unknown', heldOut: [], trainedOnAll: false, note: 'not the file the explainer was trained on, and no object ids to match: whether a stamp was trained on is unknown' };
+  return { basis: 'unknown', heldOut: [], trainedOnAll: false, note: "not the file the explainer was trained on, and no object ids to match its held-out objects: whether a stamp was trained on is unknown" };
 }
 
 /** The training data's ranges: the explainer's own training rows when its data file is at hand. */
@@ -147,7 +150,7 @@ async function trainingRanges(card: ExplainerCard, data: { ds: Dataset; file: st
     const rows = Array.from({ length: data.ds.shape[0] }, (_, i) => i);
     return { source: `${path.basename(data.file)}, not the explainer's training file`, rows: rows.length, channels: channelRanges(data.ds, rows, channelNames(data.ds)) };
   }
-  const held = new Set(card.split.valIndices);
+  const held = new Set(splitOf(card, src.ds, src.sha).heldOut);
   const rows = Array.from({ length: src.ds.shape[0] }, (_, i) => i).filter((i) => !held.has(i));
   return { source: path.basename(src.file), rows: rows.length, channels: channelRanges(src.ds, rows, channelNames(src.ds)) };
 }

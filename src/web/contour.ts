@@ -3,7 +3,7 @@
  * fraction of pixels (the same set the top-10% IoU metric compares), as an SVG path in pixel
  * units (viewBox 0 0 w h), so the page can lay it over any stamp panel at any zoom.
  */
-import { importanceOf, type Score } from '../explainer/evaluate.js';
+import { importanceOf, type MapScore as Score } from '../metrics/compare.js';
 import { topIndices } from '../metrics/maps.js';
 
 /** Membership mask (h*w, 1 = in) of the `fraction` most important pixels of `map`. */
