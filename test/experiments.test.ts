@@ -18,7 +18,8 @@ import { buildDocument, describeRun, renderMarkdown, writeReport } from '../src/
 import { RESULTS_SCHEMA, type ExperimentResults, type RunResult } from '../src/experiments/results.js';
 import { runExperiments } from '../src/experiments/seed.js';
 import { demoSummary } from '../src/cli/demo.js';
-import { writeDataset } from '../src/data/dataset.js';
+import { readDataset, writeDataset } from '../src/data/dataset.js';
+import { holdoutOfModelDir } from '../src/data/holdout.js';
 import { simulateDataset } from '../src/data/simulate.js';
 import { Rng } from '../src/util/rng.js';
 import { UserError } from '../src/util/errors.js';
@@ -312,4 +313,23 @@ test('experiments end to end (tiny preset, simulated stamps), then a rerun that 
   const lines2 = demoSummary({ ...second, results: { ...second.results, demo: { run: r.runs[0].name } } }, 12);
   assert.match(lines2.join('\n'), /validation accuracy/);
   assert.match(lines2.join('\n'), /faster/);
+});
+
+test('experiments on maps made by the given classifier: the maps are used as they are, the classifier\'s held-out objects are the study\'s', async () => {
+  const data = path.join(tmp, 'sim2.npz');
+  await writeDataset(data, simulateDataset({ n: 40, seed: 5, realFraction: 0.5 }).dataset);
+  const preset = { ...PRESETS.tiny, experiments: ['demo'] as const, repeats: 1 };
+  const first = await runExperiments({ data, out: path.join(tmp, 'study-a'), preset, seed: 0, quiet: true, log: () => undefined });
+  assert.ok(first.mapsComputed > 0);
+  const clf = path.join(tmp, 'study-a', 'classifier');
+  const maps = path.join(tmp, 'study-a', 'data', 'maps-mixed.npz');
+  const lines: string[] = [];
+  const second = await runExperiments({ data: maps, classifier: clf, out: path.join(tmp, 'study-b'), preset, seed: 3, quiet: true, log: (s) => lines.push(s) });
+  assert.equal(second.mapsComputed, 0);
+  assert.equal(second.classifierTrained, false);
+  assert.ok(lines.some((l) => /holds exact maps of \d+ stamps by this classifier/.test(l)), lines.join('\n'));
+  const clfHeld = await holdoutOfModelDir(clf);
+  const studyHeld = JSON.parse(readFileSync(path.join(tmp, 'study-b', 'data', 'holdout.json'), 'utf8')).ids as string[];
+  const selected = new Set((await readDataset(maps)).ids);
+  assert.deepEqual(studyHeld, clfHeld.ids!.filter((g) => selected.has(g)));
 });

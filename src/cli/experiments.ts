@@ -22,6 +22,9 @@ Examples:
       every supernova map (up to 500) and as many others; Exp. 1-4; about half an hour here
   $ occmap experiments --data hits2013.pkl --out study-paper --preset paper --classifier clf
       the seed's sizes (20,000 maps per class when the data has them) with a given classifier
+  $ occmap experiments --data maps.npz --classifier clf --out study-paper --preset paper
+      on maps 'occmap occlude' already made with clf (seed parameters): they are used as they
+      are, and the objects clf held out are the study's held-out objects
   $ occmap experiments --data hits.npz --out study --preset quick
       (again) continues an interrupted study; a finished one only rewrites the report
 

@@ -337,7 +337,10 @@ export async function runExperiments(o: RunExperimentsOptions): Promise<RunExper
   const graph = new StepGraph(path.join(o.out, 'steps'), log);
 
   const sel = await graph.run(selectionStep(ctx));
-  const held = await graph.run(holdoutStep(ctx, sel.value, sel.hash));
+  // A given classifier's held-out objects become the study's (when its card says which).
+  const given = o.classifier ? await holdoutOfModelDir(o.classifier).catch(() => undefined) : undefined;
+  if (given?.by === 'group') log(`experiments: holding out the objects the classifier ${o.classifier} held out`);
+  const held = await graph.run(holdoutStep(ctx, sel.value, sel.hash, given));
   const holdout = studyHoldout(ctx, held.value);
   const clfDir = o.classifier ?? path.join(o.out, 'classifier');
   let clfCard: ModelCard;

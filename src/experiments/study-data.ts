@@ -70,21 +70,40 @@ export function selectionStep(ctx: StudyCtx): Step<Dataset> {
   };
 }
 
-/** The study's one held-out set of objects (data/holdout.json): a share of each class's objects. */
-export function holdoutStep(ctx: StudyCtx, selection: Dataset, selectionHash: string): Step<string[]> {
+/**
+ * The study's one held-out set of objects (data/holdout.json): a share of each class's
+ * objects; or, with a given classifier that held objects out (`given`, from its card), exactly
+ * those of them the selection holds, so every explainer is judged on objects neither the
+ * classifier nor the explainer trained on.
+ */
+export function holdoutStep(ctx: StudyCtx, selection: Dataset, selectionHash: string, given?: Holdout): Step<string[]> {
   const file = path.join(ctx.out, 'data', 'holdout.json');
   const { valFraction } = ctx.preset;
+  const fromClassifier = given?.by === 'group' && given.ids ? given : undefined;
   return {
     name: 'holdout',
-    inputs: { selection: selectionHash, valFraction, seed: ctx.seed },
+    inputs: { selection: selectionHash, valFraction, seed: ctx.seed, ...(fromClassifier ? { classifierHoldout: fromClassifier.ids } : {}) },
     output: file,
     load: async () => (JSON.parse(readFileSync(file, 'utf8')) as { ids: string[] }).ids,
     run: async () => {
-      const ids = commonHoldout(selection.ids!, selection.labels!, valFraction, ctx.seed);
-      await writeFileAtomic(file, JSON.stringify({ valFraction, seed: ctx.seed, ids }, null, 2) + '\n');
+      let ids: string[];
+      if (fromClassifier) {
+        const held = new Set(fromClassifier.ids);
+        ids = [...new Set(selection.ids!.filter((g) => held.has(g)))].sort();
+        if (ids.length === 0) throw new Error(`the classifier holds out none of the selected objects (${fromClassifier.source})`);
+      } else ids = commonHoldout(selection.ids!, selection.labels!, valFraction, ctx.seed);
+      const source = fromClassifier ? { from: fromClassifier.source } : { valFraction, seed: ctx.seed };
+      await writeFileAtomic(file, JSON.stringify({ ...source, ids }, null, 2) + '\n');
       return ids;
     },
   };
+}
+
+/** Does `ds` already hold exact maps of this classifier with these parameters (maps made by occlude)? */
+export function mapsMadeBy(ds: Dataset, clfHash: string | undefined, params: Record<string, unknown>): boolean {
+  const occ = ds.meta.occlusion as Record<string, unknown> | undefined;
+  if (!ds.maps || !occ || !clfHash || occ.modelHash !== clfHash || occ.method !== 'exact') return false;
+  return Object.entries(params).every(([k, v]) => JSON.stringify(occ[k]) === JSON.stringify(v));
 }
 
 /**
@@ -143,6 +162,13 @@ export function mapsStep(ctx: StudyCtx, clfDir: string, clfHash: string | undefi
     },
     run: async () => {
       const n = selection.shape[0];
+      if (mapsMadeBy(selection, clfHash, { ...SEED_PARAMS })) {
+        // The data came with this classifier's maps (e.g. occlude's output): no need to redo them.
+        ctx.log(`experiments: the data holds exact maps of ${n} stamps by this classifier (seed parameters): used as they are`);
+        const mixed: Dataset = { ...selection, meta: { ...selection.meta, command: ctx.command } };
+        await writeDataset(file, mixed);
+        return { mixed, job: null, computed: 0 };
+      }
       ctx.log(`experiments: exact maps of ${n} stamps (${inferencesPerMap(SEED_PARAMS, selection.shape[1], selection.shape[2])} classifier inferences each)`);
       const { dataset, summary: s } = await occludeDataset({
         model: clfDir,
