@@ -18,7 +18,8 @@ import { buildClassifier } from '../src/models/classifier.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { modelFlops } from '../src/models/flops.js';
 import { exportModelToOnnx } from '../src/models/to-onnx.js';
-import { createOnnxSession, runOnnxBatched, releaseOnnxSession, loadOnnxPredictor } from '../src/runtime/onnx.js';
+import { createOnnxSession, runOnnxBatched, releaseOnnxSession } from '../src/runtime/onnx.js';
+import { loadModel } from '../src/models/load.js';
 import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
 import { exactMaps, SEED_PARAMS } from '../src/occlusion/exact.js';
 import type { Predictor } from '../src/models/predictor.js';
@@ -122,7 +123,7 @@ export async function runInferenceBench(o: InferenceBenchOptions = {}): Promise<
     const onnx: Record<number, Predictor> = {};
     let onnx2 = 0;
     for (const threads of [1, 2]) {
-      onnx[threads] = await loadOnnxPredictor(clfOnnx, { threads, batchSize: 1024, outputs: 'probs', layout: 'NHWC' });
+      onnx[threads] = await loadModel(clfOnnx, { threads, batchSize: 1024, outputs: 'probs', layout: 'NHWC' });
       if (threads === 1) {
         addRate(result.classifier, 'onnxruntime 1 thread, one image per call', 1, await timeLoop(seconds, () => onnx[1].predict(one, 1)), 'inferences/s', fClf);
       }

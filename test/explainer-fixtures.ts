@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { writeDataset } from '../src/data/dataset.js';
 import { buildClassifier } from '../src/models/classifier.js';
-import { saveModelDir } from '../src/models/io.js';
+import { saveModelDir } from '../src/models/model-dir.js';
 import { Rng } from '../src/util/rng.js';
 
 export const H = 9;

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initTf, tf } from '../src/runtime/tfjs.js';
 import { buildAutoencoder, parameterCounts } from '../src/models/autoencoder.js';
-import { hashModelDir, loadModelDir } from '../src/models/io.js';
+import { hashModelDir, loadModelDir } from '../src/models/model-dir.js';
 import { loadPredictor } from '../src/models/load.js';
-import { currentOnnxExport } from '../src/runtime/onnx.js';
+import { verifyModelDir } from '../src/models/model-dir.js';
 import { trainExplainer, bootstrapIndices, padEdge, gradientKernel, applyKernel, defaultInputSize, firstOutOfUnit } from '../src/explainer/train.js';
 import { loadExplainer, conditionTargets, memberMeanStd, type ExplainerCard } from '../src/explainer/estimate.js';
 import { leakedGroups } from '../src/data/split.js';
@@ -64,7 +64,7 @@ test('frozen explainer: card, held-out split by object, encoder equal to the cla
   assert.ok(card.training.history.every((e: { loss: number; valLoss: number; samplesPerSec: number }) => e.loss > 0 && e.valLoss > 0 && e.samplesPerSec > 0));
   assert.equal(card.options.loss, 'mse');
   assert.equal(typeof card.hash, 'string');
-  assert.equal(currentOnnxExport(out), path.join(out, 'model.onnx'));
+  assert.equal(verifyModelDir(out).onnx, path.join(out, 'model.onnx'));
   assert.deepEqual(readdirSync(path.dirname(out)).filter((f) => f.startsWith('.frozen')), [], 'no staging directory left');
 
   // Trained, saved and reloaded: the encoder still holds the classifier's weights.
@@ -146,7 +146,7 @@ test('ensemble K=2: members on bootstrap resamples, same held-out split, mean an
   assert.equal(r.results.length, 2);
   for (const res of r.results) assert.deepEqual(res.splitIndices.val, r.results[0].splitIndices.val);
   assert.notDeepEqual(r.results[0].splitIndices.train, r.results[1].splitIndices.train);
-  for (const k of [0, 1]) assert.ok(currentOnnxExport(path.join(out, `member-${k}`)));
+  for (const k of [0, 1]) assert.ok(verifyModelDir(path.join(out, `member-${k}`)).onnx);
 
   const e = await loadExplainer(out);
   assert.match(e.engine, /onnxruntime/);

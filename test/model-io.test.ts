@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { initTf, tf, tfl } from '../src/runtime/tfjs.js';
 import { buildClassifier } from '../src/models/classifier.js';
 import { countParams } from '../src/models/layers.js';
-import { fsHandler, saveModelDir, loadModelDir, readCard, hashModelDir, type ModelCard } from '../src/models/io.js';
+import { fsHandler, saveModelDir, loadModelDir, readCard, hashModelDir, type ModelCard } from '../src/models/model-dir.js';
 import { loadPredictor } from '../src/models/load.js';
 import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
 import { writeDataset } from '../src/data/dataset.js';
@@ -111,8 +111,13 @@ test('loadPredictor: channels from card.json, engine, hash; one-line errors for 
   assert.deepEqual(p.channels, [3]);
   assert.deepEqual(p.inputShape, [6, 6, 1]);
   assert.equal(p.numClasses, 2);
-  assert.equal(p.engine, 'tfjs-cpu');
+  // No model.onnx in the directory: the weights are converted to ONNX at load.
+  assert.match(p.engine, /^onnxruntime \(\d+ threads?\)$/);
   assert.equal(p.hash, hash);
+  const t = await loadPredictor(dir, { engine: 'tfjs' });
+  assert.equal(t.engine, 'tfjs-cpu');
+  assert.equal(t.hash, hash);
+  t.dispose();
   const probs = await p.predict(randomImages(3, 36, 2), 3);
   assert.equal(probs.length, 6);
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(probs[2 * i] + probs[2 * i + 1] - 1) < 1e-5);
@@ -139,7 +144,10 @@ test('loadPredictor: channels from card.json, engine, hash; one-line errors for 
   const trunc = path.join(root, 'trunc');
   await saveModelDir(m, trunc, card());
   writeFileSync(path.join(trunc, 'weights.bin'), readFileSync(path.join(trunc, 'weights.bin')).subarray(0, 100));
-  await assert.rejects(loadPredictor(trunc), oneLine(/weights\.bin: holds 100 bytes, model\.json describes \d+/));
+  await assert.rejects(loadPredictor(trunc), oneLine(/weights\.bin: does not match card\.json \(sha256 [0-9a-f]{12}\.\.\., card\.json records [0-9a-f]{12}\.\.\.\): the model directory is corrupted or was edited; retrain or restore it/));
+  // Without a card, the tfjs loader's own size check still names the file.
+  rmSync(path.join(trunc, 'card.json'));
+  await assert.rejects(loadPredictor(trunc, { onNote: () => undefined }), oneLine(/weights\.bin: holds 100 bytes, model\.json describes \d+/));
   // card.json channels that do not fit the model.
   const mism = path.join(root, 'mism');
   await saveModelDir(m, mism, card({ channels: [0, 1] }));

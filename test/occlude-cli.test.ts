@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readDataset, writeDataset } from '../src/data/dataset.js';
-import { saveModelDir } from '../src/models/io.js';
+import { saveModelDir } from '../src/models/model-dir.js';
 import { loadPredictor } from '../src/models/load.js';
 import { tf, tfl, initTf } from '../src/runtime/tfjs.js';
 import { exactMaps, SEED_PARAMS } from '../src/occlusion/exact.js';

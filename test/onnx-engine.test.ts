@@ -3,19 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import {
-  createOnnxSession,
-  currentOnnxExport,
-  guessLayout,
-  loadOnnxPredictor,
-  looksLikeProbabilities,
-  nhwcToNchw,
-  onnxSessionsCached,
-  releaseOnnxSession,
-  softmaxRows,
-} from '../src/runtime/onnx.js';
+import { createOnnxSession, onnxSessionsCached, releaseOnnxSession } from '../src/runtime/onnx.js';
+import { guessLayout, nhwcToNchw, type OnnxCore } from '../src/models/onnx-predictor.js';
+import { looksLikeProbabilities, softmaxRows, type ModelPredictor } from '../src/models/predictor-head.js';
+import { loadModel } from '../src/models/load.js';
+import { saveModelDir } from '../src/models/model-dir.js';
 import { encodeOnnxModel, type OnnxNode } from '../src/models/onnx-proto.js';
-import { exportModelToOnnx, META_SOURCE_HASH } from '../src/models/to-onnx.js';
 import { initTf, tf, tfl } from '../src/runtime/tfjs.js';
 import { UserError } from '../src/util/errors.js';
 
@@ -124,6 +117,8 @@ function images(n: number, h: number, w: number, c: number): Float32Array {
   return Float32Array.from({ length: n * h * w * c }, (_, i) => ((i * 37) % 101) / 101);
 }
 
+const layoutOf = (p: ModelPredictor) => (p.core as OnnxCore).layout;
+
 function writeModel(bytes: Uint8Array, name = 'm.onnx'): string {
   const f = path.join(tmp(), name);
   writeFileSync(f, bytes);
@@ -136,9 +131,9 @@ test('bring-your-own NCHW logits classifier: layout and logits detected, softmax
   const n = 5;
   const x = images(n, 5, 5, 2);
   const want = softmaxRows(expectedLogits(spec, x, n), n, 3);
-  const p = await loadOnnxPredictor(file, { threads: 1, batchSize: 2 });
+  const p = await loadModel(file, { threads: 1, batchSize: 2 });
   try {
-    assert.equal(p.layout, 'NCHW');
+    assert.equal(layoutOf(p), 'NCHW');
     assert.equal(p.outputs, 'logits');
     assert.deepEqual(p.inputShape, [5, 5, 2]);
     assert.equal(p.numClasses, 3);
@@ -158,14 +153,14 @@ test('NHWC classifier with a softmax in the graph: probabilities used as they ar
   const n = 4;
   const x = images(n, 6, 6, 1);
   const want = softmaxRows(expectedLogits(spec, x, n), n, 2);
-  const p = await loadOnnxPredictor(file, { threads: 2 });
-  assert.equal(p.layout, 'NHWC');
+  const p = await loadModel(file, { threads: 2 });
+  assert.equal(layoutOf(p), 'NHWC');
   assert.equal(p.outputs, 'probs');
   assert.equal(p.engine, 'onnxruntime (2 threads)');
   close(await p.predict(x, n), want, 1e-5);
   p.dispose();
   // Declaring the probabilities logits softmaxes them a second time: the option is obeyed.
-  const q = await loadOnnxPredictor(file, { threads: 1, outputs: 'logits', channels: [3] });
+  const q = await loadModel(file, { threads: 1, outputs: 'logits', channels: [3] });
   assert.deepEqual(q.channels, [3]);
   close(await q.predict(x, n), softmaxRows(want, n, 2), 1e-5);
   q.dispose();
@@ -173,7 +168,7 @@ test('NHWC classifier with a softmax in the graph: probabilities used as they ar
 
 test('a model with a fixed batch of 1 runs any number of images', async () => {
   const spec: LinearSpec = { layout: 'NCHW', h: 5, w: 5, c: 3, k: 2, batch: 1 };
-  const p = await loadOnnxPredictor(writeModel(linearOnnx(spec)), { threads: 1 });
+  const p = await loadModel(writeModel(linearOnnx(spec)), { threads: 1 });
   const x = images(3, 5, 5, 3);
   close(await p.predict(x, 3), softmaxRows(expectedLogits(spec, x, 3), 3, 2), 1e-5);
   p.dispose();
@@ -182,8 +177,8 @@ test('a model with a fixed batch of 1 runs any number of images', async () => {
 test('one output unit: needs --outputs; a logit becomes [1 - sigmoid, sigmoid]', async () => {
   const spec: LinearSpec = { layout: 'NHWC', h: 5, w: 5, c: 1, k: 1 };
   const file = writeModel(linearOnnx(spec));
-  await assert.rejects(loadOnnxPredictor(file, { threads: 1 }), /m\.onnx: the output has one unit: .*--outputs probs\|logits/);
-  const p = await loadOnnxPredictor(file, { threads: 1, outputs: 'logits' });
+  await assert.rejects(loadModel(file, { threads: 1 }), /m\.onnx: the output has one unit: .*outputs 'probs' or 'logits'/);
+  const p = await loadModel(file, { threads: 1, outputs: 'logits' });
   assert.equal(p.numClasses, 2);
   const x = images(2, 5, 5, 1);
   const z = expectedLogits(spec, x, 2);
@@ -195,12 +190,12 @@ test('one output unit: needs --outputs; a logit becomes [1 - sigmoid, sigmoid]',
 test('ambiguous input layout: a one-line error asking for --layout; an explicit layout works', async () => {
   const spec: LinearSpec = { layout: 'NCHW', h: 4, w: 4, c: 3, k: 2 };
   const file = writeModel(linearOnnx(spec));
-  await assert.rejects(loadOnnxPredictor(file, { threads: 1 }), (err: Error) => {
+  await assert.rejects(loadModel(file, { threads: 1 }), (err: Error) => {
     assert.ok(err instanceof UserError);
-    assert.match(err.message, /^.*m\.onnx: cannot tell whether input shape \[N, 3, 4, 4\] is NCHW or NHWC; pass the layout/);
+    assert.match(err.message, /^.*m\.onnx: cannot tell whether input shape \[N, 3, 4, 4\] is NCHW or NHWC; give the layout/);
     return true;
   });
-  const p = await loadOnnxPredictor(file, { threads: 1, layout: 'NCHW' });
+  const p = await loadModel(file, { threads: 1, layout: 'NCHW' });
   const x = images(2, 4, 4, 3);
   close(await p.predict(x, 2), softmaxRows(expectedLogits(spec, x, 2), 2, 2), 1e-5);
   p.dispose();
@@ -208,7 +203,7 @@ test('ambiguous input layout: a one-line error asking for --layout; an explicit 
 
 // ---------------------------------------------------------------- exported tfjs classifiers
 
-test('exported tfjs classifier directory: NHWC from the metadata, channels and hash from card.json, same outputs as tfjs', async () => {
+test('exported tfjs classifier directory: runs its model.onnx (NHWC from the metadata), channels and hash from card.json, same outputs as tfjs', async () => {
   await initTf('cpu');
   const L = tfl.layers;
   const model = tfl.sequential({
@@ -220,30 +215,28 @@ test('exported tfjs classifier directory: NHWC from the metadata, channels and h
       L.dense({ units: 2, activation: 'softmax' }),
     ],
   });
-  const dir = tmp();
-  await exportModelToOnnx(model, path.join(dir, 'model.onnx'), { metadata: { [META_SOURCE_HASH]: 'abc123' } });
-  writeFileSync(path.join(dir, 'card.json'), JSON.stringify({ kind: 'classifier', channels: [3], hash: 'abc123' }));
+  const dir = path.join(tmp(), 'clf');
+  const { hash } = await saveModelDir(model, dir, { kind: 'classifier', occmapVersion: 'test', createdAt: 'now', channels: [3] }, { onnx: true });
   const n = 7;
   const x = images(n, 9, 9, 1);
-  const p = await loadOnnxPredictor(dir, { threads: 1, batchSize: 3 });
+  const p = await loadModel(dir, { threads: 1, batchSize: 3 });
   const y = model.predict(tf.tensor4d(x, [n, 9, 9, 1])) as InstanceType<typeof tf.Tensor>;
   try {
-    assert.equal(p.layout, 'NHWC');
+    assert.equal(layoutOf(p), 'NHWC');
     assert.equal(p.outputs, 'probs');
     assert.deepEqual(p.channels, [3]);
-    assert.equal(p.hash, 'abc123');
+    assert.equal(p.hash, hash);
+    assert.equal(p.engine, 'onnxruntime (1 thread)');
     assert.deepEqual(p.inputShape, [9, 9, 1]);
     close(await p.predict(x, n), y.dataSync(), 1e-4);
   } finally {
     p.dispose();
     y.dispose();
   }
-  assert.equal(currentOnnxExport(dir), path.join(dir, 'model.onnx'));
-  // A card for another model (stale export): the .onnx is hashed on its own.
-  writeFileSync(path.join(dir, 'card.json'), JSON.stringify({ channels: [3], hash: 'retrained' }));
-  assert.equal(currentOnnxExport(dir), undefined);
-  const q = await loadOnnxPredictor(path.join(dir, 'model.onnx'), { threads: 1 });
-  assert.match(q.hash, /^sha256:/);
+  // The model.onnx path itself: the card beside it vouches for it, so its channels and hash apply.
+  const q = await loadModel(path.join(dir, 'model.onnx'), { threads: 1 });
+  assert.equal(q.hash, hash);
+  assert.deepEqual(q.channels, [3]);
   q.dispose();
   model.dispose();
 });
@@ -254,8 +247,8 @@ test('bad model files: one-line errors naming the file', async () => {
   const dir = tmp();
   const cases: [string, RegExp][] = [];
   const missing = path.join(dir, 'nope.onnx');
-  cases.push([missing, /nope\.onnx: not found/]);
-  cases.push([dir, /: no model\.onnx in this directory/]);
+  cases.push([missing, /nope\.onnx: does not exist/]);
+  cases.push([dir, /: is not a model directory \(no model\.json\)/]);
   const text = path.join(dir, 'text.onnx');
   writeFileSync(text, 'this is not a model\n');
   cases.push([text, /text\.onnx: not an ONNX model/]);
@@ -296,7 +289,7 @@ test('bad model files: one-line errors naming the file', async () => {
   writeFileSync(bad, unknownOp);
   cases.push([bad, /bad\.onnx: ONNX Runtime cannot load the model \(/]);
   for (const [file, re] of cases) {
-    await assert.rejects(loadOnnxPredictor(file, { threads: 1 }), (err: Error) => {
+    await assert.rejects(loadModel(file, { threads: 1 }), (err: Error) => {
       assert.ok(err instanceof UserError, `${file}: ${err}`);
       assert.match(err.message, re);
       assert.ok(!err.message.includes('\n'), err.message);

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mkdtempSync } from 'node:fs';
 import { exportModelToOnnx } from '../src/models/to-onnx.js';
-import { loadModelDir } from '../src/models/io.js';
+import { loadModelDir } from '../src/models/model-dir.js';
 import { readDataset, writeDataset } from '../src/data/dataset.js';
 import { selectChannels } from '../src/models/predictor.js';
 import { makeServeFixtures, type ServeFixtures } from './serve-fixtures.js';

@@ -4,14 +4,13 @@
  * reading the same channel, both with their ONNX exports, and a 6-stamp dataset whose stored
  * maps are the classifier's exact maps.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { writeDataset } from '../src/data/dataset.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { buildClassifier } from '../src/models/classifier.js';
-import { saveModelDir } from '../src/models/io.js';
-import { exportModelToOnnx, META_SOURCE_HASH } from '../src/models/to-onnx.js';
+import { saveModelDir, writeCard } from '../src/models/model-dir.js';
 import { exactMaps, SEED_PARAMS, type OcclusionParams } from '../src/occlusion/exact.js';
 import { loadClassifier } from '../src/serve/models.js';
 import { initTf } from '../src/runtime/tfjs.js';
@@ -54,7 +53,7 @@ export async function makeServeFixtures(): Promise<ServeFixtures> {
   const dir = mkdtempSync(path.join(tmpdir(), 'occmap-serve-'));
   const classifier = path.join(dir, 'clf');
   const clf = buildClassifier({ inputShape: [H, W, 1], numClasses: 2, pad: 1, seed: 7 });
-  const c = await saveModelDir(clf, classifier, {
+  await saveModelDir(clf, classifier, {
     kind: 'classifier',
     occmapVersion: 'test',
     createdAt: 'test',
@@ -63,13 +62,12 @@ export async function makeServeFixtures(): Promise<ServeFixtures> {
     classes: ['bogus', 'real'],
     numClasses: 2,
     inputShape: [H, W, 1],
-  });
-  await exportModelToOnnx(clf, path.join(classifier, 'model.onnx'), { metadata: { [META_SOURCE_HASH]: c.hash } });
+  }, { onnx: true });
   clf.dispose();
 
   const explainer = path.join(dir, 'expl');
   const ae = buildAutoencoder({ size: 12, channels: 1, bottleneck: 9, seed: 3 });
-  const e = await saveModelDir(ae, explainer, {
+  await saveModelDir(ae, explainer, {
     kind: 'explainer',
     occmapVersion: 'test',
     createdAt: 'test',
@@ -85,8 +83,7 @@ export async function makeServeFixtures(): Promise<ServeFixtures> {
     split: { by: 'item', seed: 0, valFraction: 0.5, valIndices: [] },
     data: 'test',
     occlusion: { method: 'exact', ...PARAMS },
-  });
-  await exportModelToOnnx(ae, path.join(explainer, 'model.onnx'), { metadata: { [META_SOURCE_HASH]: e.hash } });
+  }, { onnx: true });
   ae.dispose();
 
   const images = stampImages(N);
@@ -132,10 +129,9 @@ export async function makeConditionedEnsemble(fx: ServeFixtures): Promise<string
   };
   for (const k of [0, 1]) {
     const m = buildAutoencoder({ size: 12, channels: 1, bottleneck: 9, condition: 'onehot', numClasses: 2, seed: 11 + k });
-    const { hash } = await saveModelDir(m, path.join(dir, `member-${k}`), { ...card, member: k });
-    await exportModelToOnnx(m, path.join(dir, `member-${k}`, 'model.onnx'), { metadata: { [META_SOURCE_HASH]: hash } });
+    await saveModelDir(m, path.join(dir, `member-${k}`), { ...card, member: k }, { onnx: true });
     m.dispose();
   }
-  writeFileSync(path.join(dir, 'card.json'), JSON.stringify({ ...card, ensemble: 2 }, null, 2));
+  writeCard(dir, { ...card, ensemble: 2 });
   return dir;
 }

@@ -5,11 +5,11 @@
  * and the JSON.
  */
 import type { Command } from 'commander';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { readDataset } from '../data/dataset.js';
-import { hashFile } from '../models/io.js';
-import { loadPredictor } from '../models/load.js';
+import { hashFile } from '../models/model-dir.js';
+import { fitToStamps, loadPredictor } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
 import { inputMismatch } from '../occlusion/exact.js';
 import { assertWritable, writeFileAtomic } from '../util/atomic.js';
@@ -135,20 +135,6 @@ function classifierPath(explainerDir: string, fromCard: unknown, given?: string)
   throw fileError(fromCard, `the classifier named in ${path.join(explainerDir, 'card.json')} does not exist; pass --model CLASSIFIER or --no-faithfulness`);
 }
 
-/**
- * Deletion / insertion cost 2 x (steps+1) inferences per map and method: a tfjs classifier
- * directory runs through its current model.onnx export (same weights, several times faster)
- * unless --engine tfjs.
- */
-async function loadClassifier(p: string, engine: 'auto' | 'onnx' | 'tfjs', threads?: number): Promise<Predictor> {
-  if (engine !== 'tfjs' && existsSync(p) && statSync(p).isDirectory()) {
-    const { currentOnnxExport } = await import('../runtime/onnx.js');
-    const onnx = currentOnnxExport(p);
-    if (onnx) return loadPredictor(onnx, { engine: 'onnx', threads });
-  }
-  return loadPredictor(p, { engine, threads });
-}
-
 export async function runEvaluate(o: EvaluateCliOptions): Promise<{ result: EvaluationResult; report: string }> {
   const split = oneOf('split', o.split, ['val', 'all'] as const);
   const steps = int('steps', o.steps, 1);
@@ -181,7 +167,9 @@ export async function runEvaluate(o: EvaluateCliOptions): Promise<{ result: Eval
       notes.push(`${o.data} is not the file the explainer was trained on (${card.data}, other contents): its held-out indices may point at other stamps`);
     }
     if (clfPath) {
-      classifier = await loadClassifier(clfPath, engine, threads);
+      // Deletion / insertion cost 2 x (steps+1) inferences per map and method: ONNX Runtime unless --engine tfjs.
+      const pad = ds.meta.occlusion?.pad;
+      classifier = fitToStamps(await loadPredictor(clfPath, { engine, threads }), ds.shape[1], ds.shape[2], typeof pad === 'number' ? pad : 0).predictor;
       const mismatch = inputMismatch(classifier, ds.shape);
       if (mismatch) throw fileError(clfPath, `${mismatch} (data ${o.data})`);
     }

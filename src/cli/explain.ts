@@ -10,7 +10,7 @@ import { serializeNpz, type NpzEntry } from '../data/npz.js';
 import { readInput } from '../data/stamps.js';
 import { loadExplainer, occlusionParamsOf, type Explainer } from '../explainer/estimate.js';
 import { compareMaps, type MapComparison } from '../metrics/compare.js';
-import { loadPredictor } from '../models/load.js';
+import { fitToStamps, loadPredictor } from '../models/load.js';
 import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
 import { exactMaps } from '../occlusion/exact.js';
 import { assertWritable, writeFileAtomic } from '../util/atomic.js';
@@ -96,7 +96,12 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
   let predictor: Predictor | undefined;
   try {
     const card = explainer.card;
-    if (o.model) predictor = await loadPredictor(o.model, { threads });
+    if (o.model) {
+      // A classifier whose input is the padded stamp gets the stamps padded by the maps' --pad.
+      const fitted = fitToStamps(await loadPredictor(o.model, { threads }), h, w, occlusionParamsOf(card).pad);
+      predictor = fitted.predictor;
+      if (fitted.padded && !o.quiet) process.stderr.write(`explain: ${o.model} takes the stamps zero-padded by ${fitted.padded} (the maps' --pad): padding them before it\n`);
+    }
     if (predictor && typeof card.classifierHash === 'string' && predictor.hash !== card.classifierHash && !o.quiet) {
       process.stderr.write(`explain: note: ${o.model} is not the classifier the explainer was trained with (${card.classifier ?? 'unknown'})\n`);
     }

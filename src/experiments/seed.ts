@@ -23,7 +23,7 @@ import path from 'node:path';
 import { readDataset, subsetDataset, type Dataset } from '../data/dataset.js';
 import { holdoutOfModelDir } from '../data/holdout.js';
 import { loadExplainer, type ExplainerCard } from '../explainer/estimate.js';
-import { CARD_JSON, readCard, type ModelCard } from '../models/io.js';
+import { CARD_JSON, readCard, type ModelCard } from '../models/model-dir.js';
 import { loadPredictor } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
 import { SEED_PARAMS, inferencesPerMap } from '../occlusion/exact.js';

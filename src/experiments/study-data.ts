@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readDataset, subsetDataset, writeDataset, type Dataset } from '../data/dataset.js';
 import { holdoutOfIds, type Holdout } from '../data/holdout.js';
-import { readCard, type ModelCard } from '../models/io.js';
+import { readCard, type ModelCard } from '../models/model-dir.js';
 import { trainClassifier } from '../models/train-classifier.js';
 import { DEFAULT_BATCH_SIZE, SEED_PARAMS, inferencesPerMap } from '../occlusion/exact.js';
 import { occludeDataset } from '../occlusion/job.js';

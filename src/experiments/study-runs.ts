@@ -10,7 +10,7 @@ import type { Holdout } from '../data/holdout.js';
 import { evaluateExplainer, type EvaluationResult, type MethodName } from '../explainer/evaluate.js';
 import { loadExplainer } from '../explainer/estimate.js';
 import { trainExplainer } from '../explainer/train.js';
-import { CARD_JSON, loadModelDir } from '../models/io.js';
+import { CARD_JSON, loadModelDir } from '../models/model-dir.js';
 import type { Predictor } from '../models/predictor.js';
 import { initTf } from '../runtime/tfjs.js';
 import { writeFileAtomic } from '../util/atomic.js';

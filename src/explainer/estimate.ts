@@ -1,17 +1,17 @@
 /**
  * One-pass occlusion-map estimates from a trained explainer directory (single model or
- * ensemble). ONNX Runtime runs the model.onnx export when it is current (exported from the
- * weights card.json describes), tfjs otherwise; both take the same NHWC arrays.
+ * ensemble). The directory format and the engine choice are models/model-dir.ts's; both
+ * engines take the same NHWC arrays.
  *
  * The caller gives dataset images as they are (n,h,w,cData): the explainer picks its channels,
  * pads to its input size the way it was trained (docs/seed.md: 21 -> 24, top/left 2), and crops the
  * estimates back to (n,h,w).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { SEED_PARAMS, type OcclusionParams } from '../occlusion/exact.js';
-import { CARD_JSON, loadModelDir } from '../models/io.js';
-import { initTf, tf, type tfl } from '../runtime/tfjs.js';
+import { CARD_JSON, checkEngineChoice, modelDirRun, openModelDir, readCard } from '../models/model-dir.js';
+import { tf, type tfl } from '../runtime/tfjs.js';
 import { fileError, UserError } from '../util/errors.js';
 import { labelUnits } from '../models/condition.js';
 import { RunnerExplainer, type Explainer, type ExplainerCard, type Runner } from './runner.js';
@@ -24,6 +24,8 @@ export interface LoadExplainerOptions {
   threads?: number;
   /** Items per inference call (default 1024 on ONNX Runtime, 256 on tfjs). */
   batchSize?: number;
+  /** One-line notes (integrity not checkable, fallback to tfjs); default: stderr. */
+  onNote?: (line: string) => void;
 }
 
 /**
@@ -66,140 +68,104 @@ export function occlusionParamsOf(card: ExplainerCard): OcclusionParams {
   return p;
 }
 
-/** card.json of an explainer directory, checked enough that estimate() can trust it. */
+/** card.json of an explainer directory (read by models/model-dir.ts), checked enough that estimate() can trust it. */
 export function readExplainerCard(dir: string): ExplainerCard {
   if (!existsSync(dir)) throw fileError(dir, 'does not exist');
   if (!statSync(dir).isDirectory()) throw fileError(dir, "is not a directory (expected an explainer from 'occmap train-explainer')");
   const file = path.join(dir, CARD_JSON);
-  let card: ExplainerCard;
-  try {
-    card = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw fileError(code ? dir : file, code ? `not an explainer directory (cannot read ${CARD_JSON}: ${code})` : 'is not valid JSON');
-  }
-  if (!card || typeof card !== 'object' || card.kind !== 'explainer') {
+  const read = readCard(dir);
+  if (!read) throw fileError(dir, `not an explainer directory (no ${CARD_JSON})`);
+  const card = read as unknown as ExplainerCard;
+  if (card.kind !== 'explainer') {
     throw fileError(file, `is not an explainer card (kind ${JSON.stringify((card as { kind?: unknown })?.kind)}; expected 'explainer')`);
   }
   if (!['none', 'numeral', 'onehot'].includes(card.condition)) throw fileError(file, `unknown condition ${JSON.stringify(card.condition)}`);
   if (!(Number.isInteger(card.inputSize) && card.inputSize > 0)) throw fileError(file, "needs a positive integer 'inputSize'");
   if (!(Number.isInteger(card.numClasses) && card.numClasses >= 1)) throw fileError(file, "needs a positive integer 'numClasses'");
-  if (card.channels !== undefined && !(Array.isArray(card.channels) && card.channels.every((c) => Number.isInteger(c) && c >= 0))) {
-    throw fileError(file, "'channels' must be a list of non-negative channel indices");
-  }
   return card;
 }
 
-/** The member model directories of an explainer: itself, or DIR/member-<k>/ for an ensemble. */
-export function memberDirs(dir: string, card: ExplainerCard): string[] {
-  if (!card.ensemble || card.ensemble <= 1) return [dir];
-  const listed = Array.isArray(card.members) ? (card.members as { dir?: unknown }[]).map((m) => m.dir) : undefined;
-  const names = listed && listed.every((d) => typeof d === 'string') ? (listed as string[]) : Array.from({ length: card.ensemble }, (_, k) => `member-${k}`);
-  if (names.length !== card.ensemble) throw fileError(path.join(dir, CARD_JSON), `lists ${names.length} members for an ensemble of ${card.ensemble}`);
-  return names.map((n) => {
-    const d = path.resolve(dir, n);
-    if (path.dirname(d) !== path.resolve(dir)) throw fileError(path.join(dir, CARD_JSON), `member '${n}' is outside the explainer directory`);
-    return d;
-  });
-}
-
-async function onnxRunners(files: string[], card: ExplainerCard, C: number, nLabel: number, o: LoadExplainerOptions): Promise<{ runners: Runner[]; threads: number }> {
-  const { createOnnxSession, releaseOnnxSession, runOnnxBatched, defaultThreads } = await import('../runtime/onnx.js');
-  const threads = o.threads ?? defaultThreads();
+async function onnxRunner(model: string | Uint8Array, source: string, card: ExplainerCard, C: number, nLabel: number, threads: number, o: LoadExplainerOptions): Promise<Runner> {
+  const { createOnnxSession, releaseOnnxSession, runOnnxBatched } = await import('../runtime/onnx.js');
   const S = card.inputSize;
-  const runners: Runner[] = [];
-  try {
-    for (const file of files) {
-      const session = await createOnnxSession(file, { threads });
-      runners.push({
-        run: async (x, cond, n) => {
-          const feeds = [{ name: 'image', data: x, shape: [S, S, C] }];
-          if (cond) feeds.push({ name: 'label', data: cond, shape: [nLabel] });
-          const out = await runOnnxBatched(session, feeds, n, { batchSize: o.batchSize ?? 1024 });
-          return out.data;
-        },
-        dispose: () => void releaseOnnxSession(session).catch(() => undefined),
-      });
-      const want = nLabel > 0 ? ['image', 'label'] : ['image'];
-      if (session.inputNames.join() !== want.join()) {
-        throw fileError(file, `takes inputs [${session.inputNames.join(', ')}], expected [${want.join(', ')}] for condition '${card.condition}'`);
-      }
-    }
-  } catch (err) {
-    runners.forEach((r) => r.dispose());
-    throw err;
+  const session = await createOnnxSession(model, { threads, source });
+  const want = nLabel > 0 ? ['image', 'label'] : ['image'];
+  if (session.inputNames.join() !== want.join()) {
+    await releaseOnnxSession(session);
+    throw fileError(source, `takes inputs [${session.inputNames.join(', ')}], expected [${want.join(', ')}] for condition '${card.condition}'`);
   }
-  return { runners, threads };
+  return {
+    run: async (x, cond, n) => {
+      const feeds = [{ name: 'image', data: x, shape: [S, S, C] }];
+      if (cond) feeds.push({ name: 'label', data: cond, shape: [nLabel] });
+      const out = await runOnnxBatched(session, feeds, n, { batchSize: o.batchSize ?? 1024 });
+      return out.data;
+    },
+    dispose: () => void releaseOnnxSession(session).catch(() => undefined),
+  };
 }
 
-async function tfjsRunners(dirs: string[], card: ExplainerCard, C: number, nLabel: number, o: LoadExplainerOptions): Promise<Runner[]> {
-  await initTf();
+function tfjsRunner(model: tfl.LayersModel, dir: string, card: ExplainerCard, C: number, nLabel: number, o: LoadExplainerOptions): Runner {
   const S = card.inputSize;
   const chunk = o.batchSize ?? 256;
-  const runners: Runner[] = [];
-  try {
-    for (const dir of dirs) {
-      const model: tfl.LayersModel = await loadModelDir(dir);
-      runners.push({
-        run: async (x, cond, n) => {
-          const out = new Float32Array(n * S * S);
-          for (let from = 0; from < n; from += chunk) {
-            const to = Math.min(n, from + chunk);
-            const y = tf.tidy(() => {
-              const xi = tf.tensor4d(x.subarray(from * S * S * C, to * S * S * C), [to - from, S, S, C]);
-              const inputs = cond ? [xi, tf.tensor2d(cond.subarray(from * nLabel, to * nLabel), [to - from, nLabel])] : xi;
-              return (model.predict(inputs) as tf.Tensor).dataSync() as Float32Array;
-            });
-            out.set(y, from * S * S);
-          }
-          return out;
-        },
-        dispose: () => model.dispose(),
-      });
-      const [inS, outS] = [model.inputs[0].shape, model.outputs[0].shape];
-      if (inS[1] !== S || inS[2] !== S || inS[3] !== C || model.inputs.length !== (nLabel > 0 ? 2 : 1) || outS[1] !== S || outS[2] !== S) {
-        throw fileError(dir, `model input (${inS.join(',')}) / output (${outS.join(',')}) do not match card.json (input ${S}x${S}x${C}, condition ${card.condition})`);
-      }
-    }
-  } catch (err) {
-    runners.forEach((r) => r.dispose());
-    throw err;
+  const [inS, outS] = [model.inputs[0].shape, model.outputs[0].shape];
+  if (inS[1] !== S || inS[2] !== S || inS[3] !== C || model.inputs.length !== (nLabel > 0 ? 2 : 1) || outS[1] !== S || outS[2] !== S) {
+    model.dispose();
+    throw fileError(dir, `model input (${inS.join(',')}) / output (${outS.join(',')}) do not match card.json (input ${S}x${S}x${C}, condition ${card.condition})`);
   }
-  return runners;
+  return {
+    run: async (x, cond, n) => {
+      const out = new Float32Array(n * S * S);
+      for (let from = 0; from < n; from += chunk) {
+        const to = Math.min(n, from + chunk);
+        const y = tf.tidy(() => {
+          const xi = tf.tensor4d(x.subarray(from * S * S * C, to * S * S * C), [to - from, S, S, C]);
+          const inputs = cond ? [xi, tf.tensor2d(cond.subarray(from * nLabel, to * nLabel), [to - from, nLabel])] : xi;
+          return (model.predict(inputs) as tf.Tensor).dataSync() as Float32Array;
+        });
+        out.set(y, from * S * S);
+      }
+      return out;
+    },
+    dispose: () => model.dispose(),
+  };
 }
 
 /**
- * Load an explainer directory written by `occmap train-explainer`. engine 'auto': ONNX Runtime
- * when every member's model.onnx is current, else tfjs; 'onnx' fails when one is not.
+ * Load an explainer directory written by `occmap train-explainer`: its files (every member's)
+ * verified against card.json, each member on the engine models/model-dir.ts picks (its
+ * model.onnx when the card vouches for it, else its weights converted at load; tfjs when asked
+ * or when a layer cannot be converted).
  */
 export async function loadExplainer(dir: string, opts: LoadExplainerOptions = {}): Promise<Explainer> {
   const card = readExplainerCard(dir);
-  const engineChoice = opts.engine ?? 'auto';
-  if (!['auto', 'onnx', 'tfjs'].includes(engineChoice)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${engineChoice}'`);
-  const dirs = memberDirs(dir, card);
+  const engineChoice = checkEngineChoice(opts.engine);
+  const opened = openModelDir(dir);
+  const note = opts.onNote ?? ((line: string) => void process.stderr.write(`occmap: ${line}\n`));
+  opened.notes.forEach(note);
   const C = card.channels?.length ?? (Array.isArray(card.inputShape) ? Number((card.inputShape as number[])[2]) : NaN);
   if (!(Number.isInteger(C) && C >= 1)) throw fileError(path.join(dir, CARD_JSON), "needs 'channels' or 'inputShape' to know the model's channel count");
   const nLabel = labelUnits(card.condition, card.numClasses);
-
-  let onnxFiles: (string | undefined)[] = [];
-  if (engineChoice !== 'tfjs') {
-    const { currentOnnxExport } = await import('../runtime/onnx.js');
-    onnxFiles = dirs.map((d) => currentOnnxExport(d));
-    const stale = dirs.find((_, i) => !onnxFiles[i]);
-    if (stale !== undefined && engineChoice === 'onnx') {
-      throw fileError(stale, 'has no current model.onnx (missing, or exported from other weights): use --engine tfjs');
+  const threads = opts.threads ?? (await import('../runtime/onnx.js')).defaultThreads();
+  const runners: Runner[] = [];
+  const engines = new Set<string>();
+  try {
+    for (const member of opened.members) {
+      const run = await modelDirRun(member, engineChoice, { note });
+      if (run.engine === 'onnx') {
+        const source = typeof run.model === 'string' ? run.model : member.dir;
+        runners.push(await onnxRunner(run.model, source, card, C, nLabel, threads, opts));
+        const { ortEngineName } = await import('../runtime/ort.js');
+        engines.add(`${ortEngineName()} (${threads} thread${threads === 1 ? '' : 's'})`);
+      } else {
+        runners.push(tfjsRunner(run.model, member.dir, card, C, nLabel, opts));
+        engines.add(`tfjs-${tf.getBackend()}`);
+      }
     }
+  } catch (err) {
+    runners.forEach((r) => r.dispose());
+    throw err;
   }
-  let runners: Runner[];
-  let engine: string;
-  if (engineChoice !== 'tfjs' && onnxFiles.every((f) => f)) {
-    const r = await onnxRunners(onnxFiles as string[], card, C, nLabel, opts);
-    runners = r.runners;
-    const { ortEngineName } = await import('../runtime/ort.js');
-    engine = `${ortEngineName()} (${r.threads} thread${r.threads === 1 ? '' : 's'})`;
-  } else {
-    runners = await tfjsRunners(dirs, card, C, nLabel, opts);
-    engine = `tfjs-${tf.getBackend()}`;
-  }
-  return new RunnerExplainer(card, engine, runners, C, nLabel, dir);
+  return new RunnerExplainer(card, [...engines].join(' + '), runners, C, nLabel, dir);
 }
+

@@ -5,6 +5,7 @@
  * gives it ONNX Runtime (Node) or tfjs runners; the browser viewer gives it onnxruntime-web ones.
  */
 import { selectChannels } from '../models/predictor.js';
+import { ModelOutputError, firstBadOutput } from '../models/predictor-head.js';
 import { UserError } from '../util/errors.js';
 import { conditionVectors, cropMaps, padFor, padImages } from './data.js';
 
@@ -120,7 +121,12 @@ export class RunnerExplainer implements Explainer {
     const pad = padFor(h, w, S);
     const x = padImages(this.modelChannels(images, n, h, w, cData), n, h, w, this.C, pad);
     const outs: Float32Array[] = [];
-    for (const r of this.runners) outs.push(cropMaps(await r.run(x, cond, n), n, S, S, pad));
+    for (const r of this.runners) {
+      const maps = cropMaps(await r.run(x, cond, n), n, S, S, pad);
+      const bad = firstBadOutput(maps, 'logits');
+      if (bad >= 0) throw new ModelOutputError(`${this.dir}: the explainer gave ${maps[bad]} for stamp ${Math.floor(bad / (h * w))}: its weights are broken or the input is far outside what it was trained on`);
+      outs.push(maps);
+    }
     if (outs.length === 1) return { maps: outs[0] };
     const { mean, std } = memberMeanStd(outs);
     return { maps: mean, std };

@@ -16,16 +16,15 @@
  *   (object) when ids exist, because epochs of one object are near-duplicates: resampling
  *   items would make every member see every object. All members share the held-out split.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { readDataset, type Dataset } from '../data/dataset.js';
 import { splitIndices, type Split } from '../data/split.js';
 import { buildAutoencoder, copyEncoderWeights, parameterCounts, labelUnits, type Condition } from '../models/autoencoder.js';
 import { resolveChannels } from '../models/classifier.js';
-import { assertModelDirWritable, hashFile, hashModelDir, installDir, loadModelDir, readCard, saveModelDir, siblingTemp, CARD_JSON, type ModelCard } from '../models/io.js';
+import { assertModelDirWritable, hashFile, hashModelDir, installDir, loadModelDir, readCard, saveModelDir, siblingTemp, writeCard, type ModelCard } from '../models/model-dir.js';
 import { loadPredictor } from '../models/load.js';
 import { selectChannels } from '../models/predictor.js';
-import { exportModelToOnnx, META_SOURCE_HASH } from '../models/to-onnx.js';
 import { backendDescription, initTf, tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
 import { trainModel, type EpochRecord, type LossName, type OptimizerName, type TrainResult, type TrainSet } from '../train/loop.js';
 import { fileError, OptionError, UserError } from '../util/errors.js';
@@ -630,11 +629,7 @@ async function trainMember(j: MemberJob, k: number): Promise<{ result: TrainResu
       return { result: r, member: { member: k, card: memberCard, ...training }, counts, copied, model: saved };
     }
     const dir = st.K > 1 ? path.join(j.staged, `member-${k}`) : j.staged;
-    const { hash } = await saveModelDir(saved, dir, memberCard);
-    await exportModelToOnnx(saved, path.join(dir, 'model.onnx'), {
-      metadata: { [META_SOURCE_HASH]: hash },
-      docString: `occmap explainer (${st.variant}, condition ${st.condition})`,
-    });
+    const { hash } = await saveModelDir(saved, dir, memberCard, { onnx: { docString: `occmap explainer (${st.variant}, condition ${st.condition})` } });
     return { result: r, member: { dir: `member-${k}`, hash, ...training }, counts, copied };
   } finally {
     if (!keep) model.dispose();
@@ -677,7 +672,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     if (st.K > 1) {
       const bootMode = !st.boot ? 'none' : p.groups ? 'groups' : 'items';
       card = { ...base, ensemble: st.K, members: done.map((d) => d.member), bootstrap: bootMode, parameters: last.counts.total, parameterCounts: last.counts, parametersPerMember: last.counts, encoderCopied: last.copied };
-      if (staged) writeFileSync(path.join(staged, CARD_JSON), JSON.stringify(card, null, 2) + '\n');
+      if (staged) card = writeCard(staged, card as unknown as ModelCard) as unknown as ExplainerCard; // records every member's file hashes
     } else {
       card = staged ? (readCard(staged) as unknown as ExplainerCard) : ((last.member as { card: ExplainerCard }).card);
     }

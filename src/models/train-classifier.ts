@@ -12,8 +12,7 @@ import { initTf, backendDescription, type BackendChoice } from '../runtime/tfjs.
 import { OptionError, UserError } from '../util/errors.js';
 import { occmapVersion } from '../util/version.js';
 import { fitClassifier, type FitClassifierOptions, type TrainedClassifier } from './classifier.js';
-import { exportModelToOnnx, META_SOURCE_HASH } from './to-onnx.js';
-import { assertModelDirWritable, hashFile, saveModelDir, type ModelCard } from './io.js';
+import { assertModelDirWritable, hashFile, saveModelDir, type ModelCard } from './model-dir.js';
 
 export interface TrainClassifierOptions {
   /** A dataset file, or a dataset in memory (then `dataName` names it in errors and the card). */
@@ -197,11 +196,10 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   try {
     const card = await classifierCard(o, ds, file, trained, holdout!, opts, seconds);
     if (o.out) {
-      const { hash } = await saveModelDir(trained.model, o.out, card, { force: o.force });
-      card.hash = hash;
-      // The ONNX export is what occlude/evaluate/serve run by default (several times faster);
-      // its metadata names the weights it came from, so a stale export is never used.
-      await exportModelToOnnx(trained.model, path.join(o.out, 'model.onnx'), { metadata: { [META_SOURCE_HASH]: hash } });
+      // model.onnx (what occlude/evaluate/serve run, several times faster than tfjs) is written
+      // in the same staged directory, and card.json records every file's sha256.
+      const saved = await saveModelDir(trained.model, o.out, card, { force: o.force, onnx: true });
+      Object.assign(card, saved.card);
     }
     return { ...trained, card, holdout: holdout!, seconds };
   } catch (err) {

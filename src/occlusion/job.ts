@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { readDataset, subsetDataset, writeDataset, type Dataset } from '../data/dataset.js';
-import { loadPredictor, type LoadOptions } from '../models/load.js';
+import { fitToStamps, inputMargin, loadPredictor, type LoadOptions } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
 import { assertWritable } from '../util/atomic.js';
 import { fileError, OptionError } from '../util/errors.js';
@@ -132,7 +132,11 @@ function resolveJob(o: OccludeDatasetOptions): Job {
 function checkJob(job: Job, ds: Dataset, predictor: Predictor, n: number): void {
   const [, h, w] = ds.shape;
   const mismatch = inputMismatch(predictor, ds.shape);
-  if (mismatch) throw fileError(job.model, `${mismatch} (data ${job.dataName})`);
+  if (mismatch) {
+    const m = inputMargin(predictor, h, w);
+    if (m) throw new OptionError(['model'], `${job.model}: ${mismatch} (data ${job.dataName}); if the model takes the stamps zero-padded by ${m}, use {pad} ${m}`);
+    throw fileError(job.model, `${mismatch} (data ${job.dataName})`);
+  }
   const problem = geometryProblem(geometryOf(job.params, h, w));
   if (problem) throw new OptionError(['patch', 'stride', 'pad'], `on ${h}x${w} images: ${problem}`);
   const k = predictor.numClasses;
@@ -160,6 +164,8 @@ interface Run {
   engine: string;
   perMap: number;
   load: LoadOptions;
+  /** The stamps are zero-padded by this much before the model (its input is the padded stamp); 0: none. */
+  modelPad: number;
   o: OccludeDatasetOptions;
 }
 
@@ -180,6 +186,7 @@ async function viaQueue(r: Run): Promise<{ computed: number; seconds: number }> 
     data: r.o.data as string,
     model: r.job.model,
     engine: r.job.engine,
+    modelPad: r.modelPad,
     opts: { ...r.job.params, batchSize: r.job.batchSize },
     attempts: q.attempts,
     pollMs: q.pollMs,
@@ -247,7 +254,10 @@ function outputDataset(r: Run, maps: Float32Array, raw: Float32Array, targets: I
     occlusion: {
       method: 'exact',
       ...r.job.params,
-      fillNote: 'the patch fills every model channel inside the image only; the model pads internally, so the part of the patch over the padding has no effect',
+      fillNote: r.modelPad
+        ? `the patch fills every model channel inside the image only; the stamps are zero-padded by ${r.modelPad} before the model (its input is the padded stamp), and the padding stays 0`
+        : 'the patch fills every model channel inside the image only; the model pads internally, so the part of the patch over the padding has no effect',
+      modelPad: r.modelPad,
       positions: r.perMap - 1,
       inferencesPerMap: r.perMap,
       maps: r.n,
@@ -298,12 +308,19 @@ export async function occludeDataset(o: OccludeDatasetOptions): Promise<OccludeD
   const [total, h, w] = ds.shape;
   const n = Math.min(total, job.limit ?? total);
   const load: LoadOptions = { engine: job.engine, threads: job.threads };
-  const predictor = await loadPredictor(job.model, load);
+  // A model whose input is the stamp padded by `pad` (the seed's Keras classifier: 27x27 for
+  // 21x21 stamps, pad 3) is fed the padded stamps; its maps equal an internally padding model's.
+  const fitted = fitToStamps(await loadPredictor(job.model, load), h, w, job.params.pad);
+  const predictor = fitted.predictor;
+  if (fitted.padded) {
+    load.pad = fitted.padded;
+    o.log?.(`${job.model} takes ${h + 2 * fitted.padded}x${w + 2 * fitted.padded} images: the ${h}x${w} stamps are zero-padded by ${fitted.padded} before it (pad ${fitted.padded})`, 'info');
+  }
   const scratch = o.out ? undefined : mkdtempSync(path.join(tmpdir(), 'occmap-occlude-'));
   try {
     checkJob(job, ds, predictor, n);
     const { store, engine } = await openStore(job, ds, predictor, o, o.out ? shardDirFor(o.out) : path.join(scratch!, 'shards'));
-    const r: Run = { job, ds, n, predictor, store, engine, perMap: inferencesPerMap(job.params, h, w), load, o };
+    const r: Run = { job, ds, n, predictor, store, engine, perMap: inferencesPerMap(job.params, h, w), load, modelPad: fitted.padded, o };
     const queued = job.queue ? await viaQueue(r) : undefined;
     const { result, seconds: localSeconds } = await locally(r, !!queued);
     let seconds = localSeconds;

@@ -43,6 +43,8 @@ export interface ShardJobData {
   model: string;
   shardDir: string;
   engine: NonNullable<LoadOptions['engine']>;
+  /** The model's input is the stamp zero-padded by this much (models/load.ts fitToStamps); 0 or absent: none. */
+  modelPad?: number;
   /** Occlusion parameters and batch size (labels come from the dataset file). */
   opts: OcclusionParams & { batchSize: number };
 }
@@ -143,6 +145,7 @@ export interface CoordinatorInput {
   data: string;
   model: string;
   engine: ShardJobData['engine'];
+  modelPad?: number;
   opts: ShardJobData['opts'];
   attempts: number;
   /** How often the shard directory is looked at. */
@@ -225,6 +228,7 @@ class Coordinator {
       model: path.resolve(input.model),
       shardDir: path.resolve(store.dir),
       engine: input.engine,
+      ...(input.modelPad ? { modelPad: input.modelPad } : {}),
       opts: input.opts,
     };
   }
@@ -444,8 +448,8 @@ export function shardProcessor(o: { threads?: number }) {
     };
     return datasets.use(dataKey, loadData, ({ ds: dataset, hash }) => {
       if (hash !== d.identity.dataHash) throw new Error(`${d.data} on worker host ${host} differs from the data the job was enqueued with`);
-      const modelKey = `${d.model}|${d.engine}|${o.threads}`;
-      return models.use(modelKey, () => loadPredictor(d.model, { engine: d.engine, threads: o.threads }), async (predictor) => {
+      const modelKey = `${d.model}|${d.engine}|${o.threads}|${d.modelPad ?? 0}`;
+      return models.use(modelKey, () => loadPredictor(d.model, { engine: d.engine, threads: o.threads, pad: d.modelPad }), async (predictor) => {
         if (predictor.hash !== d.identity.modelHash) throw new Error(`${d.model} on worker host ${host} differs from the model the job was enqueued with`);
         const engine = predictor.engine.replace(/\s*\(\d+ threads?\)$/, '');
         if (engine !== d.identity.engine) throw new Error(`worker host ${host} runs ${d.model} on ${engine}, the job needs ${d.identity.engine} (same engine, same bits)`);

@@ -20,6 +20,8 @@ import { conditionClass, exactTarget, type ClassChoice } from '../explainer/cond
 import { MicroBatcher, type BatchInfo } from './batcher.js';
 import { ExactPool } from './exact-pool.js';
 import { loadClassifier, type EngineChoice } from './models.js';
+import { fitToStamps } from '../models/load.js';
+import { ModelOutputError } from '../models/predictor-head.js';
 import {
   HttpError,
   binaryKind,
@@ -80,16 +82,23 @@ export async function loadServeContext(o: ServeOptions): Promise<ServeContext> {
   if (!['auto', 'onnx', 'tfjs'].includes(engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${engine}'`);
   const threads = o.threads ?? 1;
   const dataset = o.data ? await readDataset(o.data) : undefined;
-  const predictor = await loadClassifier(o.classifier, { engine, threads });
+  let predictor = await loadClassifier(o.classifier, { engine, threads });
   let explainer: Explainer | undefined;
   let exact: ExactPool | undefined;
+  let modelPad = 0;
   try {
     explainer = await loadExplainer(o.explainer, { engine, threads });
+    const stamp = explainer.card.imageSize as number[] | undefined;
+    if (Array.isArray(stamp)) {
+      // A classifier whose input is the padded stamp gets the stamps padded by the maps' --pad.
+      const fitted = fitToStamps(predictor, stamp[0], stamp[1], occlusionParamsOf(explainer.card).pad);
+      [predictor, modelPad] = [fitted.predictor, fitted.padded];
+    }
     const spec = checkModelsFit({ classifier: o.classifier, explainer: o.explainer, data: o.data }, predictor, explainer, dataset);
     const card = explainer.card;
     const cores = availableParallelism();
     exact = await ExactPool.start(
-      { classifier: o.classifier, engine, threads: o.exactThreads ?? Math.max(1, cores - 1), nice: o.exactNice ?? 10 },
+      { classifier: o.classifier, engine, threads: o.exactThreads ?? Math.max(1, cores - 1), nice: o.exactNice ?? 10, ...(modelPad ? { pad: modelPad } : {}) },
       { maxQueue: o.maxExactQueue ?? 16 },
     );
     const classes = Array.isArray(card.classes) ? (card.classes as string[]).map(String) : Array.from({ length: predictor.numClasses }, (_, k) => `class ${k}`);
@@ -216,7 +225,8 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
   app.addContentTypeParser(BINARY_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
-    let status = err instanceof HttpError ? err.statusCode : err instanceof UserError ? 422 : err.statusCode ?? 500;
+    // A model whose outputs are not finite probabilities is the server's fault (500), never a 200.
+    let status = err instanceof HttpError ? err.statusCode : err instanceof ModelOutputError ? 500 : err instanceof UserError ? 422 : err.statusCode ?? 500;
     if (!(status >= 400 && status < 600)) status = 500;
     let message = err instanceof HttpError || err instanceof UserError ? err.message : describeFrameworkError(err, bodyLimit);
     if (status >= 500 && !(err instanceof HttpError)) {

@@ -13,6 +13,8 @@ export interface ExactWorkerData {
   classifier: string;
   engine: EngineChoice;
   threads?: number;
+  /** The classifier's input is the stamp zero-padded by this much (models/load.ts fitToStamps). */
+  pad?: number;
   /** Nice value of the worker thread (Linux: per thread), e.g. 10: estimates come first. */
   nice?: number;
 }

@@ -47,7 +47,7 @@ if (port) {
     }
   });
 
-  loadClassifier(data.classifier, { engine: data.engine, threads: data.threads }).then(
+  loadClassifier(data.classifier, { engine: data.engine, threads: data.threads, pad: data.pad }).then(
     (p) => {
       predictor = p;
       post({ type: 'ready', engine: p.engine, hash: p.hash });

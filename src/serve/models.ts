@@ -1,25 +1,21 @@
 /**
  * The classifier the server runs, loaded the same way in the main thread and in the exact-map
- * worker: ONNX Runtime when the model is an .onnx file or a directory whose model.onnx is
- * current (exported from the weights its card.json describes), tfjs otherwise.
+ * worker (models/load.ts decides the engine: model.onnx when card.json vouches for it, else the
+ * weights converted at load; tfjs only when asked).
  */
-import { existsSync, statSync } from 'node:fs';
 import { loadPredictor } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
-import { UserError } from '../util/errors.js';
+import type { EngineChoice } from '../models/model-dir.js';
 
-export type EngineChoice = 'auto' | 'onnx' | 'tfjs';
+export type { EngineChoice };
 
 export interface ClassifierLoad {
   engine: EngineChoice;
   threads?: number;
+  /** The classifier's input is the stamp padded by `pad` on each side. */
+  pad?: number;
 }
 
 export async function loadClassifier(modelPath: string, o: ClassifierLoad): Promise<Predictor> {
-  if (o.engine !== 'tfjs' && existsSync(modelPath) && statSync(modelPath).isDirectory()) {
-    const { currentOnnxExport, loadOnnxPredictor } = await import('../runtime/onnx.js');
-    if (currentOnnxExport(modelPath)) return loadOnnxPredictor(modelPath, { threads: o.threads });
-    if (o.engine === 'onnx') throw new UserError(`${modelPath}: has no current model.onnx (missing, or exported from other weights): use --engine tfjs or auto`);
-  }
-  return loadPredictor(modelPath, { engine: o.engine === 'auto' ? undefined : o.engine, threads: o.threads });
+  return loadPredictor(modelPath, { engine: o.engine, threads: o.threads, pad: o.pad });
 }

@@ -10,8 +10,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readDataset, type Dataset } from '../data/dataset.js';
 import { heldOutLookup, holdoutOfCard, type CardLike } from '../data/holdout.js';
-import { memberDirs, occlusionParamsOf, readExplainerCard, type ExplainerCard } from '../explainer/estimate.js';
-import { hashFile } from '../models/io.js';
+import { occlusionParamsOf, readExplainerCard, type ExplainerCard } from '../explainer/estimate.js';
+import { hashFile, openModelDir, vouchedOnnxFile } from '../models/model-dir.js';
+import { ModelPredictor } from '../models/predictor-head.js';
+import { OnnxCore } from '../models/onnx-predictor.js';
 import type { Predictor } from '../models/predictor.js';
 import { inferencesPerMap } from '../occlusion/exact.js';
 import { fileError, UserError } from '../util/errors.js';
@@ -155,10 +157,10 @@ async function trainingRanges(card: ExplainerCard, data: { ds: Dataset; file: st
   return { source: path.basename(src.file), rows: rows.length, channels: channelRanges(src.ds, rows, channelNames(src.ds)) };
 }
 
-function onnxOf(dir: string, what: string): string {
-  const f = path.join(dir, 'model.onnx');
-  if (!existsSync(f)) throw fileError(dir, `has no model.onnx: the browser runs the ${what}'s ONNX export`);
-  return f;
+/** How an ONNX-run predictor's graph is fed and read (for the browser), or undefined when it does not run ONNX. */
+function onnxIo(p: Predictor | undefined): (OnnxCore['io'] & { outputs: 'probs' | 'logits' }) | undefined {
+  if (!(p instanceof ModelPredictor) || !(p.core instanceof OnnxCore)) return undefined;
+  return { ...p.core.io, outputs: p.outputs };
 }
 
 export interface WebSiteOptions {
@@ -171,26 +173,19 @@ export interface WebSiteOptions {
 
 /** Read and check the models (and data), and list the site's files with its manifest. */
 export async function buildWebSite(o: WebSiteOptions, loaded: { predictor?: Predictor; dataset?: Dataset } = {}): Promise<WebSite> {
-  const { currentOnnxExport, onnxFileFor, OnnxPredictor } = await import('../runtime/onnx.js');
   const card = readExplainerCard(o.explainer);
-  const dirs = memberDirs(o.explainer, card);
-  const explainerFiles = dirs.map((d) => {
-    const f = onnxOf(d, 'explainer');
-    if (!currentOnnxExport(d)) throw fileError(f, 'was exported from other weights than the tfjs model beside it: re-export it (train-explainer writes a current one)');
-    return f;
-  });
-  const clfFile = onnxFileFor(o.classifier);
-  if (!clfFile) throw fileError(o.classifier, 'has no model.onnx: the browser runs the classifier\'s ONNX export');
-  if (statSync(o.classifier).isDirectory() && !currentOnnxExport(o.classifier)) {
-    throw fileError(path.join(o.classifier, 'model.onnx'), 'was exported from other weights than the tfjs model beside it: re-export it');
-  }
+  // Only files whose bytes the cards vouch for are shipped (models/model-dir.ts checks them).
+  const explainerFiles = openModelDir(o.explainer).members.map((m) => vouchedOnnxFile(m.dir, 'explainer'));
+  const clfFile = vouchedOnnxFile(o.classifier, 'classifier');
   // The caller's loaded classifier serves when it runs the ONNX file (its io says how to feed it).
-  const own = !(loaded.predictor instanceof OnnxPredictor);
+  const own = !onnxIo(loaded.predictor);
   const predictor = own ? await loadClassifier(o.classifier, { engine: 'onnx', threads: 1 }) : loaded.predictor!;
   let ds: Dataset | undefined;
   let manifest: Manifest;
   try {
-    if (!(predictor instanceof OnnxPredictor)) throw fileError(o.classifier, 'is not an ONNX classifier');
+    const io = onnxIo(predictor);
+    if (!io) throw fileError(o.classifier, 'is not an ONNX classifier');
+    if ((predictor as ModelPredictor).pad > 0) throw fileError(o.classifier, 'takes the stamps zero-padded before it: the browser viewer does not pad them yet');
     ds = loaded.dataset ?? (o.data ? await readDataset(o.data) : undefined);
     checkModelsFit(o, predictor, { card }, ds);
     const dataSha = o.data ? await hashFile(o.data) : '';
@@ -208,7 +203,7 @@ export async function buildWebSite(o: WebSiteOptions, loaded: { predictor?: Pred
         classes,
         ...(predictor.channels ? { channels: predictor.channels } : {}),
         ...(Array.isArray(clfCard?.channelNames) ? { channelNames: clfCard.channelNames.map(String) } : {}),
-        ...predictor.io,
+        ...io,
         hash: predictor.hash,
         name: path.basename(path.resolve(o.classifier)),
         bytes: statSync(clfFile).size,
