@@ -45,7 +45,8 @@ export {
 } from './metrics/compare.js';
 
 // Models: any classifier occmap can run, as a Predictor (images in, probabilities out).
-export { loadPredictor, detectKind, type LoadOptions, type ModelKind } from './models/load.js';
+export { loadModel, loadPredictor, detectKind, fitToStamps, type LoadOptions, type ModelInput, type ModelKind, type PredictFn } from './models/load.js';
+export { ModelOutputError } from './models/predictor-head.js';
 export { argmax, argmaxRows, selectChannels, type Predictor } from './models/predictor.js';
 export { initTf, tf, tfl, type BackendChoice } from './runtime/tfjs.js';
 
