@@ -260,10 +260,11 @@ test('Keras 2 .h5 with a 27x27 input (the seed\'s classifier shape): converted t
   const ma = await exactMaps(a, x, [n, S, S, 1], PARAMS);
   const mk = await exactMaps(k, x, [n, S, S, 1], PARAMS);
   assert.ok(maxAbsDiff(ma.maps, mk.maps) < 1e-6, `max abs diff ${maxAbsDiff(ma.maps, mk.maps)}`);
-  // On tfjs (asked), the same numbers.
+  // On tfjs (asked), the same maps up to the two engines' float rounding.
   const kt = await loadModel(file, { pad: P, engine: 'tfjs' });
   assert.equal(kt.engine, 'tfjs-cpu');
-  assert.ok(maxAbsDiff((await exactMaps(kt, x, [n, S, S, 1], PARAMS)).maps, ma.maps) < 1e-6);
+  const dt = maxAbsDiff((await exactMaps(kt, x, [n, S, S, 1], PARAMS)).maps, ma.maps);
+  assert.ok(dt < 1e-5, `tfjs vs ONNX Runtime: max abs diff ${dt}`);
   assert.equal(k.hash, kt.hash);
   assert.equal(k.hash.length, 64);
   assert.notEqual(readFileSync(file).length, 0);

@@ -22,7 +22,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { readDataset, subsetDataset, type Dataset } from '../data/dataset.js';
 import { holdoutOfModelDir } from '../data/holdout.js';
-import { loadExplainer, type ExplainerCard } from '../explainer/estimate.js';
+import { loadExplainer, readExplainerCard } from '../explainer/estimate.js';
 import { CARD_JSON, readCard, type ModelCard } from '../models/model-dir.js';
 import { loadPredictor } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
@@ -172,7 +172,7 @@ function timingStep(ctx: StudyCtx, runs: StudyRuns, finalRun: string, runHash: s
     output: file,
     load: async () => JSON.parse(readFileSync(file, 'utf8')) as TimingResult,
     run: async () => {
-      const card = JSON.parse(readFileSync(path.join(runs.dir(finalRun), CARD_JSON), 'utf8')) as ExplainerCard;
+      const card = readExplainerCard(runs.dir(finalRun));
       const d = datasets[runs.specs.get(finalRun)!.data];
       const rows = card.split.valIndices.slice(0, ctx.preset.timingMaps);
       const sub = subsetDataset(d, rows);

@@ -10,7 +10,8 @@ import type { Holdout } from '../data/holdout.js';
 import { evaluateExplainer, type EvaluationResult, type MethodName } from '../explainer/evaluate.js';
 import { loadExplainer } from '../explainer/estimate.js';
 import { trainExplainer } from '../explainer/train.js';
-import { CARD_JSON, loadModelDir } from '../models/model-dir.js';
+import { CARD_JSON, loadModelDir, readCard } from '../models/model-dir.js';
+import { fileError } from '../util/errors.js';
 import type { Predictor } from '../models/predictor.js';
 import { initTf } from '../runtime/tfjs.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -296,7 +297,8 @@ export async function layerRows(dir: string): Promise<LayerRow[]> {
 }
 
 function runResult(s: RunSpec, dir: string, out: string, e: EvalCache): RunResult {
-  const card = JSON.parse(readFileSync(path.join(dir, CARD_JSON), 'utf8'));
+  const card = readCard(dir) as Record<string, any> | undefined; // training fields read as train-explainer wrote them
+  if (!card) throw fileError(dir, 'has no card.json (the run did not finish)');
   const t = card.training ?? {};
   const pc = card.parameterCounts ?? { total: card.parameters, trainable: NaN, nonTrainable: NaN };
   return {

@@ -21,6 +21,7 @@ import { MicroBatcher, type BatchInfo } from './batcher.js';
 import { ExactPool } from './exact-pool.js';
 import { loadClassifier, type EngineChoice } from './models.js';
 import { fitToStamps } from '../models/load.js';
+import { readCard } from '../models/model-dir.js';
 import { ModelOutputError } from '../models/predictor-head.js';
 import {
   HttpError,
@@ -415,7 +416,7 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
 
 function readClassifierCard(p: string): unknown {
   try {
-    return JSON.parse(readFileSync(path.join(p, 'card.json'), 'utf8'));
+    return readCard(p) ?? null; // models/model-dir.ts owns the format; a file model has none
   } catch {
     return null;
   }
