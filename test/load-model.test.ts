@@ -318,7 +318,7 @@ test('occmap occlude --pad 3 on a 27x27 Keras .h5 and 21x21 stamps: pads them (w
   for (const workers of ['1', '2']) {
     const out = path.join(root, `h5-${workers}.npz`);
     const stderr = occlude(h5, out, '--workers', workers);
-    assert.match(stderr, /seed27\.h5 takes 27x27 images: the 21x21 stamps are zero-padded by 3 \(--pad\) before it/);
+    assert.match(stderr, /seed27\.h5 takes 27x27 images: the 21x21 stamps are zero-padded by 3 before it \(pad 3\)/);
     const got = await readDataset(out);
     const d = maxAbsDiff(got.maps!, want);
     assert.ok(d < 1e-6, `${workers} worker(s): max abs diff ${d}`);
