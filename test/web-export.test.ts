@@ -118,7 +118,7 @@ test('export-web writes a self-contained folder; bad input is a one-line error a
     assert.ok(existsSync(path.join(site, f)), f);
   }
   const bad = path.join(mkdtempSync(path.join(tmpdir(), 'occmap-site-')), 'bad-site');
-  await assert.rejects(exportWeb({ classifier: fx.dir, explainer: fx.explainer, out: bad }), /has no model\.onnx/);
+  await assert.rejects(exportWeb({ classifier: fx.dir, explainer: fx.explainer, out: bad }), /has no model\.onnx|is not a model directory/);
   await assert.rejects(exportWeb({ classifier: fx.classifier, explainer: fx.classifier, out: bad }), /not an explainer card|card/);
   await assert.rejects(exportWeb({ classifier: fx.classifier, explainer: fx.explainer, out: site }), /not empty: use --force/);
   await assert.rejects(exportWeb({ classifier: fx.classifier, explainer: fx.explainer, out: path.join(fx.explainer, 'site') }), /overlaps the input --explainer/);
