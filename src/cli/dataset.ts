@@ -1,8 +1,9 @@
 /** `occmap dataset hits2015 | simulate | import`: build or convert a stamp dataset (.npz). */
+import { refuseOutputOverInput } from '../util/paths.js';
 import type { Command } from 'commander';
 import { statSync } from 'node:fs';
 import { readDataset, writeDataset, type Dataset } from '../data/dataset.js';
-import { buildHits2015, formatSummary, parseClasses, CHANNELS, LABEL_NAMES } from '../data/hits2015.js';
+import { buildHits2015, defaultArchivePath, formatSummary, parseClasses, CHANNELS, LABEL_NAMES } from '../data/hits2015.js';
 import { simulateDataset } from '../data/simulate.js';
 import { assertWritable } from '../util/atomic.js';
 import { ProgressPrinter } from '../util/progress.js';
@@ -116,6 +117,7 @@ export function registerDataset(program: Command): void {
         onProgress: o.quiet ? undefined : new ProgressPrinter().callback,
         command: commandLine(),
       };
+      refuseOutputOverInput([{ flag: o.source ? '--source' : 'the shipped HiTS 2015 stamps', path: o.source ?? defaultArchivePath() }], [{ flag: '--out', path: o.out }]);
       await assertWritable(o.out);
       const { dataset, summary } = buildHits2015(opts);
       process.stdout.write(formatSummary(summary) + '\n');
@@ -159,6 +161,7 @@ export function registerDataset(program: Command): void {
     .option('--compress', 'deflate the .npz members')
     .addHelpText('after', IMPORT_EXAMPLES)
     .action(async (input: string, o) => {
+      refuseOutputOverInput([{ flag: 'input', path: input }], [{ flag: '--out', path: o.out }]);
       await assertWritable(o.out);
       const d = await readDataset(input);
       const [n, h, w, c] = d.shape;

@@ -3,11 +3,12 @@
  * dataset -> classifier -> exact maps -> the best explainer -> evaluation -> report, through
  * the same resumable study code as `occmap experiments` (preset 'demo': one explainer).
  */
+import { refuseOutputOverInput } from '../util/paths.js';
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeDataset } from '../data/dataset.js';
-import { buildHits2015 } from '../data/hits2015.js';
+import { buildHits2015, defaultArchivePath } from '../data/hits2015.js';
 import { PRESETS } from '../experiments/plan.js';
 import { runExperiments, type RunExperimentsSummary } from '../experiments/seed.js';
 import { describeRun } from '../experiments/report.js';
@@ -57,6 +58,8 @@ export async function runDemo(o: DemoOptions): Promise<{ summary: RunExperiments
   const t0 = performance.now();
   const stamp = () => `[${formatDuration((performance.now() - t0) / 1000).padStart(6)}]`;
   const log = (s: string) => process.stderr.write(`${stamp()} ${s}\n`);
+  // The shipped stamps are the demo's input: an --out over the package's data must not touch them.
+  refuseOutputOverInput([{ flag: 'the shipped HiTS 2015 stamps', path: defaultArchivePath() }], [{ flag: '--out', path: o.out, kind: 'tree', owns: ['hits2015.npz'] }]);
   ensureDir(o.out);
   const data = path.join(o.out, 'hits2015.npz');
   if (!existsSync(data)) {

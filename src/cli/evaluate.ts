@@ -4,6 +4,7 @@
  * baselines. A thin shell over evaluateExplainer: files, the classifier, progress, the table
  * and the JSON.
  */
+import { refuseOutputOverInput } from '../util/paths.js';
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -146,6 +147,10 @@ export async function runEvaluate(o: EvaluateCliOptions): Promise<{ result: Eval
   const threads = o.threads === undefined ? undefined : int('threads', o.threads, 1);
   const limit = o.limit === undefined ? undefined : int('limit', o.limit, 1);
   const batchSize = int('batch-size', o.batchSize, 1);
+  refuseOutputOverInput(
+    [{ flag: '--data', path: o.data }, { flag: '--explainer', path: o.explainer }, { flag: '--model', path: o.model }],
+    [{ flag: '--out', path: o.out }],
+  );
   if (o.out) await assertWritable(o.out);
 
   // Data first: a wrong file fails before any model is loaded.

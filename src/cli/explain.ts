@@ -3,6 +3,7 @@
  * or a whole dataset; optionally the exact maps beside them (`--exact --model CLF`) with both
  * timings and the metrics between them.
  */
+import { refuseOutputOverInput } from '../util/paths.js';
 import type { Command } from 'commander';
 import path from 'node:path';
 import { serializeNpy } from '../data/npy.js';
@@ -75,6 +76,10 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
   const labelArg = o.label !== undefined ? int('--label', o.label, 0) : undefined;
   const index = o.index !== undefined ? int('--index', o.index, 0) : undefined;
   // Every check before any work or output.
+  refuseOutputOverInput(
+    [{ flag: '--input', path: o.input }, { flag: '--explainer', path: o.explainer }, { flag: '--model', path: o.model }],
+    [{ flag: '--out', path: out }, { flag: '--png', path: o.png }],
+  );
   await assertWritable(out);
   const input = await readInput(o.input);
   let { images, shape } = input;
@@ -90,7 +95,10 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
   const single = n === 1;
   const pngOut = single ? (o.png ?? out.replace(/\.[^.]+$/, '') + '.png') : o.png;
   if (o.png && !single) throw new UserError('--png draws one stamp: pick it with --index');
-  if (pngOut) await assertWritable(pngOut);
+  if (pngOut) {
+    refuseOutputOverInput([{ flag: '--input', path: o.input }, { flag: '--explainer', path: o.explainer }, { flag: '--model', path: o.model }, { flag: '--out', path: out }], [{ flag: '--png', path: pngOut }]);
+    await assertWritable(pngOut);
+  }
 
   const explainer: Explainer = await loadExplainer(o.explainer, { engine, threads });
   let predictor: Predictor | undefined;

@@ -29,6 +29,7 @@ import type { Predictor } from '../models/predictor.js';
 import { SEED_PARAMS, inferencesPerMap } from '../occlusion/exact.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic.js';
 import { fileError, OptionError } from '../util/errors.js';
+import { refuseOutputOverInput } from '../util/paths.js';
 import type { ProgressCallback } from '../util/progress.js';
 import { occmapVersion } from '../util/version.js';
 import { runName, type DataKey, type Preset } from './plan.js';
@@ -122,6 +123,9 @@ async function openStudy(o: RunExperimentsOptions, log: (s: string) => void): Pr
   const seed = o.seed ?? 0;
   if (!(Number.isInteger(seed) && seed >= 0)) throw new OptionError(['seed'], `must be a non-negative integer, got ${seed}`);
   const command = o.command ?? 'occmap experiments';
+  // What the study writes under its directory: an input inside any of it would be overwritten.
+  const owns = ['plan.json', 'data', 'runs', 'evals', 'steps', 'figures', 'index.html', 'report.md', 'results.json', 'timing.json', 'invocations.json', ...(o.classifier ? [] : ['classifier'])];
+  refuseOutputOverInput([{ flag: '{data}', path: o.data }, { flag: '{classifier}', path: o.classifier }], [{ flag: '{out}', path: o.out, kind: 'tree', owns }]);
   if (!existsSync(o.data)) throw fileError(o.data, 'does not exist');
   if (o.classifier && !existsSync(path.join(o.classifier, CARD_JSON))) {
     throw fileError(o.classifier, "is not a classifier directory from 'occmap train-classifier' (no card.json)");

@@ -22,6 +22,7 @@ import { readDataset, type Dataset } from '../data/dataset.js';
 import { splitIndices, type Split } from '../data/split.js';
 import { buildAutoencoder, copyEncoderWeights, parameterCounts, labelUnits, type Condition } from '../models/autoencoder.js';
 import { resolveChannels } from '../models/classifier.js';
+import { refuseOutputOverInput } from '../util/paths.js';
 import { assertModelDirWritable, hashFile, hashModelDir, installDir, loadModelDir, readCard, saveModelDir, siblingTemp, writeCard, type ModelCard } from '../models/model-dir.js';
 import { loadPredictor } from '../models/load.js';
 import { selectChannels } from '../models/predictor.js';
@@ -644,6 +645,14 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
   const t0 = performance.now();
   const log = o.log ?? (() => {});
   const st = settingsOf(o);
+  refuseOutputOverInput(
+    [
+      { flag: '{data}', path: typeof o.data === 'string' ? o.data : undefined },
+      { flag: '{classifier}', path: o.classifier },
+      { flag: "the held-out set's model directory", path: typeof o.holdout === 'string' ? o.holdout : undefined },
+    ],
+    [{ flag: '{out}', path: o.out, kind: 'dir' }],
+  );
   if (o.out) assertModelDirWritable(o.out, o.force);
   const file = typeof o.data === 'string' ? o.data : (o.dataName ?? 'the dataset');
   const backend = await initTf(o.backend ?? 'auto');

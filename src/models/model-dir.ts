@@ -24,7 +24,7 @@ import path from 'node:path';
 import { initTf, tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
 import { exportModelToOnnx, modelToOnnx, META_SOURCE_HASH, type OnnxExportOptions } from './to-onnx.js';
 import { fileError, UserError } from '../util/errors.js';
-import { writeFileAtomicSync } from '../util/atomic.js';
+import { removeStaleTemps, writeFileAtomicSync } from '../util/atomic.js';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';
@@ -188,6 +188,7 @@ export function isModelDir(dir: string): boolean {
  */
 export function assertModelDirWritable(dir: string, force = false): void {
   const parent = path.dirname(path.resolve(dir));
+  removeStaleTemps(dir); // staging directories of killed runs
   if (!existsSync(parent) || !statSync(parent).isDirectory()) throw fileError(dir, `parent directory ${parent} does not exist`);
   try {
     accessSync(parent, constants.W_OK);

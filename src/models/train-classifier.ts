@@ -4,12 +4,13 @@
  * files, card.json, model.onnx) only when asked (`out`). Lines go to `log`, never to stdout.
  * `occmap train-classifier` and the study are clients of it.
  */
-import { statSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { readDataset, type Dataset } from '../data/dataset.js';
 import { applyHoldout, deriveHoldout, holdoutOfModelDir, holdoutRecord, holdoutWarnings, type Holdout } from '../data/holdout.js';
 import { initTf, backendDescription, type BackendChoice } from '../runtime/tfjs.js';
-import { OptionError, UserError } from '../util/errors.js';
+import { fileError, OptionError, UserError } from '../util/errors.js';
+import { refuseOutputOverInput } from '../util/paths.js';
 import { occmapVersion } from '../util/version.js';
 import { fitClassifier, type FitClassifierOptions, type TrainedClassifier } from './classifier.js';
 import { assertModelDirWritable, hashFile, saveModelDir, type ModelCard } from './model-dir.js';
@@ -151,6 +152,13 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   checkOptions(o);
   const log = o.log ?? (() => {});
   // Before any work: an unusable output must not cost a training run.
+  refuseOutputOverInput(
+    [
+      { flag: '{data}', path: typeof o.data === 'string' ? o.data : undefined },
+      { flag: "the held-out set's model directory", path: typeof o.holdout === 'string' ? o.holdout : undefined },
+    ],
+    [{ flag: '{out}', path: o.out, kind: 'dir' }],
+  );
   if (o.out) assertModelDirWritable(o.out, o.force);
   const t0 = performance.now();
   const file = typeof o.data === 'string' ? o.data : (o.dataName ?? 'the dataset');

@@ -11,6 +11,7 @@ import { readDataset, subsetDataset, writeDataset, type Dataset } from '../data/
 import { fitToStamps, inputMargin, loadPredictor, type LoadOptions } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
 import { assertWritable } from '../util/atomic.js';
+import { refuseOutputOverInput } from '../util/paths.js';
 import { fileError, OptionError } from '../util/errors.js';
 import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
 import { DEFAULT_BATCH_SIZE, SEED_PARAMS, geometryOf, inferencesPerMap, inputMismatch, mapsPerGroup, type OcclusionParams } from './exact.js';
@@ -301,6 +302,10 @@ async function openStore(job: Job, ds: Dataset, predictor: Predictor, o: Occlude
  */
 export async function occludeDataset(o: OccludeDatasetOptions): Promise<OccludeDatasetResult> {
   const job = resolveJob(o);
+  refuseOutputOverInput(
+    [{ flag: '{data}', path: typeof o.data === 'string' ? o.data : undefined }, { flag: '{model}', path: o.model }],
+    [{ flag: '{out}', path: o.out }, { flag: '{out} (its shard directory)', path: o.out && shardDirFor(o.out), kind: 'dir' }],
+  );
   if (o.out) await assertWritable(o.out);
   // Before anything is read or created: an unreachable Redis leaves no shard directory.
   if (job.queue) await probeRedis(job.queue.url);
