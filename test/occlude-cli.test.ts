@@ -151,7 +151,7 @@ test('bad input: one-line error naming the file, exit 2, no output', async () =>
   const cases: [string[], RegExp][] = [
     [['--data', nan], /nan\.npz: images contain 1 NaN\/Inf value\(s\), first in item 0$/],
     [['--data', small], /clf: model input is 9x9x1 but the data images are 7x7 .*small\.npz/],
-    [['--data', data, '--out', path.join(tmp, 'no', 'such', 'dir', 'o.npz')], /o\.npz: directory .* does not exist or is not writable/],
+    [['--data', data, '--out', path.join(tmp, 'no', 'such', 'dir', 'o.npz')], /o\.npz: directory .* (does not exist|is not writable)/],
     [['--data', small, '--target', 'label'], /clf: model input/],
     [['--data', data, '--patch', '0'], /--patch: expected N or HxW/],
     [['--data', data, '--stride', '20'], /covered by no patch position/],

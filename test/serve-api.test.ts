@@ -219,8 +219,14 @@ test('the exact-map queue refuses work beyond its bound with a 503, and a worker
     await assert.rejects(pool.run(new Float32Array(4), [1, 2, 2, 1], PARAMS), (e: Error & { statusCode?: number }) => e.statusCode === 422);
     assert.equal((await pool.run(x, [1, H, W, C], PARAMS)).maps.length, H * W);
     // A worker that dies (here: terminated) fails what it held; the next map starts a new one.
+    // The job is held back from the thread: otherwise a quick map can be done (and answered)
+    // before the termination lands, and the test would race the worker. Holding it back also
+    // means the thread is terminated idle, never inside ONNX Runtime (that aborts the process).
+    const worker = (pool as unknown as { worker: Worker }).worker;
+    worker.postMessage = () => undefined;
     const running = pool.run(x, [1, H, W, C], PARAMS);
-    await (pool as unknown as { worker: Worker }).worker.terminate();
+    assert.equal(pool.pending, 1);
+    await worker.terminate();
     await assert.rejects(running, (e: Error & { statusCode?: number }) => e.statusCode === 503 && /worker stopped/.test(e.message));
     assert.equal(pool.state, 'down');
     assert.equal((await pool.run(x, [1, H, W, C], PARAMS)).maps.length, H * W);

@@ -6,6 +6,7 @@
  * bit-identical to an uninterrupted single-worker run.
  */
 import { Worker } from 'node:worker_threads';
+import { stopWorker } from '../runtime/threads.js';
 import { selectChannels, type Predictor } from '../models/predictor.js';
 import type { LoadOptions } from '../models/load.js';
 import { UserError } from '../util/errors.js';
@@ -294,6 +295,8 @@ async function runInWorkers(
       }
     });
   } finally {
-    await Promise.all(threads.map((t) => t.terminate()));
+    // Never terminate(): a thread stopped inside ONNX Runtime aborts the process. Each one
+    // finishes the batch in hand, releases its model and ends (runtime/threads.ts).
+    await Promise.all(threads.map((t) => stopWorker(t)));
   }
 }

@@ -4,6 +4,7 @@
  * worker that dies fails the maps it held and is started again for the next request.
  */
 import { Worker } from 'node:worker_threads';
+import { stopWorker } from '../runtime/threads.js';
 import type { ExactOptions } from '../occlusion/exact.js';
 import { UserError } from '../util/errors.js';
 import type { EngineChoice } from './models.js';
@@ -110,12 +111,12 @@ export class ExactPool {
         if (!ready) reject(err);
       });
       worker.on('exit', (code) => {
+        const why = new HttpError(503, `the exact-map worker stopped (exit code ${code}${this.lastError ? `: ${this.lastError}` : ''}); retry`);
+        if (!ready) reject(this.state === 'closed' ? new HttpError(503, 'the server is shutting down') : why);
         if (this.worker !== worker) return;
         this.worker = null;
         if (this.state === 'closed') return;
         this.state = 'down';
-        const why = new HttpError(503, `the exact-map worker stopped (exit code ${code}${this.lastError ? `: ${this.lastError}` : ''}); retry`);
-        if (!ready) reject(why);
         this.failAll(why);
       });
     });
@@ -175,6 +176,11 @@ export class ExactPool {
       await this.spawn().catch((err: Error) => {
         throw new HttpError(503, `the exact-map worker cannot start: ${err.message}`);
       });
+      // Other requests may have queued while the worker started: the bound holds for them too.
+      if ((this.state as PoolState) === 'closed') throw new HttpError(503, 'the server is shutting down');
+      if (this.pending >= this.maxQueue) {
+        throw new HttpError(503, `the exact-map queue is full (${this.pending} maps waiting or running); retry later`);
+      }
     }
     return new Promise<ExactOutcome>((resolve, reject) => {
       // Copies: the caller keeps its arrays; the job's buffers move to the worker.
@@ -200,10 +206,8 @@ export class ExactPool {
     this.failAll(new HttpError(503, 'the server is shutting down'));
     const w = this.worker;
     this.worker = null;
-    if (w) {
-      w.postMessage({ type: 'stop' });
-      await Promise.race([new Promise((r) => w.once('exit', r)), new Promise((r) => setTimeout(r, 2000).unref())]);
-      await w.terminate();
-    }
+    // Never terminate(): a thread stopped inside ONNX Runtime aborts the process. It finishes
+    // the batch in hand, releases its session and ends (runtime/threads.ts).
+    if (w) await stopWorker(w, { onForced: (why) => process.stderr.write(`serve: ${why}\n`) });
   }
 }

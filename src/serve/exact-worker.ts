@@ -9,6 +9,7 @@ import type { Predictor } from '../models/predictor.js';
 import { exactMaps } from '../occlusion/exact.js';
 import { loadClassifier } from './models.js';
 import type { ExactJob, FromExactWorker, ExactWorkerData } from './exact-pool.js';
+import { ThreadLifecycle } from '../runtime/threads.js';
 
 const port = parentPort;
 if (port) {
@@ -25,36 +26,42 @@ if (port) {
     }
   }
   const post = (m: FromExactWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+  // Stop = finish the batch in hand, release the sessions, end by itself (runtime/threads.ts:
+  // terminating a thread inside ONNX Runtime aborts the process).
+  const life = new ThreadLifecycle();
   let predictor: Predictor | null = null;
 
   port.on('message', async (msg: ExactJob | { type: 'stop' }) => {
     if (msg.type === 'stop') {
-      predictor?.dispose();
-      port.close();
+      await life.stop(port, () => predictor?.dispose());
       return;
     }
     try {
       const t0 = performance.now();
-      const r = await exactMaps(predictor!, msg.images, msg.shape, msg.opts);
+      const r = await life.track(() => exactMaps(life.guard(predictor!), msg.images, msg.shape, msg.opts));
       const ms = performance.now() - t0;
       post(
         { type: 'done', id: msg.id, maps: r.maps, targets: r.targets, baseProbs: r.baseProbs, inferences: r.inferences, ms },
         [r.maps.buffer as ArrayBuffer, r.targets.buffer as ArrayBuffer, r.baseProbs.buffer as ArrayBuffer],
       );
     } catch (err) {
+      if (life.isStopping) return; // the pool has failed this map already
       const e = err as Error;
       post({ type: 'error', id: msg.id, message: e?.message ?? String(err), user: e?.name === 'UserError' });
     }
   });
 
-  loadClassifier(data.classifier, { engine: data.engine, threads: data.threads, pad: data.pad }).then(
-    (p) => {
-      predictor = p;
-      post({ type: 'ready', engine: p.engine, hash: p.hash });
-    },
-    (err: Error) => {
-      post({ type: 'error', id: -1, message: err?.message ?? String(err), user: err?.name === 'UserError' });
-      port.close(); // the thread ends; the pool reports it and starts a new one when asked
-    },
-  );
+  life
+    .track(() => loadClassifier(data.classifier, { engine: data.engine, threads: data.threads, pad: data.pad }))
+    .then(
+      (p) => {
+        predictor = p;
+        if (!life.isStopping) post({ type: 'ready', engine: p.engine, hash: p.hash });
+      },
+      (err: Error) => {
+        if (life.isStopping) return;
+        post({ type: 'error', id: -1, message: err?.message ?? String(err), user: err?.name === 'UserError' });
+        port.close(); // the thread ends; the pool reports it and starts a new one when asked
+      },
+    );
 }
