@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { PNG } from 'pngjs';
 import { serializeNpy } from '../src/data/npy.js';
@@ -290,4 +291,33 @@ test('the load bench drives `occmap serve` in a child process: estimates and exa
   assert.equal(r.exact?.errors, 0, JSON.stringify(r.exact?.errorKinds));
   assert.ok((r.exact?.requests ?? 0) > 0);
   assert.match(formatLoad(r), /req\/s; latency ms p50/);
+});
+
+test('beyond loopback, /models shows names, not paths; a PNG bomb gets a 422 from its header', async () => {
+  const pub = await startServer({ classifier: fx.classifier, explainer: fx.explainer, data: fx.data, port: 0, host: '0.0.0.0', exactThreads: 1 });
+  try {
+    const port = new URL(pub.url).port;
+    const m = (await (await fetch(`http://127.0.0.1:${port}/models`)).json()) as Record<string, any>;
+    assert.equal(m.classifier.path, path.basename(fx.classifier));
+    assert.equal(m.explainer.path, path.basename(fx.explainer));
+    assert.equal(m.data.path, path.basename(fx.data));
+    assert.ok(!JSON.stringify(m).includes(fx.dir), 'no absolute path of the model directories anywhere (cards included)');
+    // Loopback keeps the full paths (the operator's own machine).
+    const local = (await get('/models')).body;
+    assert.equal(local.classifier.path, path.resolve(fx.classifier));
+    // A PNG whose header declares 20000x20000 (its pixel data is not even there): refused unread.
+    const ihdr = Buffer.alloc(33);
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]).copy(ihdr);
+    ihdr.writeUInt32BE(13, 8);
+    ihdr.write('IHDR', 12, 'latin1');
+    ihdr.writeUInt32BE(20000, 16);
+    ihdr.writeUInt32BE(20000, 20);
+    ihdr[24] = 8;
+    const r = await fetch(`http://127.0.0.1:${port}/explain`, { method: 'POST', body: ihdr, headers: { 'content-type': 'image/png' } });
+    const body = (await r.json()) as Record<string, any>;
+    assert.equal(r.status, 422, JSON.stringify(body));
+    assert.match(body.error ?? body.message, /20000x20000 PNG .*takes 21x21 stamps \(not decoded\)|takes \d+x\d+ stamps/);
+  } finally {
+    await pub.close();
+  }
 });

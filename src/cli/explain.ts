@@ -6,10 +6,11 @@
 import { refuseOutputOverInput } from '../util/paths.js';
 import type { Command } from 'commander';
 import path from 'node:path';
+import { readStampFile } from '../data/stamp-file.js';
+import { expectFromCard, type StampExpect } from '../data/stamps.js';
 import { serializeNpy } from '../data/npy.js';
 import { serializeNpz, type NpzEntry } from '../data/npz.js';
-import { readInput } from '../data/stamps.js';
-import { loadExplainer, occlusionParamsOf, type Explainer } from '../explainer/estimate.js';
+import { loadExplainer, occlusionParamsOf, readExplainerCard, type Explainer } from '../explainer/estimate.js';
 import { compareMaps, type MapComparison } from '../metrics/compare.js';
 import { fitToStamps, loadPredictor } from '../models/load.js';
 import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
@@ -47,7 +48,26 @@ export interface ExplainCliOptions {
   model?: string;
   engine: string;
   threads?: string;
+  scale?: string;
   quiet?: boolean;
+}
+
+export interface Input {
+  images: Float32Array;
+  shape: [number, number, number, number];
+  labels?: Int32Array;
+  /** The input was one stamp (a PNG, a 2-D or H,W,C .npy). */
+  single: boolean;
+}
+
+/**
+ * The stamps to explain, through the one stamp reader (data/stamps.ts), checked against what
+ * the explainer takes; warnings (what was assumed) go to stderr.
+ */
+export async function readInput(file: string, o: { expect?: StampExpect; scale?: 'none' | 'minmax'; quiet?: boolean } = {}): Promise<Input> {
+  const st = await readStampFile(file, { expect: o.expect, scale: o.scale });
+  for (const w of st.warnings) process.stderr.write(`explain: warning: ${file}: ${w}\n`);
+  return { images: st.images, shape: st.shape, labels: st.labels, single: st.single };
 }
 
 function defaultOut(input: string): string {
@@ -70,6 +90,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
   if (!['auto', 'onnx', 'tfjs'].includes(engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${o.engine}'`);
   const threads = o.threads !== undefined ? int('--threads', o.threads, 1) : undefined;
   if (o.exact && !o.model) throw new UserError('--exact needs the classifier: --model DIR');
+  if (o.scale !== undefined && o.scale !== 'none' && o.scale !== 'minmax') throw new UserError(`--scale must be none or minmax, got '${o.scale}'`);
   const out = o.out ?? defaultOut(o.input);
   const outExt = path.extname(out).toLowerCase();
   if (outExt !== '.npz' && outExt !== '.npy') throw fileError(out, 'output must end in .npz (maps, std, labels, exact) or .npy (maps only)');
@@ -81,7 +102,8 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
     [{ flag: '--out', path: out }, { flag: '--png', path: o.png }],
   );
   await assertWritable(out);
-  const input = await readInput(o.input);
+  const expect = expectFromCard(readExplainerCard(o.explainer) as unknown as Record<string, unknown>, `the explainer ${o.explainer}`);
+  const input = await readInput(o.input, { expect, scale: o.scale === 'minmax' ? 'minmax' : 'none' });
   let { images, shape } = input;
   let labels = input.labels;
   if (index !== undefined) {
@@ -218,6 +240,7 @@ export function registerExplain(program: Command): void {
     .option('--label <k>', 'conditioned explainers: draw the maps for class k')
     .option('--exact', 'also compute the exact maps (needs --model): timings and MSE/SSIM/Spearman between them')
     .option('--model <dir>', 'the classifier: for --exact, and for the predicted class of conditioned explainers')
+    .option('--scale <none|minmax>', "minmax: scale each channel of each stamp to [0,1] as occmap's datasets are (for raw counts, 8-bit values)", 'none')
     .option('--engine <auto|onnx|tfjs>', "explainer engine (auto: ONNX Runtime when the directory's model.onnx is current)", 'auto')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .option('--quiet', 'no notes on stderr')

@@ -2,11 +2,13 @@
  * The occmap dataset file: one `.npz` with `images` float32 (N,H,W,C), `labels` int32 (N,),
  * optional `maps` float32 (N,H,W), `ids` (N,) object/group ids, and a `meta.json` member.
  * This module is the only place that knows that layout; it also reads plain arrays from
- * other tools (`.npy` images, `.npz` with x/y names) and the seed's HiTS 2013 pickle.
+ * other tools (`.npy` images, `.npz` with x/y names, single PNG/FITS/JSON stamps through the
+ * stamp reader, stamps.ts, whose shape rule it shares) and the seed's HiTS 2013 pickle.
  * Pure (bytes in, bytes out); src/data/dataset.ts adds the file reading and atomic writing.
  */
 import { parseNpy, toFloat32, numel, type NpyArray } from './npy.js';
 import { parseNpz, serializeNpz, type NpzEntry } from './npz.js';
+import { applyReading, interpretShape, readStampBytes, sniffFormat, StampError } from './stamps.js';
 import { fileError } from '../util/errors.js';
 
 export interface DatasetMeta {
@@ -37,6 +39,8 @@ export interface Dataset {
   mapsRaw?: Float32Array;
   ids?: string[];
   meta: DatasetMeta;
+  /** What the reader assumed (e.g. how an ambiguous shape was read); not written to files. */
+  warnings?: string[];
 }
 
 const IMAGE_KEYS = ['images', 'x', 'X', 'x_train', 'X_train', 'data', 'arr_0'];
@@ -53,20 +57,26 @@ export function imageAt(d: Dataset, i: number): Float32Array {
   return d.images.subarray(i * s, (i + 1) * s);
 }
 
-function imagesFrom(file: string, a: NpyArray): { images: Float32Array; shape: [number, number, number, number] } {
-  let shape = a.shape;
-  if (shape.length === 3) shape = [...shape, 1];
-  else if (shape.length === 2) shape = [1, shape[0], shape[1], 1];
-  if (shape.length !== 4) {
-    throw fileError(file, `images must have shape (N,H,W,C) or (N,H,W), found (${a.shape.join(',')})`);
-  }
+/**
+ * Images by the one shape rule of stamps.ts (a (21,21,4) array is one 4-channel stamp here as
+ * in explain and the server, not 21 stamps of 21x4); `warnings` gets what was assumed.
+ */
+function imagesFrom(file: string, a: NpyArray, warnings: string[]): { images: Float32Array; shape: [number, number, number, number] } {
   let images: Float32Array;
   try {
     images = toFloat32(a);
   } catch {
     throw fileError(file, `images have non-numeric dtype ${a.dtype}`);
   }
-  return { images, shape: shape as [number, number, number, number] };
+  let reading;
+  try {
+    reading = interpretShape(a.shape);
+  } catch (err) {
+    if (err instanceof StampError) throw fileError(file, `images ${err.message}`);
+    throw err;
+  }
+  if (reading.warning) warnings.push(reading.warning);
+  return { images: applyReading(images, reading), shape: reading.shape };
 }
 
 function assertFinite(file: string, what: string, a: Float32Array, perItem: number): void {
@@ -83,7 +93,7 @@ function assertFinite(file: string, what: string, a: Float32Array, perItem: numb
   }
 }
 
-function labelsFrom(file: string, a: NpyArray, n: number): Int32Array {
+function labelsFrom(file: string, a: NpyArray, n: number, imageShape?: readonly number[]): Int32Array {
   if (Array.isArray(a.data)) throw fileError(file, `labels have non-numeric dtype ${a.dtype}`);
   let flat = a.data;
   let shape = a.shape;
@@ -98,7 +108,10 @@ function labelsFrom(file: string, a: NpyArray, n: number): Int32Array {
     }
     return out;
   }
-  if (numel(shape) !== n) throw fileError(file, `labels have ${numel(shape)} values for ${n} images`);
+  if (numel(shape) !== n) {
+    const hint = n === 1 && imageShape ? `: the images (${imageShape.join(',')}) read as one ${imageShape.join('x')} stamp; store several stamps as (N,H,W) or (N,H,W,C)` : '';
+    throw fileError(file, `labels have ${numel(shape)} values for ${n} image(s)${hint}`);
+  }
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     const v = Number(flat[i]);
@@ -118,13 +131,15 @@ export function datasetFromArrays(
   if (!imgKey) {
     throw fileError(file, `no image array found (looked for ${IMAGE_KEYS.join(', ')}; has ${[...arrays.keys()].join(', ') || 'nothing'})`);
   }
-  const { images, shape } = imagesFrom(file, arrays.get(imgKey)!);
+  const warnings: string[] = [];
+  const { images, shape } = imagesFrom(file, arrays.get(imgKey)!, warnings);
   const [n, h, w] = shape;
   if (n === 0) throw fileError(file, 'holds no images');
   assertFinite(file, 'images', images, h * w * shape[3]);
   const ds: Dataset = { images, shape, meta };
+  if (warnings.length) ds.warnings = warnings;
   const labKey = LABEL_KEYS.find((k) => arrays.has(k));
-  if (labKey) ds.labels = labelsFrom(file, arrays.get(labKey)!, n);
+  if (labKey) ds.labels = labelsFrom(file, arrays.get(labKey)!, n, arrays.get(imgKey)!.shape);
   const maps = arrays.get('maps');
   if (maps) {
     const expected = n * h * w;
@@ -165,6 +180,15 @@ export async function parseDataset(file: string, bytes: Uint8Array): Promise<Dat
       const a = parseNpy(bytes);
       return datasetFromArrays(file, new Map([['images', a]]), { source: 'npy' });
     }
+    const format = sniffFormat(bytes, file);
+    if (format === 'png' || format === 'fits' || format === 'json') {
+      // Single images and arrays: the stamp reader's rules (FITS primary HDU, PNG greys).
+      const st = readStampBytes(bytes, file);
+      const ds: Dataset = { images: st.images, shape: st.shape, meta: { source: format } };
+      if (st.labels) ds.labels = st.labels;
+      if (st.warnings.length) ds.warnings = st.warnings;
+      return ds;
+    }
     const { arrays, files } = parseNpz(bytes);
     let meta: DatasetMeta = {};
     const metaBytes = files.get('meta.json');
@@ -177,6 +201,7 @@ export async function parseDataset(file: string, bytes: Uint8Array): Promise<Dat
     }
     return datasetFromArrays(file, arrays, meta);
   } catch (err) {
+    if (err instanceof StampError) throw fileError(file, err.message);
     if ((err as Error).name === 'UserError') throw err;
     throw fileError(file, (err as Error).message);
   }

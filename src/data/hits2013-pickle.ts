@@ -11,6 +11,33 @@ import { numel, parseNpy, type NpyArray, type NumericArray } from './npy.js';
 
 export class PickleError extends Error {}
 
+/**
+ * What reading one pickle may allocate, in units of about 8 bytes (a reference, a number):
+ * a constant plus a multiple of the file size. A real pickle costs about its own size; a
+ * crafted one (shared or self-referencing lists expanded again and again, copies of copies)
+ * could otherwise grow without bound from a few hundred bytes until the heap runs out.
+ */
+const BUDGET_PER_BYTE = 64;
+const BUDGET_BASE = 1 << 22;
+
+class Budget {
+  private left: number;
+  constructor(readonly fileBytes: number) {
+    this.left = BUDGET_BASE + BUDGET_PER_BYTE * fileBytes;
+  }
+  spend(units: number): void {
+    this.left -= units;
+    if (this.left < 0) {
+      throw new PickleError(
+        `the pickle expands to far more than its ${this.fileBytes} bytes (shared or recursive lists rebuilt over and over): a malformed or malicious file, not read`,
+      );
+    }
+  }
+}
+
+/** The budget of the pickle being read (reading is synchronous: one at a time). */
+let budget = new Budget(0);
+
 /** A NumPy dtype as far as arrays need it: kind+size ('f4') and byte order. */
 class Dtype {
   order: '<' | '>' | '|' = '<';
@@ -70,7 +97,12 @@ const LAZY_UNICODE_BYTES = 1 << 16;
 function asKey(k: Value): unknown {
   if (k instanceof ByteStr || k instanceof LazyUnicode) return k.toString();
   if (typeof k === 'bigint' && k >= BigInt(Number.MIN_SAFE_INTEGER) && k <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(k);
-  if (Array.isArray(k)) return JSON.stringify(k.map((x) => String(asKey(x))));
+  if (Array.isArray(k)) {
+    // Tuple keys of plain values only: a nested key could stringify to any size.
+    if (k.length > 64 || k.some((x) => Array.isArray(x) || x instanceof Map)) throw new PickleError('unsupported dict key (a nested tuple)');
+    budget.spend(k.length);
+    return JSON.stringify(k.map((x) => String(asKey(x))));
+  }
   return k;
 }
 
@@ -139,6 +171,8 @@ function arrayFromBytes(dtype: Dtype, shape: number[], fortran: boolean, data: U
   }
   const itemBytes = dtype.kind === 'U' ? dtype.size * 4 : dtype.size;
   const expected = numel(shape) * itemBytes;
+  // Each array copies its payload: the same payload reused many times is paid each time.
+  budget.spend(Math.ceil(data.length / 8) + numel(shape) * (dtype.kind === 'U' || dtype.kind === 'S' ? 2 : 0));
   if (data.length !== expected) {
     throw new PickleError(`array data has ${data.length} bytes, expected ${expected} for shape (${shape.join(',')}) ${dtype.descr()}`);
   }
@@ -217,7 +251,12 @@ function call(fn: Value, args: Value): Value {
   }
   if (BYTEARRAY.has(q)) return a.length === 0 ? new Uint8Array(0) : asBytes(a[0], 'bytearray');
   if (DICTS.has(q)) return new Map();
-  if (LISTS.has(q)) return a.length ? [...(a[0] as Value[])] : [];
+  if (LISTS.has(q)) {
+    if (a.length === 0) return [];
+    if (!Array.isArray(a[0])) throw new PickleError(`${q} of ${describe(a[0])} is not supported`);
+    budget.spend(a[0].length);
+    return [...a[0]];
+  }
   if (NDARRAY.has(q)) return new ArrayBuilder();
   throw new PickleError(`refusing to call Python object ${q} (only NumPy arrays and built-in values are read)`);
 }
@@ -253,25 +292,38 @@ function build(obj: Value, state: Value): void {
   throw new PickleError(`cannot set the state of ${describe(obj)}`);
 }
 
-/** Replace array builders by their arrays, recursively. */
-function finish(v: Value): Value {
+/**
+ * Replace array builders by their arrays, recursively. Shared sub-structures stay shared (a
+ * DAG is not expanded into a tree); a structure that contains itself is refused.
+ */
+function finish(v: Value, done = new Map<unknown, Value>(), open = new Set<unknown>()): Value {
   if (v instanceof ArrayBuilder) {
     if (!v.value) throw new PickleError('ndarray without data');
     return v.value;
   }
-  if (Array.isArray(v)) return v.map(finish);
-  if (v instanceof Map) {
+  if (!Array.isArray(v) && !(v instanceof Map)) return v;
+  const seen = done.get(v);
+  if (seen !== undefined) return seen;
+  if (open.has(v)) throw new PickleError('the pickle holds a list or dict that contains itself: not an array file');
+  open.add(v);
+  budget.spend(Array.isArray(v) ? v.length : 2 * v.size);
+  let out: Value;
+  if (Array.isArray(v)) out = v.map((x) => finish(x, done, open));
+  else {
     const m = new Map();
-    for (const [k, x] of v) m.set(k, finish(x));
-    return m;
+    for (const [k, x] of v) m.set(k, finish(x, done, open));
+    out = m;
   }
-  return v;
+  open.delete(v);
+  done.set(v, out);
+  return out;
 }
 
 const OPNAMES: Record<number, string> = {};
 
 /** Run the pickle and return the unpickled value (dicts as Map, lists/tuples as arrays). */
 export function unpickle(bytes: Uint8Array): Value {
+  budget = new Budget(bytes.length);
   try {
     return run(bytes);
   } catch (err) {
@@ -341,6 +393,7 @@ function run(bytes: Uint8Array): Value {
   };
   const popMark = (): Value[] => {
     const items = stack;
+    budget.spend(items.length);
     const prev = marks.pop();
     if (!prev) throw new PickleError(`corrupt pickle: no MARK before byte ${pos}`);
     stack = prev;
@@ -357,6 +410,8 @@ function run(bytes: Uint8Array): Value {
   };
   const signedLong = (b: Uint8Array): number | bigint => {
     if (b.length === 0) return 0;
+    // Array files hold small integers; a huge one costs quadratic time to decode.
+    if (b.length > 1024) throw new PickleError(`an integer of ${b.length} bytes at byte ${pos}: not an array file`);
     let v = 0n;
     for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
     if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
@@ -368,6 +423,7 @@ function run(bytes: Uint8Array): Value {
     if (pos >= bytes.length) throw new PickleError(`truncated pickle: no STOP opcode before byte ${bytes.length}`);
     const at = pos;
     const op = bytes[pos++];
+    budget.spend(1);
     switch (op) {
       case 0x80: // PROTO
         if (u8(op) > 5) throw new PickleError(`unsupported pickle protocol ${bytes[pos - 1]}`);
@@ -404,7 +460,13 @@ function run(bytes: Uint8Array): Value {
       }
       case 0x4c: { // LONG
         const s = line(op).replace(/L$/, '');
-        const b = BigInt(s);
+        if (s.length > 2500) throw new PickleError(`an integer of ${s.length} digits at byte ${at}: not an array file`);
+        let b: bigint;
+        try {
+          b = BigInt(s);
+        } catch {
+          throw new PickleError(`bad LONG at byte ${at}`);
+        }
         stack.push(b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b);
         break;
       }
@@ -566,7 +628,8 @@ function run(bytes: Uint8Array): Value {
       case 0x93: { // STACK_GLOBAL
         const name = pop();
         const module = pop();
-        stack.push(new Global(String(module), String(name)));
+        if (typeof name !== 'string' || typeof module !== 'string') throw new PickleError(`corrupt pickle: STACK_GLOBAL names must be strings (byte ${at})`);
+        stack.push(new Global(module, name));
         break;
       }
       case 0x52: { // REDUCE
@@ -632,9 +695,12 @@ function listToArray(v: Value[], what: string): NpyArray {
   const shape: number[] = [];
   let cur: Value = v;
   while (Array.isArray(cur)) {
+    if (shape.length >= 32) throw new PickleError(`${what}: lists nested more than 32 deep (or containing themselves)`);
     shape.push(cur.length);
     cur = cur[0];
   }
+  // The nested lists may share rows: the expanded array is paid for before it is built.
+  budget.spend(numel(shape));
   const flat: number[] = [];
   const walk = (x: Value, d: number) => {
     if (d === shape.length) {

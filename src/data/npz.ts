@@ -11,16 +11,30 @@ export interface NpzContents {
   files: Map<string, Uint8Array>;
 }
 
+/** Deflate's largest possible expansion (258-byte matches coded in 2 bits). */
+const MAX_DEFLATE_RATIO = 1032;
+
 export function parseNpz(bytes: Uint8Array): NpzContents {
   if (bytes.length < 4 || bytes[0] !== 0x50 || bytes[1] !== 0x4b) {
     throw new NpyFormatError('not a .npz file (not a zip archive)');
   }
   let entries: Record<string, Uint8Array>;
+  let bomb: string | null = null;
   try {
-    entries = unzipSync(bytes);
+    entries = unzipSync(bytes, {
+      // The sizes a member declares are checked before it is inflated: deflate cannot expand
+      // more than 1032:1, so a larger claim is a crafted archive that would only exhaust memory.
+      filter: (f) => {
+        if (f.originalSize > f.size * MAX_DEFLATE_RATIO + 1024 || (f.compression === 0 && f.originalSize !== f.size)) {
+          bomb ??= `member ${f.name} claims ${f.originalSize} bytes from ${f.size} stored: a malformed or malicious archive, not read`;
+        }
+        return bomb === null;
+      },
+    });
   } catch (err) {
     throw new NpyFormatError(`corrupt or truncated zip archive (${(err as Error).message})`);
   }
+  if (bomb) throw new NpyFormatError(bomb);
   const arrays = new Map<string, NpyArray>();
   const files = new Map<string, Uint8Array>();
   for (const [name, data] of Object.entries(entries)) {

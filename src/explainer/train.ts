@@ -23,6 +23,7 @@ import { splitIndices, type Split } from '../data/split.js';
 import { buildAutoencoder, copyEncoderWeights, parameterCounts, labelUnits, type Condition } from '../models/autoencoder.js';
 import { resolveChannels } from '../models/classifier.js';
 import { refuseOutputOverInput } from '../util/paths.js';
+import { valueRange } from '../data/stamps.js';
 import { assertModelDirWritable, hashFile, hashModelDir, installDir, loadModelDir, readCard, saveModelDir, siblingTemp, writeCard, type ModelCard } from '../models/model-dir.js';
 import { loadPredictor } from '../models/load.js';
 import { selectChannels } from '../models/predictor.js';
@@ -519,7 +520,7 @@ function baseCard(o: TrainExplainerOptions, p: Prepared, st: Settings, file: str
     numClasses: p.numClasses,
     classes: p.ds.meta.classes,
     data: typeof o.data === 'string' ? path.resolve(file) : file,
-    dataInfo: { sha256: dataHash, shape: p.ds.shape, used: m, source: p.ds.meta.source, hasIds: !!p.ds.ids },
+    dataInfo: { sha256: dataHash, shape: p.ds.shape, used: m, source: p.ds.meta.source, hasIds: !!p.ds.ids, range: valueRange(p.ds.images) },
     occlusion: p.ds.meta.occlusion,
     classifier: o.classifier ? path.resolve(o.classifier) : undefined,
     classifierHash: p.classifierHash,

@@ -7,6 +7,7 @@
 import { rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { readDataset, type Dataset } from '../data/dataset.js';
+import { valueRange } from '../data/stamps.js';
 import { applyHoldout, deriveHoldout, holdoutOfModelDir, holdoutRecord, holdoutWarnings, type Holdout } from '../data/holdout.js';
 import { initTf, backendDescription, type BackendChoice } from '../runtime/tfjs.js';
 import { fileError, OptionError, UserError } from '../util/errors.js';
@@ -77,6 +78,26 @@ function checkOptions(o: TrainClassifierOptions): void {
   }
 }
 
+/**
+ * Labels must name the classes the model will have: 0..K-1 with every class present, and no
+ * more classes than the data's class names (a stray 7 would build an 8-class model whose card
+ * lists 2 names).
+ */
+export function checkTrainingLabels(file: string, labels: Int32Array | undefined, classes: string[] | undefined): void {
+  if (!labels) throw fileError(file, 'has no labels: a classifier needs labels (an int array named labels or y)');
+  const seen = new Set(labels);
+  const k = Math.max(...seen) + 1;
+  if (classes && k > classes.length) {
+    const i = labels.findIndex((v) => v >= classes.length);
+    throw fileError(file, `label ${labels[i]} of stamp ${i} is not one of its ${classes.length} classes (${classes.map((c, j) => `${j} ${c}`).join(', ')}): fix the labels or meta.json's classes`);
+  }
+  const missing = Array.from({ length: k }, (_, j) => j).filter((j) => !seen.has(j));
+  if (missing.length > 0) {
+    throw fileError(file, `labels take the values ${[...seen].sort((a, b) => a - b).join(', ')}: class(es) ${missing.join(', ')} have no stamps, so a ${k}-class model would be trained; relabel to 0..${seen.size - 1}`);
+  }
+  if (seen.size < 2) throw fileError(file, `all labels are ${[...seen][0]}: a classifier needs at least 2 classes`);
+}
+
 /** The card of a trained classifier (kind, data, options, split, history, validation). */
 async function classifierCard(o: TrainClassifierOptions, ds: Dataset, file: string, t: TrainedClassifier, holdout: Holdout, opts: FitClassifierOptions, seconds: number): Promise<ModelCard> {
   const { result } = t;
@@ -101,6 +122,8 @@ async function classifierCard(o: TrainClassifierOptions, ds: Dataset, file: stri
       shape: ds.shape,
       used: t.used,
       hasIds: ds.ids !== undefined,
+      // Value range of the training stamps: explain/serve warn on inputs far outside it.
+      range: valueRange(ds.images),
     },
     options: {
       activation: opts.activation,
@@ -163,6 +186,8 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   const t0 = performance.now();
   const file = typeof o.data === 'string' ? o.data : (o.dataName ?? 'the dataset');
   const ds = typeof o.data === 'string' ? await readDataset(o.data) : o.data;
+  for (const w of ds.warnings ?? []) log(`warning: ${file}: ${w}`);
+  checkTrainingLabels(file, ds.labels, ds.meta.classes);
   const backend = await initTf(o.backend ?? 'auto');
   log(`training on ${backendDescription()}`);
   const opts: FitClassifierOptions = {

@@ -30,13 +30,13 @@ import {
   parseLabel,
   stampFromJson,
   stampFromNpy,
+  stampFromPng,
   toNested,
   toRows,
   type ChannelKind,
   type Stamp,
   type StampSpec,
 } from './stamp.js';
-import { stampFromPng } from './stamp-png.js';
 import { checkModelsFit, explainerProblem } from './fit.js';
 import { buildWebSite, type WebSite } from './site.js';
 
@@ -252,22 +252,27 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     estimates: { pending: batcher.pending },
   }));
 
+  // Beyond loopback the API is public: model directories are shown by name, and absolute
+  // paths inside the cards (data files, commands) by their last component.
+  const exposed = !isLoopback((ctx.opts as { host?: string }).host ?? '127.0.0.1');
+  const shownPath = (p: string): string => (exposed ? path.basename(path.resolve(p)) : path.resolve(p));
+  const shown = <T>(card: T): T => (exposed ? redactPaths(card) : card);
   app.get('/models', async () => ({
     classifier: {
-      path: path.resolve(ctx.opts.classifier),
+      path: shownPath(ctx.opts.classifier),
       engine: predictor.engine,
       hash: predictor.hash,
       inputShape: predictor.inputShape,
       numClasses: predictor.numClasses,
       classes: ctx.classes,
       channels: predictor.channels ?? null,
-      card: readClassifierCard(ctx.opts.classifier),
+      card: shown(readClassifierCard(ctx.opts.classifier)),
     },
-    explainer: { path: path.resolve(ctx.opts.explainer), engine: explainer.engine, card: explainer.card },
+    explainer: { path: shownPath(ctx.opts.explainer), engine: explainer.engine, card: shown(explainer.card) },
     exact: { engine: ctx.exact.engine, params: ctx.params, inferencesPerMap: inferencesPerMap(ctx.params, h, w), maxQueue: ctx.exact.maxQueue },
     data: dataset
       ? {
-          path: path.resolve(ctx.opts.data!),
+          path: shownPath(ctx.opts.data!),
           shape: dataset.shape,
           channels: channelNames(dataset),
           classes: dataset.meta.classes ?? null,
@@ -288,7 +293,7 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     if (Buffer.isBuffer(body)) {
       if (body.length === 0) throw new HttpError(400, 'the body is empty: send a stamp as .npy, PNG or JSON');
       const kind = binaryKind(String(req.headers['content-type'] ?? ''), body);
-      stamp = kind === 'png' ? stampFromPng(body) : stampFromNpy(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), spec);
+      stamp = kind === 'png' ? stampFromPng(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), spec) : stampFromNpy(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), spec);
     } else if (body === undefined || body === null) {
       throw new HttpError(400, `no body: send a stamp as .npy (application/octet-stream), PNG (image/png) or JSON {"image": [[...]]}`);
     } else {
@@ -313,6 +318,7 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
       condition: est.cond ?? null,
       estimate: { map: toRows(est.map, h, w), ...(est.std ? { std: toRows(est.std, h, w) } : {}), engine: explainer.engine },
     };
+    if (stamp.warnings?.length) res.warnings = stamp.warnings;
     // The page shows an uploaded stamp's channels from the server's reading of it.
     if (q.echo !== undefined && q.echo !== '0') res.image = toNested(stamp.image, h, w, stamp.c);
     const timings: Record<string, number> = {
@@ -439,6 +445,14 @@ export interface RunningServer {
   ctx: ServeContext;
   url: string;
   close(): Promise<void>;
+}
+
+/** A copy of `v` with every absolute path (alone or inside a string such as a command) cut to its last component. */
+export function redactPaths<T>(v: T): T {
+  if (typeof v === 'string') return v.replace(/(^|[\s='"(])(\/[^\s'"(),;]+)/g, (_, pre: string, p: string) => pre + path.basename(p)) as T;
+  if (Array.isArray(v)) return v.map((x) => redactPaths(x)) as T;
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactPaths(x)])) as T;
+  return v;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);

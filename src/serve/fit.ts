@@ -46,6 +46,12 @@ export function checkModelsFit(
   const spec: StampSpec = { h, w, modelChannels: mc, dataChannels: predictor.channels, datasetChannels: dataset?.shape[3] };
   if (dataset) {
     const [, dh, dw, dc] = dataset.shape;
+    const reads = predictor.channels;
+    if (reads && !reads.every((k) => k < dc) && dc !== mc) {
+      throw new UserError(
+        `${files.data}: has ${dc} channel(s), but the classifier ${files.classifier} reads data channel(s) [${reads.join(',')}] (it was trained on data with more channels): serve a dataset with those channels, or stamps of the classifier's own ${mc}`,
+      );
+    }
     try {
       checkStamp({ image: new Float32Array(0), h: dh, w: dw, c: dc }, spec);
     } catch (err) {

@@ -3,7 +3,7 @@
  * the checks that it fits the loaded models. Every problem is an HttpError with a 4xx status
  * and a one-line message; nothing here touches a model.
  */
-import { parseNpy, toFloat32 } from '../data/npy.js';
+import { decodePngStamp, flattenNested as flattenNestedCore, readStampBytes, stampsFromArray, StampError, type Stamps } from '../data/stamps.js';
 
 export class HttpError extends Error {
   constructor(
@@ -24,6 +24,8 @@ export interface Stamp {
   h: number;
   w: number;
   c: number;
+  /** What the reader assumed (data/stamps.ts), returned with the answer. */
+  warnings?: string[];
 }
 
 /** What the models expect: image size, and the channel counts a stamp may come in. */
@@ -41,76 +43,66 @@ export interface StampSpec {
 /** How a stamp's channels relate to the classifier: all the data's channels, or the model's own. */
 export type ChannelKind = 'data' | 'model';
 
-function finiteCheck(a: Float32Array, what: string): void {
-  for (let i = 0; i < a.length; i++) {
-    if (!Number.isFinite(a[i])) throw bad(`${what} holds a NaN/Inf value at element ${i}`);
-  }
+/** A stamps.ts error as an HTTP 400 (unreadable) or 422 (readable, but not for these models). */
+function httpOf(err: unknown, what: string): unknown {
+  if (!(err instanceof StampError)) return err;
+  const m = err.message;
+  const status = /takes \d+x\d+ stamps|is a \d+x\d+ PNG/.test(m) ? 422 : 400;
+  return new HttpError(status, `${what} ${m}`);
 }
 
 /**
- * A single stamp from an array shape: (H,W), (H,W,C), (1,H,W) or (1,H,W,C). (1,H,W) and
- * (H,W,C) differ only when the first axis is 1, so a leading 1 followed by the expected
- * image size reads as (1,H,W).
+ * A single stamp from an array shape, read by the one shape rule of data/stamps.ts (the CLI
+ * and the library read files the same way): (H,W), (H,W,C), (1,H,W) or (1,H,W,C).
  */
 export function stampFromArray(data: Float32Array, shape: readonly number[], spec: Pick<StampSpec, 'h' | 'w'>, what = 'the stamp'): Stamp {
-  const s = shape;
-  let dims: [number, number, number];
-  if (s.length === 2) dims = [s[0], s[1], 1];
-  else if (s.length === 3 && s[0] === 1 && s[1] === spec.h && s[2] === spec.w) dims = [s[1], s[2], 1];
-  else if (s.length === 3) dims = [s[0], s[1], s[2]];
-  else if (s.length === 4 && s[0] === 1) dims = [s[1], s[2], s[3]];
-  else if (s.length === 4) throw bad(`${what} has shape (${s.join(',')}): one stamp per request, expected (H,W), (H,W,C) or (1,H,W,C)`);
-  else throw bad(`${what} has shape (${s.join(',')}); expected (H,W), (H,W,C) or (1,H,W,C)`);
-  if (dims.some((d) => d === 0)) throw bad(`${what} has an empty shape (${s.join(',')})`);
-  if (data.length !== dims[0] * dims[1] * dims[2]) throw new Error(`stampFromArray: ${data.length} values for shape (${s.join(',')})`);
-  finiteCheck(data, what);
-  return { image: data, h: dims[0], w: dims[1], c: dims[2] };
+  let st;
+  try {
+    st = stampsFromArray(data, shape, 'npy', { expect: { h: spec.h, w: spec.w } });
+  } catch (err) {
+    throw httpOf(err, what);
+  }
+  return single(st, shape, what);
+}
+
+function single(st: Stamps, shape: readonly number[], what: string): Stamp {
+  const [n, h, w, c] = st.shape;
+  if (n !== 1) throw bad(`${what} has shape (${shape.join(',')}): one stamp per request, expected (H,W), (H,W,C) or (1,H,W,C)`);
+  return { image: st.images, h, w, c, ...(st.warnings.length ? { warnings: st.warnings } : {}) };
 }
 
 export function stampFromNpy(bytes: Uint8Array, spec: Pick<StampSpec, 'h' | 'w'>): Stamp {
-  let a;
+  let st;
   try {
-    a = parseNpy(bytes);
+    st = readStampBytes(bytes, 'body.npy', { expect: { h: spec.h, w: spec.w } });
   } catch (err) {
-    throw bad(`body is not a readable .npy array (${(err as Error).message})`);
+    if (err instanceof StampError && !/has shape|takes/.test(err.message)) throw bad(`body is not a readable .npy array (${err.message})`);
+    throw httpOf(err, 'the .npy array');
   }
-  let data: Float32Array;
+  return single(st, st.shape, 'the .npy array');
+}
+
+/**
+ * A greyscale PNG stamp. Its header's size is checked against the models' before anything is
+ * inflated: a small body can declare a 20000x20000 image (gigabytes once decoded).
+ */
+export function stampFromPng(bytes: Uint8Array, spec?: Pick<StampSpec, 'h' | 'w'>): Stamp {
   try {
-    data = toFloat32(a);
-  } catch {
-    throw bad(`the .npy array has non-numeric dtype ${a.dtype}`);
+    const st = decodePngStamp(bytes, { expect: spec ? { h: spec.h, w: spec.w } : undefined, maxPixels: spec ? spec.h * spec.w : undefined });
+    return single(st, st.shape, 'the PNG');
+  } catch (err) {
+    throw httpOf(err, 'the PNG');
   }
-  return stampFromArray(data, a.shape, spec, 'the .npy array');
 }
 
 /** Nested JSON arrays -> flat float32 and shape; rectangular, numbers only. */
 export function flattenNested(v: unknown, what: string): { data: Float32Array; shape: number[] } {
-  const shape: number[] = [];
-  let probe: unknown = v;
-  while (Array.isArray(probe)) {
-    shape.push(probe.length);
-    if (probe.length === 0) break;
-    probe = probe[0];
+  try {
+    return flattenNestedCore(v, what);
+  } catch (err) {
+    if (err instanceof StampError) throw bad(err.message);
+    throw err;
   }
-  if (shape.length < 2 || shape.length > 4) throw bad(`${what} must be a 2-D [[...]] or 3-D [[[...]]] array of numbers`);
-  const total = shape.reduce((a, b) => a * b, 1);
-  if (total > 1 << 22) throw bad(`${what} is too large (${shape.join('x')})`);
-  const data = new Float32Array(total);
-  let k = 0;
-  const walk = (node: unknown, depth: number, at: string): void => {
-    if (depth === shape.length) {
-      if (typeof node !== 'number') throw bad(`${what}${at} is ${node === null ? 'null' : typeof node}, expected a number`);
-      if (!Number.isFinite(node)) throw bad(`${what}${at} is not finite`);
-      data[k++] = node;
-      return;
-    }
-    if (!Array.isArray(node) || node.length !== shape[depth]) {
-      throw bad(`${what}${at} is not a list of ${shape[depth]} (the array must be rectangular, shape ${shape.join('x')})`);
-    }
-    for (let i = 0; i < node.length; i++) walk(node[i], depth + 1, `${at}[${i}]`);
-  };
-  walk(v, 0, '');
-  return { data, shape };
 }
 
 export interface JsonStamp {
@@ -154,7 +146,7 @@ export function checkStamp(s: Stamp, spec: StampSpec): ChannelKind {
   const { h, w, modelChannels: mc, dataChannels: dc, datasetChannels: nc } = spec;
   const accepted = [
     `${h}x${w}x${mc} (the classifier's channel${mc === 1 ? '' : 's'})`,
-    ...(nc !== undefined && nc !== mc ? [`${h}x${w}x${nc} (the dataset's channels)`] : []),
+    ...(nc !== undefined && nc !== mc && (!dc || dc.every((k) => k < nc)) ? [`${h}x${w}x${nc} (the dataset's channels)`] : []),
     ...(nc === undefined && dc ? [`${h}x${w}xC with C > ${Math.max(...dc)} (data channels; the classifier reads [${dc.join(',')}])`] : []),
   ];
   const expected = `expected ${accepted.join(' or ')}`;
