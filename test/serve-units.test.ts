@@ -32,6 +32,9 @@ test('checkStamp: the data channels or the classifier channels, else a 422 namin
   assert.equal(checkStamp(s(21, 21, 1), withData), 'model');
   assert.throws(() => checkStamp(s(21, 21, 2), withData), status(422, /2 channel\(s\).*21x21x1 \(the classifier's channel\) or 21x21x4 \(the dataset's channels\)/));
   assert.throws(() => checkStamp(s(20, 21, 4), withData), status(422, /20x21x4/));
+  // A 3-channel dataset for a classifier reading data channel 3: never offered as acceptable.
+  const short: StampSpec = { h: 21, w: 21, modelChannels: 1, dataChannels: [3], datasetChannels: 3 };
+  assert.throws(() => checkStamp(s(21, 21, 3), short), (e: unknown) => status(422, /3 channel\(s\).*expected 21x21x1 \(the classifier's channel\)$/)(e) && !/21x21x3 \(the dataset/.test((e as Error).message));
   // Without a dataset, any channel count that holds the classifier's channels reads as data.
   const noData: StampSpec = { h: 21, w: 21, modelChannels: 1, dataChannels: [3] };
   assert.equal(checkStamp(s(21, 21, 5), noData), 'data');

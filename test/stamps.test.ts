@@ -168,3 +168,20 @@ test('FITS input through the CLI: dataset import reads it (not "not a zip archiv
   assert.match(r.stdout, /1 images 21x21x1/);
   assert.ok(readFileSync(out).length > 441 * 4);
 });
+
+test('train-classifier refuses labels its classes cannot hold and zero-size images, before any training', async () => {
+  const bad = path.join(tmp, 'seven.npz');
+  await writeDataset(bad, { images: new Float32Array(4 * 81), shape: [4, 9, 9, 1], labels: Int32Array.of(0, 1, 7, 1), meta: { classes: ['bogus', 'real'] } });
+  const r = spawnSync(process.execPath, [bin, 'train-classifier', '--data', bad, '--out', path.join(tmp, 'clf7')], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /seven\.npz: label 7 of stamp 2 is not one of its 2 classes \(0 bogus, 1 real\)/);
+  const gap = path.join(tmp, 'gap.npz');
+  await writeDataset(gap, { images: new Float32Array(4 * 81), shape: [4, 9, 9, 1], labels: Int32Array.of(0, 7, 0, 7), meta: {} });
+  const g = spawnSync(process.execPath, [bin, 'train-classifier', '--data', gap, '--out', path.join(tmp, 'clfg')], { encoding: 'utf8' });
+  assert.equal(g.status, 2, g.stderr);
+  assert.match(g.stderr, /labels take the values 0, 7: class\(es\) 1, 2, 3, 4, 5, 6 have no stamps, so a 8-class model would be trained; relabel to 0\.\.1/);
+  const { serializeNpz } = await import('../src/data/npz.js');
+  const zero = path.join(tmp, 'zero.npz');
+  writeFileSync(zero, serializeNpz({ images: { data: new Float32Array(0), shape: [3, 0, 21, 1] }, labels: { data: Int32Array.of(0, 1, 0), shape: [3] } }));
+  await assert.rejects(readDataset(zero), /zero\.npz: images has an empty dimension: shape \(3,0,21,1\)/);
+});

@@ -6,8 +6,8 @@
 import { refuseOutputOverInput } from '../util/paths.js';
 import type { Command } from 'commander';
 import path from 'node:path';
-import { readStampFile } from '../data/stamp-file.js';
-import { expectFromCard, type StampExpect } from '../data/stamps.js';
+import { readInput } from '../data/stamp-file.js';
+import { expectFromCard } from '../data/stamps.js';
 import { serializeNpy } from '../data/npy.js';
 import { serializeNpz, type NpzEntry } from '../data/npz.js';
 import { loadExplainer, occlusionParamsOf, readExplainerCard, type Explainer } from '../explainer/estimate.js';
@@ -52,22 +52,6 @@ export interface ExplainCliOptions {
   quiet?: boolean;
 }
 
-export interface Input {
-  images: Float32Array;
-  shape: [number, number, number, number];
-  labels?: Int32Array;
-  /** The input was one stamp (a PNG, a 2-D or H,W,C .npy). */
-  single: boolean;
-}
-
-/**
- * The stamps to explain, through the one stamp reader (data/stamps.ts), checked against what
- * the explainer takes; warnings (what was assumed) go to stderr.
- */
-export async function readInput(file: string, o: { expect?: StampExpect; scale?: 'none' | 'minmax'; quiet?: boolean } = {}): Promise<Input> {
-  const st = await readStampFile(file, { expect: o.expect, scale: o.scale });
-  for (const w of st.warnings) process.stderr.write(`explain: warning: ${file}: ${w}\n`);
-  return { images: st.images, shape: st.shape, labels: st.labels, single: st.single };
 }
 
 function defaultOut(input: string): string {
@@ -104,6 +88,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
   await assertWritable(out);
   const expect = expectFromCard(readExplainerCard(o.explainer) as unknown as Record<string, unknown>, `the explainer ${o.explainer}`);
   const input = await readInput(o.input, { expect, scale: o.scale === 'minmax' ? 'minmax' : 'none' });
+  for (const w of input.warnings) process.stderr.write(`explain: warning: ${o.input}: ${w}\n`);
   let { images, shape } = input;
   let labels = input.labels;
   if (index !== undefined) {

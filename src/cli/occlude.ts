@@ -105,7 +105,7 @@ export async function runOcclude(job: OccludeJob): Promise<OccludeDatasetResult>
       ...job,
       onProgress: printer.callback,
       log: (line, level) => {
-        if (level === 'warning' || !job.quiet) process.stderr.write(`occlude: ${line}\n`);
+        if (level === 'warning' || !job.quiet) process.stderr.write(`occlude: ${level === 'warning' ? 'warning: ' : ''}${line}\n`);
       },
     });
   } finally {

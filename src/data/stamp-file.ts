@@ -49,3 +49,20 @@ export function checkStampsOf(file: string, st: Pick<Stamps, 'shape' | 'labels'>
     throw err;
   }
 }
+
+/** Stamps to explain, as the CLI and the library take them. */
+export interface Input {
+  images: Float32Array;
+  shape: [number, number, number, number];
+  labels?: Int32Array;
+  /** The input was one stamp (a PNG, a FITS image, a 2-D or (H,W,C) array). */
+  single: boolean;
+  /** What the reader assumed (the CLI prints them). */
+  warnings: string[];
+}
+
+/** `readStampFile` in the shape explain and the library use. */
+export async function readInput(file: string, o: StampReadOptions = {}): Promise<Input> {
+  const st = await readStampFile(file, o);
+  return { images: st.images, shape: st.shape, labels: st.labels, single: st.single, warnings: st.warnings };
+}

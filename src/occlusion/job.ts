@@ -4,10 +4,12 @@
  * and writes the output file only when asked (`out`); progress and notes go to callbacks.
  * `occmap occlude` and the study are clients of it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { readDataset, subsetDataset, writeDataset, type Dataset } from '../data/dataset.js';
+import { expectFromCard, valueWarnings } from '../data/stamps.js';
+import { CARD_JSON, readCard } from '../models/model-dir.js';
 import { fitToStamps, inputMargin, loadPredictor, type LoadOptions } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
 import { assertWritable } from '../util/atomic.js';
@@ -310,6 +312,11 @@ export async function occludeDataset(o: OccludeDatasetOptions): Promise<OccludeD
   // Before anything is read or created: an unreachable Redis leaves no shard directory.
   if (job.queue) await probeRedis(job.queue.url);
   const ds = typeof o.data === 'string' ? await readDataset(o.data) : o.data;
+  // What may be wrong with the data is said before hours of work: the reader's warnings, and
+  // values far outside what the classifier was trained on (its card's data range).
+  const card = existsSync(path.join(job.model, CARD_JSON)) ? readCard(job.model) : undefined;
+  const notes = [...(ds.warnings ?? []), ...valueWarnings(ds.images, expectFromCard((card ?? {}) as Record<string, unknown>, `the classifier ${job.model}`))];
+  for (const w of notes) o.log?.(`${job.dataName}: ${w}`, 'warning');
   const [total, h, w] = ds.shape;
   const n = Math.min(total, job.limit ?? total);
   const load: LoadOptions = { engine: job.engine, threads: job.threads };

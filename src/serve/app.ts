@@ -20,6 +20,7 @@ import { conditionClass, exactTarget, type ClassChoice } from '../explainer/cond
 import { MicroBatcher, type BatchInfo } from './batcher.js';
 import { ExactPool } from './exact-pool.js';
 import { loadClassifier, type EngineChoice } from './models.js';
+import { expectFromCard, minMaxPerStamp, valueWarnings } from '../data/stamps.js';
 import { fitToStamps } from '../models/load.js';
 import { readCard } from '../models/model-dir.js';
 import { ModelOutputError } from '../models/predictor-head.js';
@@ -252,6 +253,7 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     estimates: { pending: batcher.pending },
   }));
 
+  const trainedRange = expectFromCard((readClassifierCard(ctx.opts.classifier) ?? {}) as Record<string, unknown>, 'the classifier').range;
   // Beyond loopback the API is public: model directories are shown by name, and absolute
   // paths inside the cards (data files, commands) by their last component.
   const exposed = !isLoopback((ctx.opts as { host?: string }).host ?? '127.0.0.1');
@@ -298,6 +300,14 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
       throw new HttpError(400, `no body: send a stamp as .npy (application/octet-stream), PNG (image/png) or JSON {"image": [[...]]}`);
     } else {
       ({ stamp, label } = stampFromJson(body, spec));
+    }
+    // ?scale=minmax: the datasets' per-stamp scaling for raw stamps; otherwise values the
+    // classifier was not trained on are answered with a warning saying so.
+    if (q.scale !== undefined && q.scale !== 'none' && q.scale !== 'minmax') throw new HttpError(400, `scale must be none or minmax, got '${q.scale}'`);
+    if (q.scale === 'minmax') stamp = { ...stamp, image: minMaxPerStamp(stamp.image, [1, stamp.h, stamp.w, stamp.c]) };
+    else {
+      const w = valueWarnings(stamp.image, { range: trainedRange });
+      if (w.length) stamp = { ...stamp, warnings: [...(stamp.warnings ?? []), ...w] };
     }
     if (q.label !== undefined) label = parseLabel(q.label, 'query label');
     if (label !== undefined && label >= predictor.numClasses) {
