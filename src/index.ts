@@ -77,7 +77,19 @@ export {
   type LoadExplainerOptions,
 } from './explainer/estimate.js';
 export { evaluateExplainer, type EvaluateOptions, type EvaluationResult, type MethodResult } from './explainer/evaluate.js';
-export { readInput, readPngStamp, npyInput, type Input as StampInput } from './data/stamps.js';
+export { readInput, readStampFile, type Input as StampInput } from './data/stamp-file.js';
+export {
+  readStampBytes,
+  decodePngStamp,
+  parseFits,
+  interpretShape,
+  expectFromCard,
+  minMaxPerStamp,
+  StampError,
+  type StampExpect,
+  type StampReadOptions,
+  type Stamps,
+} from './data/stamps.js';
 
 // Metrics: pure functions over flat row-major maps.
 export { mse, mae, pearson, spearman, ranks, ssim, topKIoU, topIndices, aucUniform, summarize, type SsimOptions, type Summary } from './metrics/maps.js';

@@ -52,8 +52,6 @@ export interface ExplainCliOptions {
   quiet?: boolean;
 }
 
-}
-
 function defaultOut(input: string): string {
   return `${path.basename(input).replace(/\.[^.]+$/, '')}-explained.npz`;
 }
