@@ -270,7 +270,7 @@ export interface PngHeader {
 
 /** The IHDR fields of a PNG (first 33 bytes): read before anything is inflated. */
 export function pngHeader(bytes: Uint8Array): PngHeader {
-  if (!startsWith(bytes, PNG_MAGIC) || bytes.length < 33) throw new StampError('is not a PNG (bad signature or truncated header)');
+  if (!startsWith(bytes, PNG_MAGIC) || bytes.length < 33) throw new StampError('is not a readable PNG (bad signature or truncated header)');
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const type = String.fromCharCode(bytes[12], bytes[13], bytes[14], bytes[15]);
   if (type !== 'IHDR') throw new StampError('is not a readable PNG (no IHDR chunk first)');
