@@ -31,6 +31,8 @@ export interface StampExpect {
   w?: number;
   /** Channel counts accepted (e.g. the data's 4 and the model's own 1). */
   channels?: number[];
+  /** Also accepted: any count above this (a model reading data channel k takes any C > k). */
+  channelsAbove?: number;
   numClasses?: number;
   classes?: string[];
   /** Value range of the training data, e.g. [0, 1] for per-stamp min-max scaled stamps. */
@@ -107,7 +109,8 @@ export interface ShapeReading {
 }
 
 const fits = (e: StampExpect | undefined, h: number, w: number): boolean => !e || e.h === undefined || (e.h === h && (e.w ?? h) === w);
-const takes = (e: StampExpect | undefined, c: number): boolean => !e?.channels || e.channels.includes(c);
+const takes = (e: StampExpect | undefined, c: number): boolean =>
+  !e?.channels || e.channels.includes(c) || (e.channelsAbove !== undefined && c > e.channelsAbove);
 const knowsChannels = (e: StampExpect | undefined): boolean => !!e?.channels && e.h !== undefined;
 
 /**
@@ -160,7 +163,8 @@ function expectText(e: StampExpect | undefined): string {
   if (!e || e.h === undefined) return 'expected (H,W), (H,W,C), (N,H,W) or (N,H,W,C)';
   const c = e.channels ?? [];
   const size = `${e.h}x${e.w ?? e.h}`;
-  const ch = c.length ? ` with ${c.join(' or ')} channel(s)` : '';
+  const above = e.channelsAbove !== undefined ? [`more than ${e.channelsAbove} (it reads data channel ${e.channelsAbove})`] : [];
+  const ch = c.length ? ` with ${[...c.map(String), ...above].join(' or ')} channel(s)` : '';
   return `${e.who ?? 'the model'} takes ${size} stamps${ch}: (${e.h},${e.w ?? e.h}${c.length ? `,${c[0]}` : ''}) for one, (N,${e.h},${e.w ?? e.h}${c.length ? `,${c[0]}` : ''}) for several`;
 }
 
@@ -518,7 +522,7 @@ export function checkStamps(st: Pick<Stamps, 'shape' | 'labels'>, expect: StampE
   if (expect.h !== undefined && (h !== expect.h || w !== (expect.w ?? expect.h))) {
     throw new StampError(`holds ${h}x${w} stamps; ${expectText(expect)}`);
   }
-  if (expect.channels && !expect.channels.includes(c)) {
+  if (expect.channels && !takes(expect, c)) {
     throw new StampError(`holds stamps with ${c} channel(s) (${n} of ${h}x${w}x${c}); ${expectText(expect)}`);
   }
   if (st.labels) checkLabels(st.labels, expect);
@@ -553,6 +557,8 @@ export function expectFromCard(card: Record<string, unknown>, who: string): Stam
   const modelC = sel?.length ?? input?.[2];
   const dataC = arr(data.shape)?.[3];
   const channels = [...new Set([modelC, sel ? dataC : undefined].filter((c): c is number => typeof c === 'number' && c > 0))];
+  // Data channels it reads by index: without the data's channel count, any count holding them.
+  const channelsAbove = sel && dataC === undefined ? Math.max(...sel) : undefined;
   const range = arr(data.range);
   const source = typeof data.source === 'string' ? data.source : undefined;
   const classes = Array.isArray(card.classes) ? (card.classes as unknown[]).map(String) : undefined;
@@ -560,6 +566,7 @@ export function expectFromCard(card: Record<string, unknown>, who: string): Stam
     h: size?.[0],
     w: size?.[1],
     channels: channels.length ? channels : undefined,
+    channelsAbove,
     numClasses: typeof card.numClasses === 'number' ? card.numClasses : classes?.length,
     classes,
     range: range?.length === 2 ? [range[0], range[1]] : source && SCALED_SOURCES.has(source) ? [0, 1] : undefined,
