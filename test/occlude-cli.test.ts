@@ -17,6 +17,7 @@ import { Rng } from '../src/util/rng.js';
 const bin = fileURLToPath(new URL('../../bin/occmap.js', import.meta.url));
 const tmp = mkdtempSync(path.join(tmpdir(), 'occ-cli-'));
 const model = path.join(tmp, 'clf');
+const modelRange = path.join(tmp, 'clf-range');
 const data = path.join(tmp, 'data.npz');
 const N = 6;
 
@@ -56,6 +57,8 @@ before(async () => {
   const rng = new Rng(4);
   m.setWeights(m.getWeights().map((w) => tf.tensor(Float32Array.from({ length: w.size }, () => rng.normal() * 0.4), w.shape)));
   await saveModelDir(m, model, { kind: 'classifier', occmapVersion: 'test', createdAt: 'test', channels: [1] });
+  // The same model with the value range of its training data on its card (as train-classifier writes it).
+  await saveModelDir(m, modelRange, { kind: 'classifier', occmapVersion: 'test', createdAt: 'test', channels: [1], data: { range: [0, 1] } });
   m.dispose();
   const labels = Int32Array.from({ length: N }, (_, i) => i % 2);
   await writeDataset(data, { images: randomImages(1, N, 9, 9, 2), shape: [N, 9, 9, 2], labels, ids: Array.from(labels, String), meta: { source: 'test' } });
@@ -168,4 +171,19 @@ test('bad input: one-line error naming the file, exit 2, no output', async () =>
     assert.match(lines[0], re);
     assert.ok(!existsSync(out), args.join(' '));
   }
+});
+
+test('data far outside the range the classifier was trained on: occlude warns (also with --quiet), then maps it', async () => {
+  const raw = path.join(tmp, 'raw.npz');
+  const img = randomImages(5, 2, 9, 9, 2).map((v) => v * 4700);
+  await writeDataset(raw, { images: img, shape: [2, 9, 9, 2], meta: {} });
+  const out = path.join(tmp, 'raw-maps.npz');
+  const r = await run(['occlude', '--model', modelRange, '--data', raw, '--out', out, '--quiet']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^occlude: warning: .*raw\.npz: values run from .* outside the training data's 0\.\.1/m);
+  assert.ok(existsSync(out));
+  // In range: no warning.
+  const r2 = await run(['occlude', '--model', modelRange, '--data', data, '--out', path.join(tmp, 'in-range.npz'), '--quiet']);
+  assert.equal(r2.code, 0, r2.err);
+  assert.doesNotMatch(r2.err, /warning/);
 });
