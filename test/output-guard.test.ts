@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { refuseOutputOverInput, resolveReal } from '../src/util/paths.js';
 import { assertWritable, ensureDir, removeStaleTemps } from '../src/util/atomic.js';
-import { assertModelDirWritable } from '../src/models/io.js';
+import { assertModelDirWritable } from '../src/models/model-dir.js';
 import { writeDataset } from '../src/data/dataset.js';
 import { UserError } from '../src/util/errors.js';
 
