@@ -107,6 +107,12 @@ test('every example compiles under strict TypeScript against the shipped types a
   assert.match(fn.out, /maps 1x9x9, class 1, p = 0\.9\d\d/);
   assert.match(fn.out, /most important pixel: \(4, 4\), value 0\.\d+ \(score drop: positive = important\)/);
 
+  const lm = await run(process.execPath, [js('exact-layers-model.js')], app);
+  assert.match(lm.out, /^engine: onnxruntime.*; maps 1x9x9, class 1, p = 0\.953$/m);
+  assert.match(lm.out, /^most important pixel: \(4, 4\), value 0\.\d+$/m);
+  const same = /^tfjs-\w+ gives the same maps: max \|difference\| (\S+)$/m.exec(lm.out);
+  assert.ok(same && Number(same[1]) < 1e-5, lm.out);
+
   const onnx = await run(process.execPath, [js('exact-onnx.js'), onnxFile, oneChannel], app);
   assert.match(onnx.out, /6 maps of 9x9, 170 inferences each/);
   const native = existsSync(path.join(app, 'node_modules', 'onnxruntime-node'));
