@@ -193,7 +193,8 @@ function writeAttribute(w: ProtoWriter, a: OnnxAttribute): void {
   }
 }
 
-function writeNode(w: ProtoWriter, n: OnnxNode): void {
+/** The message bodies, for modules that assemble graphs from parts (src/models/onnx-fuse.ts). */
+export function writeNode(w: ProtoWriter, n: OnnxNode): void {
   for (const i of n.inputs) w.string(1, i);
   for (const o of n.outputs) w.string(2, o);
   if (n.name) w.string(3, n.name);
@@ -201,7 +202,7 @@ function writeNode(w: ProtoWriter, n: OnnxNode): void {
   for (const a of n.attributes ?? []) w.message(5, (aw) => writeAttribute(aw, a));
 }
 
-function writeTensor(w: ProtoWriter, t: OnnxTensor): void {
+export function writeTensor(w: ProtoWriter, t: OnnxTensor): void {
   const count = t.dims.reduce((a, b) => a * b, 1);
   if (count !== t.data.length) {
     throw new RangeError(`tensor ${t.name}: dims ${JSON.stringify(t.dims)} hold ${count} values, data has ${t.data.length}`);
@@ -220,7 +221,7 @@ function writeTensor(w: ProtoWriter, t: OnnxTensor): void {
   w.bytes(9, raw);
 }
 
-function writeValueInfo(w: ProtoWriter, v: OnnxValueInfo): void {
+export function writeValueInfo(w: ProtoWriter, v: OnnxValueInfo): void {
   w.string(1, v.name);
   // TypeProto { tensor_type: TypeProto.Tensor { elem_type, shape: TensorShapeProto { dim* } } }
   w.message(2, (tw) =>

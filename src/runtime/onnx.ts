@@ -138,3 +138,38 @@ export async function runOnnxBatched(
 ): Promise<{ data: Float32Array; shape: number[] }> {
   return runBatchedWith(ortLoaded().Tensor, session, feeds, n, opts);
 }
+
+/**
+ * Like runOnnxBatched, for several outputs of one graph at once (e.g. the fused
+ * classifier -> explainer graph's probabilities and maps): one session.run per chunk.
+ */
+export async function runOnnxBatchedOutputs(
+  session: ort.InferenceSession,
+  feeds: OnnxFeed[],
+  n: number,
+  outputs: readonly string[],
+  opts: { batchSize?: number } = {},
+): Promise<Record<string, { data: Float32Array; shape: number[] }>> {
+  const chunk = Math.max(1, opts.batchSize ?? 1024);
+  const sizes = feeds.map((f) => f.shape.reduce((a, b) => a * b, 1));
+  feeds.forEach((f, i) => {
+    if (f.data.length !== n * sizes[i]) throw new RangeError(`feed ${f.name}: ${f.data.length} values for ${n} items of shape ${JSON.stringify(f.shape)}`);
+  });
+  const out: Record<string, { data: Float32Array; shape: number[] }> = {};
+  for (let start = 0; start < n; start += chunk) {
+    const m = Math.min(chunk, n - start);
+    const input: Record<string, ort.Tensor> = {};
+    feeds.forEach((f, i) => (input[f.name] = new (ortLoaded().Tensor)('float32', f.data.subarray(start * sizes[i], (start + m) * sizes[i]), [m, ...f.shape])));
+    const result = await session.run(input, outputs as string[]);
+    for (const name of outputs) {
+      const t = result[name];
+      if (t.type !== 'float32') throw new UserError(`ONNX model output ${name} is ${t.type}, expected float32`);
+      const data = t.data as Float32Array;
+      const item = data.length / m;
+      out[name] ??= { data: new Float32Array(n * item), shape: t.dims.slice(1) as number[] };
+      out[name].data.set(data, start * item);
+      t.dispose();
+    }
+  }
+  return out;
+}
