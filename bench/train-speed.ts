@@ -7,13 +7,14 @@
  * model modules change. Random data: speed does not depend on the values.
  *
  *   node dist/bench/train-speed.js [--steps N] [--batch 10,64] [--models autoencoder,classifier]
- *        [--modes fast,naive] [--activation relu|linear] [--profile] [--workers 2] [--json FILE]
+ *        [--modes fast,naive] [--activation relu|linear] [--profile] [--json FILE]
+ *
+ * Threads (1 vs all cores, data-parallel through the product's training loop): bench/train-parallel.ts.
  */
 import { buildClassifier as buildSeedClassifier } from '../src/models/classifier.js';
 import { buildAutoencoder as buildSeedAutoencoder } from '../src/models/autoencoder.js';
 import os from 'node:os';
-import { pathToFileURL, fileURLToPath } from 'node:url';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { pathToFileURL } from 'node:url';
 import { tf, tfl, initTf } from '../src/runtime/tfjs.js';
 import { registerWasmGradKernels, wasmGradKernelMode, type GradKernelMode } from '../src/runtime/wasm-kernels.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
@@ -31,12 +32,6 @@ export interface TrainBenchOptions {
   activation?: 'relu' | 'linear';
   /** Also record a per-kernel profile of one step (fast and naive). */
   profile?: boolean;
-  /**
-   * Also measure data-parallel training over this many worker threads (fast kernels): each
-   * worker holds a replica, computes the gradient of its share of the batch, the main thread
-   * averages, every replica applies the same update. 0 or 1: skip.
-   */
-  workers?: number;
   seed?: number;
   log?: (line: string) => void;
 }
@@ -56,13 +51,6 @@ export interface TrainBenchFigure {
    */
   cpuMsPerStep: number;
   samplesPerCpuSec: number;
-  /**
-   * Workers only: workers x (CPU ms per step on one thread) / (CPU ms per step summed over all
-   * threads). The speedup over one thread if every worker had a free core; the extra work of
-   * parallel training (smaller per-worker batches, duplicated optimiser updates, gradient
-   * exchange) is what keeps it below the worker count.
-   */
-  freeCoreCeiling?: number;
 }
 
 export interface KernelShare {
@@ -189,119 +177,6 @@ async function profileStep(s: Session, which: BenchModel, batch: number, mode: G
   return { model: which, batchSize: batch, mode, kernelMs, wallMs, kernels };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Data-parallel training over worker threads (measurement only).
-
-interface WorkerJob {
-  occmapTrainWorker: true;
-  model: BenchModel;
-  batch: number;
-  act: Act;
-  seed: number;
-}
-
-type FromWorker = { type: 'ready' } | { type: 'grads'; flat: Float32Array } | { type: 'applied' };
-
-/** Worker side: a replica that returns its gradient and applies the averaged one. */
-async function workerLoop(job: WorkerJob): Promise<void> {
-  await initTf();
-  const port = parentPort!;
-  const s = session(job.model, job.batch, job.act, job.seed);
-  const sizes = s.vars.map((v) => v.size);
-  const total = sizes.reduce((a, b) => a + b, 0);
-  port.on('message', (m: { type: 'grads' } | { type: 'apply'; flat: Float32Array } | { type: 'exit' }) => {
-    if (m.type === 'grads') {
-      const flat = new Float32Array(total);
-      tf.tidy(() => {
-        const { grads } = tf.variableGrads(() => loss(job.model, s.y, s.model.apply(s.x, { training: true }) as tf.Tensor), s.vars);
-        let o = 0;
-        s.vars.forEach((v, i) => {
-          flat.set(grads[v.name].dataSync() as Float32Array, o);
-          o += sizes[i];
-        });
-      });
-      port.postMessage({ type: 'grads', flat }, [flat.buffer]);
-    } else if (m.type === 'apply') {
-      tf.tidy(() => {
-        let o = 0;
-        const named = s.vars.map((v, i) => {
-          const t = tf.tensor(m.flat.subarray(o, o + sizes[i]), v.shape);
-          o += sizes[i];
-          return { name: v.name, tensor: t };
-        });
-        s.optimizer.applyGradients(named);
-      });
-      port.postMessage({ type: 'applied' });
-    } else {
-      endSession(s);
-      port.close();
-    }
-  });
-  port.postMessage({ type: 'ready' });
-}
-
-async function parallelFigure(
-  which: BenchModel,
-  batch: number,
-  act: Act,
-  nw: number,
-  steps: number,
-  warmup: number,
-  seed: number,
-): Promise<TrainBenchFigure> {
-  const script = fileURLToPath(import.meta.url);
-  const workers = Array.from({ length: nw }, (_, rank) => {
-    const job: WorkerJob = { occmapTrainWorker: true, model: which, batch: batch / nw, act, seed: seed + rank };
-    return new Worker(script, { workerData: job });
-  });
-  const queues = workers.map(() => [] as Array<(m: FromWorker) => void>);
-  workers.forEach((w, i) => {
-    w.on('message', (m: FromWorker) => queues[i].shift()?.(m));
-    w.on('error', (e) => {
-      throw e;
-    });
-  });
-  const next = (i: number) => new Promise<FromWorker>((resolve) => queues[i].push(resolve));
-  await Promise.all(workers.map((_, i) => next(i)));
-  const step = async () => {
-    const pending = workers.map((_, i) => next(i));
-    workers.forEach((w) => w.postMessage({ type: 'grads' }));
-    const got = (await Promise.all(pending)) as Array<{ type: 'grads'; flat: Float32Array }>;
-    const avg = got[0].flat;
-    for (let k = 1; k < got.length; k++) {
-      const f = got[k].flat;
-      for (let j = 0; j < avg.length; j++) avg[j] += f[j];
-    }
-    for (let j = 0; j < avg.length; j++) avg[j] /= got.length;
-    const applied = workers.map((_, i) => next(i));
-    workers.forEach((w) => w.postMessage({ type: 'apply', flat: avg }));
-    await Promise.all(applied);
-  };
-  try {
-    for (let i = 0; i < warmup; i++) await step();
-    const cpuAll = () => cpuMs() + 0; // process.cpuUsage covers every thread of the process
-    const c0 = cpuAll();
-    const t0 = performance.now();
-    for (let i = 0; i < steps; i++) await step();
-    const ms = (performance.now() - t0) / steps;
-    const cms = (cpuAll() - c0) / steps;
-    return {
-      model: which,
-      batchSize: batch,
-      mode: 'fast',
-      workers: nw,
-      steps,
-      msPerStep: ms,
-      samplesPerSec: (1000 * batch) / ms,
-      cpuMsPerStep: cms,
-      samplesPerCpuSec: (1000 * batch) / cms,
-    };
-  } finally {
-    workers.forEach((w) => w.postMessage({ type: 'exit' }));
-    await Promise.all(workers.map((w) => w.terminate()));
-  }
-}
-
 export async function runTrainBench(opts: TrainBenchOptions = {}): Promise<TrainBenchResult> {
   const models = opts.models ?? ['autoencoder', 'classifier'];
   const batchSizes = opts.batchSizes ?? [10, 64];
@@ -347,18 +222,6 @@ export async function runTrainBench(opts: TrainBenchOptions = {}): Promise<Train
           );
           if (opts.profile) profiles.push(await profileStep(s, which, batch, mode));
           endSession(s);
-        }
-        const nw = opts.workers ?? 0;
-        if (nw > 1 && batch % nw === 0) {
-          const fig = await parallelFigure(which, batch, act, nw, steps, warmup, opts.seed ?? 1);
-          const single = figures.find((g) => g.model === which && g.batchSize === batch && g.mode === 'fast' && g.workers === 1);
-          if (single) fig.freeCoreCeiling = (nw * single.cpuMsPerStep) / fig.cpuMsPerStep;
-          figures.push(fig);
-          log(
-            `${which.padEnd(11)} batch ${String(batch).padStart(3)}  fast, ${nw} workers  ${fig.samplesPerSec.toFixed(1).padStart(7)} samples/s wall` +
-              `  (${fig.msPerStep.toFixed(1)} ms/step, ${fig.steps} steps; cpu of all threads ${fig.cpuMsPerStep.toFixed(1)} ms/step` +
-              (fig.freeCoreCeiling ? `; ceiling with free cores ${fig.freeCoreCeiling.toFixed(2)}x)` : ')'),
-          );
         }
       }
     }
@@ -421,7 +284,6 @@ function parseArgs(argv: string[]): TrainBenchOptions & { json?: string } {
     else if (a === '--modes') o.modes = next().split(',') as GradKernelMode[];
     else if (a === '--activation') o.activation = next() as 'relu' | 'linear';
     else if (a === '--profile') o.profile = true;
-    else if (a === '--workers') o.workers = Number(next());
     else throw new Error(`unknown option ${a}`);
   }
   return o;
@@ -444,11 +306,7 @@ async function main(): Promise<void> {
   if (o.json) await writeFileAtomic(o.json, JSON.stringify(r, null, 2) + '\n');
 }
 
-if (!isMainThread && (workerData as WorkerJob | undefined)?.occmapTrainWorker) {
-  workerLoop(workerData as WorkerJob).catch((e) => {
-    throw e;
-  });
-} else if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   main().catch((e) => {
     process.stderr.write(`train-speed: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(1);

@@ -23,7 +23,7 @@ import { UserError } from '../util/errors.js';
 import { Batcher, type TrainSet } from './batcher.js';
 import { dropoutLayers, installShardDropout, type ShardWindow } from './dropout.js';
 import { correctCount, lossTensor, lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
-import { availableCores, parallelBlocker, ReplicaPool, type MainContext } from './parallel.js';
+import { availableCores, parallelBlocker, ReplicaPool, type MainContext, type StepTiming } from './parallel.js';
 
 export { lossTensor, lossView, type LossName, type OptimizerName } from './objective.js';
 export type { TrainSet } from './batcher.js';
@@ -83,6 +83,8 @@ export interface TrainResult {
   backend: string;
   /** Threads that trained (1: the calling thread only). */
   workers: number;
+  /** Data-parallel runs: where the main thread's step time went. */
+  stepTiming?: StepTiming;
   wallSeconds: number;
   /** Validation figures of the weights the model holds now. */
   final: { valLoss: number; valAcc?: number };
@@ -165,6 +167,7 @@ interface Stepper {
   /** One optimiser step over the epoch order's items [from, to): loss sum and correct count. */
   step(from: number, to: number, seeds: number[]): Promise<{ lossSum: number; correct: number }>;
   close(): Promise<void>;
+  timing?: StepTiming;
 }
 
 /** Single-thread steps: tf's own minimize on the whole batch. */
@@ -210,6 +213,7 @@ async function makeStepper(model: LayersModel, data: TrainSet, trainCount: numbe
     startEpoch: (order) => pool.setOrder(order),
     step: (from, to, seeds) => pool.step(from, to, seeds),
     close: () => pool.close(),
+    timing: pool.timing,
   };
 }
 
@@ -346,6 +350,7 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
       splitIndices: split,
       backend,
       workers,
+      ...(stepper.timing ? { stepTiming: { ...stepper.timing } } : {}),
       wallSeconds: (performance.now() - t0) / 1000,
       final: held.valAcc !== undefined ? { valLoss: held.valLoss, valAcc: held.valAcc } : { valLoss: held.valLoss },
     };

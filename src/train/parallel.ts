@@ -92,8 +92,22 @@ class Replica {
   }
 }
 
+/** Where a data-parallel step's wall time went on the main thread, summed over steps (ms). */
+export interface StepTiming {
+  steps: number;
+  /** The main thread's own shard: batch copy, forward, backward, gradient readout. */
+  computeMs: number;
+  /** Waiting for the slowest worker after the own shard was done. */
+  waitMs: number;
+  /** Summing the workers' gradient slots into the update. */
+  reduceMs: number;
+  /** The optimiser update on the main replica (workers do theirs at their next step). */
+  applyMs: number;
+}
+
 export class ReplicaPool {
   private pendingApply = false;
+  readonly timing: StepTiming = { steps: 0, computeMs: 0, waitMs: 0, reduceMs: 0, applyMs: 0 };
   private readonly mainGrad: Float32Array;
   private constructor(
     private readonly ctx: MainContext,
@@ -164,7 +178,8 @@ export class ReplicaPool {
     const apply = this.pendingApply;
     const replies = this.replicas.map((r) => r.next());
     for (const r of this.replicas) r.send({ t: 'step', apply, from, to, seeds });
-    const { ctx } = this;
+    const { ctx, timing } = this;
+    const t0 = performance.now();
     const [a, b] = shardRange(from, to, 0, this.workers);
     let scaledLoss = 0;
     let correct = 0;
@@ -180,7 +195,9 @@ export class ReplicaPool {
         batch.dispose();
       }
     } else sum.fill(0);
+    const t1 = performance.now();
     const got = await Promise.all(replies);
+    const t2 = performance.now();
     got.forEach((m, k) => {
       if (m.t !== 'done') throw new Error(`training replica ${k + 1} answered '${m.t}' to a step`);
       if (m.empty) return;
@@ -190,8 +207,14 @@ export class ReplicaPool {
       for (let j = 0; j < sum.length; j++) sum[j] += slot[j];
     });
     this.avg.set(sum);
+    const t3 = performance.now();
     applyFlat(ctx.optimizer, ctx.vars, sum);
     this.pendingApply = true;
+    timing.steps++;
+    timing.computeMs += t1 - t0;
+    timing.waitMs += t2 - t1;
+    timing.reduceMs += t3 - t2;
+    timing.applyMs += performance.now() - t3;
     return { lossSum: scaledLoss * (to - from), correct };
   }
 
