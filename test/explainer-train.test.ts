@@ -331,3 +331,42 @@ test('subset + evaluate: one held-out definition (the training side is the rows 
     ex.dispose();
   }
 });
+
+test('conditioned explainers trained with a classifier carry estimate.onnx: one call per estimate == classifier, argmax, explainer', async () => {
+  const item = H * W * C;
+  const n = 10;
+  const imgs = data.images.subarray(0, n * item);
+  const p = await loadPredictor(clf); // the fixture classifier has no model.onnx: tfjs
+  const sel = new Float32Array(n * H * W);
+  for (let q = 0; q < n * H * W; q++) sel[q] = imgs[q * C + 1];
+  const probs = await p.predict(sel, n);
+  const predicted = Array.from({ length: n }, (_, i) => (probs[2 * i + 1] > probs[2 * i] ? 1 : 0));
+  for (const [name, extra] of [['fused-oh', { condition: 'onehot' as const }], ['fused-num-ens', { condition: 'numeral' as const, ensemble: 2 }]] as const) {
+    const out = path.join(tmp, name);
+    const r = await trainExplainer({ data: mapsPred, out, classifier: clf, variant: 'unet', epochs: 1, seed: 4, ...extra, ...quiet });
+    assert.deepEqual(r.card.fusedEstimate, { file: 'estimate.onnx', classifierHash: p.hash });
+    assert.ok(existsSync(path.join(out, 'estimate.onnx')));
+    const e = await loadExplainer(out, { engine: 'onnx', threads: 1 });
+    try {
+      assert.equal(e.fusedClassifierHash, p.hash);
+      const two = await e.estimate(imgs, [n, H, W, C], predicted);
+      const one = await e.estimate(imgs, [n, H, W, C]);
+      assert.ok(one.probs, 'the one-call path returns the probabilities');
+      for (let i = 0; i < probs.length; i++) assert.ok(Math.abs(one.probs![i] - probs[i]) < 1e-5);
+      for (let i = 0; i < two.maps.length; i++) assert.ok(Math.abs(one.maps[i] - two.maps[i]) < 1e-5, `${name}: map value ${i}`);
+      if ('ensemble' in extra) for (let i = 0; i < two.std!.length; i++) assert.ok(Math.abs(one.std![i] - two.std![i]) < 1e-5);
+    } finally {
+      e.dispose();
+    }
+    // tfjs engine: no fused graph, a label is still required.
+    const t = await loadExplainer(out, { engine: 'tfjs' });
+    assert.equal(t.fusedClassifierHash, undefined);
+    await assert.rejects(t.estimate(imgs, [n, H, W, C]), /needs the class each map is drawn for/);
+    t.dispose();
+  }
+  p.dispose();
+  // Unconditioned explainers stay one call and get no fused graph.
+  const plain = await trainExplainer({ data: mapsPred, out: path.join(tmp, 'fused-none'), classifier: clf, variant: 'unet', epochs: 1, seed: 4, ...quiet });
+  assert.equal(plain.card.fusedEstimate, undefined);
+  assert.ok(!existsSync(path.join(tmp, 'fused-none', 'estimate.onnx')));
+});

@@ -124,6 +124,8 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
       return argmaxRows(probs, n, p.numClasses);
     };
 
+    // The explainer holds this classifier in one graph: the predicted class comes with the estimate.
+    const oneCall = !!predictor && explainer.fusedClassifierHash !== undefined && explainer.fusedClassifierHash === predictor.hash;
     // Conditioning class: explicit, else predicted (when trained so and possible), else data labels, else predicted.
     let condLabels: Int32Array | undefined;
     let labelSource: string | undefined;
@@ -132,14 +134,16 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
         if (labelArg >= card.numClasses) throw new UserError(`--label ${labelArg} is not a class of the ${card.numClasses}-class explainer`);
         [condLabels, labelSource] = [new Int32Array(n).fill(labelArg), '--label'];
       } else if (predictor && card.conditionOn === 'predicted') {
-        [condLabels, labelSource] = [await predict(), 'classifier prediction'];
+        if (oneCall) labelSource = 'classifier prediction (fused classifier -> explainer graph, one call)';
+        else [condLabels, labelSource] = [await predict(), 'classifier prediction'];
       } else if (labels) {
         [condLabels, labelSource] = [labels, 'data labels'];
         if (card.conditionOn === 'predicted' && !o.quiet) {
           process.stderr.write("explain: note: the explainer was trained on maps of the classifier's predicted class; using the data's labels (give --model to use the prediction)\n");
         }
       } else if (predictor) {
-        [condLabels, labelSource] = [await predict(), 'classifier prediction'];
+        if (oneCall) labelSource = 'classifier prediction (fused classifier -> explainer graph, one call)';
+        else [condLabels, labelSource] = [await predict(), 'classifier prediction'];
       } else {
         throw fileError(o.input, `has no labels, and the explainer is conditioned (${card.condition}): give --label K, or --model CLF to condition on its predicted class`);
       }
@@ -149,8 +153,9 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
     const item = h * w * c;
     await explainer.estimate(images.subarray(0, item), [1, h, w, c], condLabels?.subarray(0, 1));
     const t0 = performance.now();
-    const { maps, std } = await explainer.estimate(images, shape, condLabels);
+    const { maps, std, probs } = await explainer.estimate(images, shape, condLabels);
     const msPerMap = (performance.now() - t0) / n;
+    if (labelSource && !condLabels && probs) condLabels = argmaxRows(probs, n, card.numClasses);
 
     let exact: ExplainSummary['exact'];
     let exactMapsOut: Float32Array | undefined;

@@ -14,9 +14,10 @@ import { CARD_JSON, checkEngineChoice, modelDirRun, openModelDir, readCard } fro
 import { tf, type tfl } from '../runtime/tfjs.js';
 import { fileError, UserError } from '../util/errors.js';
 import { labelUnits } from '../models/condition.js';
-import { RunnerExplainer, type Explainer, type ExplainerCard, type Runner } from './runner.js';
+import { RunnerExplainer, type Explainer, type ExplainerCard, type FusedRunner, type Runner } from './runner.js';
+import { FUSED_ONNX, fusedEstimate } from './fused.js';
 
-export { memberMeanStd, type Explainer, type ExplainerCard } from './runner.js';
+export { memberMeanStd, type Estimate, type Explainer, type ExplainerCard } from './runner.js';
 
 export interface LoadExplainerOptions {
   engine?: 'auto' | 'onnx' | 'tfjs';
@@ -131,6 +132,34 @@ function tfjsRunner(model: tfl.LayersModel, dir: string, card: ExplainerCard, C:
   };
 }
 
+/** The directory's estimate.onnx on ONNX Runtime, when built from the members it holds. */
+async function fusedRunner(dir: string, card: ExplainerCard, members: number, C: number, threads: number, o: LoadExplainerOptions, note: (line: string) => void): Promise<FusedRunner | undefined> {
+  const hashes = members > 1 ? ((card.members as { hash?: string }[] | undefined) ?? []).map((m) => m.hash) : [card.hash as string | undefined];
+  const found = fusedEstimate(dir, hashes);
+  if (!found) return undefined;
+  // Like model.onnx: used only when card.json records its hash (openModelDir verified it).
+  if (!(card as { files?: Record<string, string> }).files?.[FUSED_ONNX]) {
+    note(`${found.file} is not recorded in card.json: not used (the classifier and the explainer run as two calls)`);
+    return undefined;
+  }
+  const { createOnnxSession, releaseOnnxSession, runOnnxBatchedOutputs } = await import('../runtime/onnx.js');
+  const session = await createOnnxSession(found.file, { threads });
+  const names = members > 1 ? Array.from({ length: members }, (_, k) => `map${k}`) : ['map'];
+  if (session.inputNames.join() !== 'image' || session.outputNames.join() !== ['probs', ...names].join()) {
+    await releaseOnnxSession(session);
+    throw fileError(found.file, `has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], not [image] -> [probs, ${names.join(', ')}]`);
+  }
+  const S = card.inputSize;
+  return {
+    classifierHash: found.info.classifierHash,
+    run: async (x, n) => {
+      const out = await runOnnxBatchedOutputs(session, [{ name: 'image', data: x, shape: [S, S, C] }], n, session.outputNames, { batchSize: o.batchSize ?? 1024 });
+      return { probs: out.probs.data, maps: names.map((m) => out[m].data) };
+    },
+    dispose: () => void releaseOnnxSession(session).catch(() => undefined),
+  };
+}
+
 /**
  * Load an explainer directory written by `occmap train-explainer`: its files (every member's)
  * verified against card.json, each member on the engine models/model-dir.ts picks (its
@@ -166,6 +195,15 @@ export async function loadExplainer(dir: string, opts: LoadExplainerOptions = {}
     runners.forEach((r) => r.dispose());
     throw err;
   }
-  return new RunnerExplainer(card, [...engines].join(' + '), runners, C, nLabel, dir);
+  const engine = [...engines].join(' + ');
+  let fused: FusedRunner | undefined;
+  try {
+    // The fused graph runs on ONNX Runtime: used only when every member does too.
+    fused = nLabel > 0 && !engines.has(`tfjs-${tf.getBackend()}`) ? await fusedRunner(dir, card, opened.members.length, C, threads, opts, note) : undefined;
+  } catch (err) {
+    runners.forEach((r) => r.dispose());
+    throw err;
+  }
+  return new RunnerExplainer(card, engine, runners, C, nLabel, dir, fused);
 }
 

@@ -78,6 +78,8 @@ export interface EvaluableExplainer {
     shape: [number, number, number, number],
     labels?: ArrayLike<number>,
   ): Promise<{ maps: Float32Array; std?: Float32Array }>;
+  /** See Explainer.fusedClassifierHash: estimate() without labels uses this classifier's prediction. */
+  readonly fusedClassifierHash?: string;
 }
 
 /** The map metrics: the registry's (metrics/compare.ts), so every client reports the same. */
@@ -390,7 +392,9 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
     }
   }
 
-  // Estimates.
+  // Estimates. For the classifier's predicted class, the explainer's fused graph (which holds
+  // this classifier) draws class and map in one call.
+  const oneCall = conditionLabels === 'predicted' && !!clf && opts.explainer.fusedClassifierHash === clf.hash;
   const est = new Float32Array(m * hw);
   let std: Float32Array | undefined;
   opts.onProgress?.('estimate', 0, m, 0);
@@ -399,7 +403,7 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
     const r = await opts.explainer.estimate(
       images.subarray(s * hw * c, e * hw * c),
       [e - s, h, w, c],
-      condLabels ? condLabels.slice(s, e) : undefined,
+      condLabels && !oneCall ? condLabels.slice(s, e) : undefined,
     );
     if (r.maps.length !== (e - s) * hw) throw new Error(`explainer returned ${r.maps.length} values for ${e - s} maps of ${h}x${w}`);
     est.set(r.maps, s * hw);

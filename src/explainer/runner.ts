@@ -47,8 +47,24 @@ export interface Explainer {
    * images: dataset images (n,h,w,cData) NHWC; labels: the class each map is drawn for (needed
    * when conditioned). Returns maps cropped to (n,h,w); std per pixel when an ensemble.
    */
-  estimate(images: Float32Array, shape: [number, number, number, number], labels?: ArrayLike<number>): Promise<{ maps: Float32Array; std?: Float32Array }>;
+  estimate(images: Float32Array, shape: [number, number, number, number], labels?: ArrayLike<number>): Promise<Estimate>;
+  /**
+   * Set when the directory holds the fused graph (estimate.onnx, src/explainer/fused.ts): the
+   * hash of the classifier inside it. A conditioned explainer's estimate() without labels then
+   * estimates for that classifier's predicted class in one call and returns its `probs`; a
+   * caller holding a classifier with this hash can skip its own classifier call.
+   */
+  readonly fusedClassifierHash?: string;
   dispose(): void;
+}
+
+export interface Estimate {
+  /** (n,h,w): the map, or the members' mean for an ensemble. */
+  maps: Float32Array;
+  /** Ensembles: per-pixel standard deviation over members. */
+  std?: Float32Array;
+  /** Fused path only: the classifier's class probabilities (n,K) the estimate was drawn for. */
+  probs?: Float32Array;
 }
 
 /** Mean and (population) standard deviation over members, per element. */
@@ -76,6 +92,13 @@ export interface Runner {
   dispose(): void;
 }
 
+/** The fused classifier -> explainer graph: padded inputs in, probs and each member's maps out. */
+export interface FusedRunner {
+  classifierHash: string;
+  run(x: Float32Array, n: number): Promise<{ probs: Float32Array; maps: Float32Array[] }>;
+  dispose(): void;
+}
+
 export class RunnerExplainer implements Explainer {
   private disposed = false;
   constructor(
@@ -85,7 +108,12 @@ export class RunnerExplainer implements Explainer {
     private readonly C: number,
     private readonly nLabel: number,
     private readonly dir: string,
-  ) {}
+    private readonly fused?: FusedRunner,
+  ) {
+    this.fusedClassifierHash = fused?.classifierHash;
+  }
+
+  readonly fusedClassifierHash?: string;
 
   /** Dataset images -> the model's channels: selected by card.channels, or already selected. */
   private modelChannels(images: Float32Array, n: number, h: number, w: number, cData: number): Float32Array {
@@ -97,7 +125,7 @@ export class RunnerExplainer implements Explainer {
     );
   }
 
-  async estimate(images: Float32Array, shape: [number, number, number, number], labels?: ArrayLike<number>): Promise<{ maps: Float32Array; std?: Float32Array }> {
+  async estimate(images: Float32Array, shape: [number, number, number, number], labels?: ArrayLike<number>): Promise<Estimate> {
     if (this.disposed) throw new Error('Explainer used after dispose()');
     const [n, h, w, cData] = shape;
     if (images.length !== n * h * w * cData) throw new RangeError(`estimate: ${images.length} values for images of shape (${shape.join(',')})`);
@@ -107,8 +135,9 @@ export class RunnerExplainer implements Explainer {
     if (Array.isArray(imageSize) && (imageSize[0] !== h || imageSize[1] !== w)) {
       throw new UserError(`${this.dir}: the explainer was trained on ${imageSize[0]}x${imageSize[1]} stamps, got ${h}x${w}`);
     }
+    const viaFused = this.nLabel > 0 && !labels && this.fused;
     let cond: Float32Array | undefined;
-    if (this.nLabel > 0) {
+    if (this.nLabel > 0 && !viaFused) {
       if (!labels) throw new UserError(`${this.dir}: the explainer is conditioned (${this.card.condition}) and needs the class each map is drawn for`);
       if (labels.length !== n) throw new RangeError(`estimate: ${labels.length} labels for ${n} images`);
       try {
@@ -117,24 +146,34 @@ export class RunnerExplainer implements Explainer {
         throw new UserError(`${this.dir}: ${(err as Error).message}`);
       }
     }
-    if (n === 0) return { maps: new Float32Array(0), ...(this.runners.length > 1 ? { std: new Float32Array(0) } : {}) };
+    if (n === 0) {
+      return { maps: new Float32Array(0), ...(this.runners.length > 1 ? { std: new Float32Array(0) } : {}), ...(viaFused ? { probs: new Float32Array(0) } : {}) };
+    }
     const pad = padFor(h, w, S);
     const x = padImages(this.modelChannels(images, n, h, w, cData), n, h, w, this.C, pad);
-    const outs: Float32Array[] = [];
-    for (const r of this.runners) {
-      const maps = cropMaps(await r.run(x, cond, n), n, S, S, pad);
+    let outs: Float32Array[] = [];
+    let probs: Float32Array | undefined;
+    if (viaFused) {
+      const r = await this.fused!.run(x, n);
+      probs = r.probs;
+      outs = r.maps.map((m) => cropMaps(m, n, S, S, pad));
+    } else {
+      for (const r of this.runners) outs.push(cropMaps(await r.run(x, cond, n), n, S, S, pad));
+    }
+    for (const maps of outs) {
       const bad = firstBadOutput(maps, 'logits');
       if (bad >= 0) throw new ModelOutputError(`${this.dir}: the explainer gave ${maps[bad]} for stamp ${Math.floor(bad / (h * w))}: its weights are broken or the input is far outside what it was trained on`);
-      outs.push(maps);
     }
-    if (outs.length === 1) return { maps: outs[0] };
+    const extra = probs ? { probs } : {};
+    if (outs.length === 1) return { maps: outs[0], ...extra };
     const { mean, std } = memberMeanStd(outs);
-    return { maps: mean, std };
+    return { maps: mean, std, ...extra };
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     this.runners.forEach((r) => r.dispose());
+    this.fused?.dispose();
   }
 }

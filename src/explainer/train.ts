@@ -36,6 +36,7 @@ import { Rng } from '../util/rng.js';
 import { conditionVectors, padFor, padImages, type Pad } from './data.js';
 import { seedUnitsUnclipped } from '../occlusion/geometry.js';
 import { conditionTargets, type ExplainerCard } from './estimate.js';
+import { writeFusedEstimate } from './fused.js';
 
 export type ExplainerVariant = 'normal' | 'frozen' | 'unet';
 export const VARIANTS: readonly ExplainerVariant[] = ['normal', 'frozen', 'unet'];
@@ -642,6 +643,30 @@ async function trainMember(j: MemberJob, k: number): Promise<{ result: TrainResu
  * Train one explainer (or an ensemble). With `out`, save it there: the directory appears
  * complete (model(s), card.json, model.onnx) or not at all; without, return the models.
  */
+/** The classifier and the explainer as one graph (estimate.onnx): an estimate for the predicted class in one call. */
+async function addFusedEstimate(
+  staged: string,
+  card: ExplainerCard,
+  f: { classifier: string; classifierHash: string; p: Prepared; condition: 'numeral' | 'onehot'; members: { dir: string; hash: string }[] },
+  log: (s: string) => void,
+): Promise<void> {
+  const { p } = f;
+  card.fusedEstimate = await writeFusedEstimate(staged, {
+    classifierDir: f.classifier,
+    classifierHash: f.classifierHash,
+    classifierChannels: p.classifierCard?.channels ?? p.channels,
+    explainerChannels: p.channels,
+    members: f.members,
+    condition: f.condition,
+    numClasses: p.numClasses,
+    stamp: { h: p.h, w: p.w, pad: p.pad },
+  });
+  const fe = card.fusedEstimate as { file: string | null; reason?: string };
+  log(fe.file ? `${fe.file}: classifier -> class -> explainer as one ONNX graph` : `no fused estimate graph: ${fe.reason}`);
+  // estimate.onnx is one of the directory's files: its hash is checked at every load.
+  Object.assign(card, writeCard(staged, card as unknown as ModelCard, { extraFiles: fe.file ? [fe.file] : [] }));
+}
+
 export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedExplainer> {
   const t0 = performance.now();
   const log = o.log ?? (() => {});
@@ -685,6 +710,10 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
       if (staged) card = writeCard(staged, card as unknown as ModelCard) as unknown as ExplainerCard; // records every member's file hashes
     } else {
       card = staged ? (readCard(staged) as unknown as ExplainerCard) : ((last.member as { card: ExplainerCard }).card);
+    }
+    if (staged && st.condition !== 'none' && o.classifier && p.classifierHash) {
+      const members = st.K > 1 ? done.map((d) => d.member as { dir: string; hash: string }) : [{ dir: '.', hash: (card as { hash?: string }).hash ?? '' }];
+      await addFusedEstimate(staged, card, { classifier: o.classifier, classifierHash: p.classifierHash, p, condition: st.condition, members }, log);
     }
     if (staged) installStaged(staged, o.out!, o.force ?? false);
     return { card, results: done.map((d) => d.result), seconds: (performance.now() - t0) / 1000, holdout: hs.holdout, ...(staged ? {} : { models }) };

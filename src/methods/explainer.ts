@@ -18,7 +18,7 @@ import {
   type ExplainerCard,
   type LoadExplainerOptions,
 } from '../explainer/estimate.js';
-import type { Predictor } from '../models/predictor.js';
+import { argmaxRows, type Predictor } from '../models/predictor.js';
 import type { OcclusionParams } from '../occlusion/exact.js';
 import { UserError } from '../util/errors.js';
 import { targetsFor, type Attribution, type AttributeOptions, type AttributionMethod } from './attribution.js';
@@ -61,8 +61,19 @@ export class Explainer implements AttributionMethod {
     const batch = toImageBatch(images);
     const [n, h, w] = batch.shape;
     const spec = opts.target ?? 'predicted';
-    const { targets, probabilities, numClasses } = await targetsFor(batch, spec, this.model);
     const conditioned = this.card.condition !== 'none';
+    // The explainer holds this classifier in one graph: class and map in one call.
+    if (conditioned && spec === 'predicted' && this.model && this.estimator.fusedClassifierHash === this.model.hash) {
+      const r = await this.estimator.estimate(batch.data, batch.shape);
+      if (r.probs) {
+        const k = this.model.numClasses;
+        opts.onProgress?.(n, n);
+        const p = this.occlusion;
+        const targets = argmaxRows(r.probs, n, k);
+        return { data: r.maps, shape: [n, h, w], score: p.score, normalize: p.normalize, targets, probabilities: r.probs, numClasses: k, ...(r.std ? { std: r.std } : {}), method: this.name };
+      }
+    }
+    const { targets, probabilities, numClasses } = await targetsFor(batch, spec, this.model);
     if (conditioned && !targets) {
       throw new UserError(
         `Explainer: the explainer is conditioned (${this.card.condition}) on the class each map is drawn for: give target (a class or one per image), or the classifier (Explainer.load(dir, { model })) for target 'predicted'`,
