@@ -6,7 +6,7 @@ export function registerBench(program: Command): void {
   program
     .command('bench')
     .description('measure inference (and with --train, training) speed of the seed models on this machine, as ratios from one run')
-    .option('--train', 'also measure training samples/s (seed autoencoder and classifier, batch 10 and 64, fast vs naive kernels; classifier, seed autoencoder and U-Net with 1 thread and all cores)')
+    .option('--train', 'also measure training samples/s (seed autoencoder and classifier, batch 10 and 64, fast vs naive kernels; classifier, seed autoencoder and U-Net with 1 thread and all cores; the default explainer estimate vs the exact map)')
     .option('--only-train', 'measure training only')
     .option('--seconds <s>', 'seconds per inference measurement', '3')
     .option('--steps <n>', 'timed optimiser steps per training measurement', '10')
@@ -43,6 +43,9 @@ Figures depend on what else runs: close other work first; the load average is pr
         process.stderr.write('\n== training threads (data-parallel through the training loop, batch 64) ==\n');
         const { runParallelTrainBench } = await import('../../bench/train-parallel.js');
         out.trainingThreads = await runParallelTrainBench({ log });
+        process.stderr.write('\n== default explainer vs exact map (U-Net + one-hot with its classifier, one fused ONNX call) ==\n');
+        const { runEstimateSpeedBench } = await import('../../bench/estimate-speed.js');
+        out.estimate = await runEstimateSpeedBench({ seconds, log });
       }
       if (o.json) await writeFileAtomic(o.json, JSON.stringify(out, null, 2));
     });

@@ -134,7 +134,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
         if (labelArg >= card.numClasses) throw new UserError(`--label ${labelArg} is not a class of the ${card.numClasses}-class explainer`);
         [condLabels, labelSource] = [new Int32Array(n).fill(labelArg), '--label'];
       } else if (predictor && card.conditionOn === 'predicted') {
-        if (oneCall) labelSource = 'classifier prediction (fused classifier -> explainer graph, one call)';
+        if (oneCall) labelSource = 'classifier prediction';
         else [condLabels, labelSource] = [await predict(), 'classifier prediction'];
       } else if (labels) {
         [condLabels, labelSource] = [labels, 'data labels'];
@@ -142,7 +142,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
           process.stderr.write("explain: note: the explainer was trained on maps of the classifier's predicted class; using the data's labels (give --model to use the prediction)\n");
         }
       } else if (predictor) {
-        if (oneCall) labelSource = 'classifier prediction (fused classifier -> explainer graph, one call)';
+        if (oneCall) labelSource = 'classifier prediction';
         else [condLabels, labelSource] = [await predict(), 'classifier prediction'];
       } else {
         throw fileError(o.input, `has no labels, and the explainer is conditioned (${card.condition}): give --label K, or --model CLF to condition on its predicted class`);
@@ -155,7 +155,8 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
     const t0 = performance.now();
     const { maps, std, probs } = await explainer.estimate(images, shape, condLabels);
     const msPerMap = (performance.now() - t0) / n;
-    if (labelSource && !condLabels && probs) condLabels = argmaxRows(probs, n, card.numClasses);
+    const fusedCall = !!(labelSource && !condLabels && probs);
+    if (fusedCall) condLabels = argmaxRows(probs!, n, card.numClasses);
 
     let exact: ExplainSummary['exact'];
     let exactMapsOut: Float32Array | undefined;
@@ -209,7 +210,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
       };
       await writeFileAtomic(out, serializeNpz(arrays, { 'meta.json': JSON.stringify(meta, null, 2) }));
     }
-    return { n, out, png: pngOut, engine: explainer.engine, msPerMap, exact, labels: condLabels, labelSource };
+    return { n, out, png: pngOut, engine: fusedCall ? `${explainer.engine}, classifier and explainer in one fused graph` : explainer.engine, msPerMap, exact, labels: condLabels, labelSource };
   } finally {
     explainer.dispose();
     predictor?.dispose();
