@@ -34,11 +34,11 @@ function unetSet(n: number, seed: number): TrainSet {
   return { x, shape: [n, 24, 24, 2], y, yShape: [24, 24, 1], extra: [{ data: label, shape: [2] }] };
 }
 
-async function trained(build: () => tfl.LayersModel, set: TrainSet, o: LoopOptions): Promise<{ w: Float32Array; losses: number[]; workers: number }> {
+async function trained(build: () => tfl.LayersModel, set: TrainSet, o: LoopOptions): Promise<{ w: Float32Array; losses: number[]; valLosses: number[]; workers: number }> {
   const model = build();
   try {
     const r = await trainModel(model, set, { quiet: true, log: () => {}, ...o });
-    return { w: flatWeights(model), losses: r.history.map((h) => h.loss), workers: r.workers };
+    return { w: flatWeights(model), losses: r.history.map((h) => h.loss), valLosses: r.history.map((h) => h.valLoss), workers: r.workers };
   } finally {
     model.dispose();
   }
@@ -78,6 +78,8 @@ test('classifier (with dropout): 2 workers follow 1 worker within float toleranc
   assert.ok(d < 1e-4, `max weight difference 1 vs 2 workers ${d}`);
   assert.ok(d > 0 || one.losses[0] > 0); // trained at all
   for (let i = 0; i < one.losses.length; i++) assert.ok(Math.abs(one.losses[i] - two.losses[i]) < 1e-5);
+  // Validation is shared out over the replicas too.
+  for (let i = 0; i < one.valLosses.length; i++) assert.ok(Math.abs(one.valLosses[i] - two.valLosses[i]) < 1e-5);
   assert.deepEqual(two.w, again.w, 'same seed and worker count: identical weights');
   assert.deepEqual(two.losses, again.losses);
   // A different dropout stream must change the result, or the test above proves nothing about masks.
@@ -95,6 +97,7 @@ test('conditioned U-Net (two inputs, map targets, mse): 1 vs 3 workers agree', a
   const d = maxAbsDiff(one.w, three.w);
   assert.ok(d < 1e-4, `max weight difference 1 vs 3 workers ${d}`);
   assert.ok(Math.abs(one.losses[0] - three.losses[0]) < 1e-5);
+  assert.ok(Math.abs(one.valLosses[0] - three.valLosses[0]) < 1e-6);
 });
 
 test('resolveWorkers: explicit counts, the auto threshold, batch cap, and backends that thread themselves', () => {

@@ -24,6 +24,7 @@ import { Batcher, type TrainSet } from './batcher.js';
 import { dropoutLayers, installShardDropout, type ShardWindow } from './dropout.js';
 import { correctCount, lossTensor, lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
 import { availableCores, parallelBlocker, ReplicaPool, type MainContext, type StepTiming } from './parallel.js';
+import { evalSums } from './replica.js';
 
 export { lossTensor, lossView, type LossName, type OptimizerName } from './objective.js';
 export type { TrainSet } from './batcher.js';
@@ -98,24 +99,8 @@ export function evaluate(
   loss: LossName,
   chunk = 256,
 ): { loss: number; acc?: number } {
-  const batcher = new Batcher(data);
   const { net, fromLogits } = lossView(model, loss);
-  let lossSum = 0;
-  let correct = 0;
-  for (let from = 0; from < idx.length; from += chunk) {
-    const to = Math.min(idx.length, from + chunk);
-    const b = batcher.batch(idx, from, to);
-    const { x, y } = b;
-    const [l, c] = tf.tidy(() => {
-      const out = net.apply(x, { training: false }) as tf.Tensor;
-      const lv = lossTensor(loss, y, out, fromLogits).dataSync()[0];
-      const cv = loss === 'sparse_categorical_crossentropy' ? correctCount(y, out).dataSync()[0] : 0;
-      return [lv, cv];
-    });
-    b.dispose();
-    lossSum += l * (to - from);
-    correct += c;
-  }
+  const { lossSum, correct } = evalSums(net, fromLogits, loss, new Batcher(data), idx, 0, idx.length, chunk);
   const n = idx.length;
   return loss === 'sparse_categorical_crossentropy' ? { loss: lossSum / n, acc: correct / n } : { loss: lossSum / n };
 }
@@ -168,6 +153,8 @@ interface Stepper {
   step(from: number, to: number, seeds: number[]): Promise<{ lossSum: number; correct: number }>;
   close(): Promise<void>;
   timing?: StepTiming;
+  /** Validation loss (and accuracy) over the replicas, when they share that work. */
+  evaluate?(): Promise<{ loss: number; acc?: number }>;
 }
 
 /** Single-thread steps: tf's own minimize on the whole batch. */
@@ -204,16 +191,17 @@ function localStepper(ctx: MainContext, batcher: Batcher): Stepper {
   };
 }
 
-async function makeStepper(model: LayersModel, data: TrainSet, trainCount: number, ctx: MainContext, workers: number, o: LoopOptions): Promise<Stepper> {
+async function makeStepper(model: LayersModel, data: TrainSet, trainCount: number, val: readonly number[], ctx: MainContext, workers: number, o: LoopOptions): Promise<Stepper> {
   if (workers <= 1) return localStepper(ctx, new Batcher(data));
   const backend = tf.getBackend() as BackendChoice;
-  const pool = await ReplicaPool.start(model, data, trainCount, ctx, { workers, loss: o.loss, optimizer: o.optimizer ?? 'adam', lr: o.lr, backend });
+  const pool = await ReplicaPool.start(model, data, trainCount, val, ctx, { workers, loss: o.loss, optimizer: o.optimizer ?? 'adam', lr: o.lr, backend });
   return {
     workers,
     startEpoch: (order) => pool.setOrder(order),
     step: (from, to, seeds) => pool.step(from, to, seeds),
     close: () => pool.close(),
     timing: pool.timing,
+    evaluate: () => pool.evaluate(),
   };
 }
 
@@ -283,7 +271,7 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
   const order = split.train.slice();
   let stepper: Stepper | null = null;
   try {
-    stepper = await makeStepper(model, data, order.length, ctx, workers, o);
+    stepper = await makeStepper(model, data, order.length, split.val, ctx, workers, o);
     for (let epoch = 1; epoch <= epochs; epoch++) {
       const te = performance.now();
       shuffleRng.shuffle(order);
@@ -300,7 +288,7 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
       }
       progress.stop();
       const trainSeconds = (performance.now() - te) / 1000;
-      const val = evaluate(model, data, split.val, o.loss);
+      const val = stepper.evaluate ? await stepper.evaluate() : evaluate(model, data, split.val, o.loss);
       const rec: EpochRecord = {
         epoch,
         loss: lossSum / order.length,

@@ -19,7 +19,7 @@ import { tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
 import { Batcher, type TrainSet } from './batcher.js';
 import type { ShardWindow } from './dropout.js';
 import type { LossName, OptimizerName } from './objective.js';
-import { applyFlat, flatWeights, gradLayout, shardGradient, shardRange } from './replica.js';
+import { applyFlat, evalSums, flatWeights, gradLayout, shardGradient, shardRange } from './replica.js';
 import type { FromReplica, ReplicaInit, ToReplica } from './replica-worker.js';
 
 /** Logical cores Node may use (the default worker count). */
@@ -114,6 +114,7 @@ export class ReplicaPool {
     private readonly batcher: Batcher,
     private readonly replicas: Replica[],
     readonly order: Int32Array,
+    private readonly val: Int32Array,
     private readonly slots: Float32Array[],
     private readonly avg: Float32Array,
     readonly workers: number,
@@ -122,7 +123,7 @@ export class ReplicaPool {
   }
 
   /** Start `o.workers - 1` worker replicas of `model` (the main thread is the first replica). */
-  static async start(model: tfl.LayersModel, data: TrainSet, trainCount: number, ctx: MainContext, o: PoolOptions): Promise<ReplicaPool> {
+  static async start(model: tfl.LayersModel, data: TrainSet, trainCount: number, val: readonly number[], ctx: MainContext, o: PoolOptions): Promise<ReplicaPool> {
     const layout = gradLayout(ctx.vars);
     const shared: Omit<TrainSet, 'groups'> = {
       x: sharedFloat(data.x),
@@ -132,6 +133,7 @@ export class ReplicaPool {
       extra: data.extra?.map((e) => ({ data: sharedFloat(e.data), shape: e.shape })),
     };
     const order = new Int32Array(new SharedArrayBuffer(trainCount * 4));
+    const valIdx = sharedInt(val);
     const avg = new Float32Array(new SharedArrayBuffer(layout.total * 4));
     const modelJson = JSON.stringify(model.toJSON(null, false));
     const weights = model.getWeights().map((w) => ({ data: w.dataSync() as Float32Array, shape: w.shape }));
@@ -153,6 +155,7 @@ export class ReplicaPool {
           lr: o.lr,
           data: shared,
           order,
+          val: valIdx,
           slot,
           avg,
         };
@@ -165,7 +168,7 @@ export class ReplicaPool {
       await Promise.all(replicas.map((r) => r.worker.terminate()));
       throw err;
     }
-    return new ReplicaPool(ctx, new Batcher(data), replicas, order, slots, avg, o.workers);
+    return new ReplicaPool(ctx, new Batcher(data), replicas, order, valIdx, slots, avg, o.workers);
   }
 
   /** Set the item order of the next epoch (indices into the TrainSet). */
@@ -216,6 +219,26 @@ export class ReplicaPool {
     timing.reduceMs += t3 - t2;
     timing.applyMs += performance.now() - t3;
     return { lossSum: scaledLoss * (to - from), correct };
+  }
+
+  /**
+   * Validation loss (and accuracy) of the current weights, the validation items shared out
+   * like a step's batch (workers first apply the last update).
+   */
+  async evaluate(): Promise<{ loss: number; acc?: number }> {
+    const apply = this.pendingApply;
+    const replies = this.replicas.map((r) => r.next());
+    for (const r of this.replicas) r.send({ t: 'eval', apply });
+    this.pendingApply = false;
+    const n = this.val.length;
+    const [a, b] = shardRange(0, n, 0, this.workers);
+    let { lossSum, correct } = evalSums(this.ctx.net, this.ctx.fromLogits, this.ctx.loss, this.batcher, this.val, a, b);
+    for (const m of await Promise.all(replies)) {
+      if (m.t !== 'evaluated') throw new Error(`training replica answered '${m.t}' to an evaluation`);
+      lossSum += m.lossSum;
+      correct += m.correct;
+    }
+    return this.ctx.loss === 'sparse_categorical_crossentropy' ? { loss: lossSum / n, acc: correct / n } : { loss: lossSum / n };
   }
 
   /** Every replica's weights (main first), after applying any pending update: for tests. */

@@ -10,7 +10,7 @@ import { initTf, tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
 import { Batcher, type TrainSet } from './batcher.js';
 import { installShardDropout, dropoutLayers, type ShardWindow } from './dropout.js';
 import { lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
-import { applyFlat, flatWeights, gradLayout, shardGradient, shardRange } from './replica.js';
+import { applyFlat, evalSums, flatWeights, gradLayout, shardGradient, shardRange } from './replica.js';
 
 export interface ReplicaInit {
   occmapReplica: true;
@@ -26,6 +26,8 @@ export interface ReplicaInit {
   lr?: number;
   data: Omit<TrainSet, 'groups'>;
   order: Int32Array;
+  /** The validation items (indices into the data). */
+  val: Int32Array;
   slot: Float32Array;
   avg: Float32Array;
 }
@@ -33,6 +35,7 @@ export interface ReplicaInit {
 export type ToReplica =
   | { t: 'step'; apply: boolean; from: number; to: number; seeds: number[] }
   | { t: 'apply' }
+  | { t: 'eval'; apply: boolean }
   | { t: 'weights' }
   | { t: 'exit' };
 
@@ -40,6 +43,7 @@ export type FromReplica =
   | { t: 'ready' }
   | { t: 'done'; scaledLoss: number; correct: number; empty: boolean }
   | { t: 'applied' }
+  | { t: 'evaluated'; lossSum: number; correct: number }
   | { t: 'weights'; flat: Float32Array }
   | { t: 'error'; message: string };
 
@@ -72,6 +76,12 @@ async function main(init: ReplicaInit): Promise<void> {
       if (m.t === 'weights') {
         const flat = flatWeights(model);
         port.postMessage({ t: 'weights', flat } satisfies FromReplica, [flat.buffer as ArrayBuffer]);
+        return;
+      }
+      if (m.t === 'eval') {
+        if (m.apply) applyFlat(optimizer, vars, init.avg);
+        const [a, b] = shardRange(0, init.val.length, init.rank, init.workers);
+        port.postMessage({ t: 'evaluated', ...evalSums(net, fromLogits, init.loss, batcher, init.val, a, b) } satisfies FromReplica);
         return;
       }
       if (m.t === 'apply') {

@@ -12,7 +12,7 @@
  * weights around, and the step costs one gradient exchange instead of gradient + weights.
  */
 import { tf, tfl } from '../runtime/tfjs.js';
-import type { Batch } from './batcher.js';
+import type { Batch, Batcher } from './batcher.js';
 import { correctCount, lossTensor, type LossName } from './objective.js';
 
 export interface GradLayout {
@@ -70,6 +70,38 @@ export function shardGradient(
     Object.values(grads).forEach((g) => g.dispose());
     (corr as tf.Scalar | null)?.dispose();
   }
+}
+
+/** Loss sum and correct count of the current weights on `idx[from..to)`, inference mode, in chunks. */
+export function evalSums(
+  net: tfl.LayersModel,
+  fromLogits: boolean,
+  loss: LossName,
+  batcher: Batcher,
+  idx: ArrayLike<number>,
+  from: number,
+  to: number,
+  chunk = 256,
+): { lossSum: number; correct: number } {
+  let lossSum = 0;
+  let correct = 0;
+  for (let a = from; a < to; a += chunk) {
+    const b = Math.min(to, a + chunk);
+    const batch = batcher.batch(idx, a, b);
+    try {
+      const [l, c] = tf.tidy(() => {
+        const out = net.apply(batch.x, { training: false }) as tf.Tensor;
+        const lv = lossTensor(loss, batch.y, out, fromLogits).dataSync()[0];
+        const cv = loss === 'sparse_categorical_crossentropy' ? correctCount(batch.y, out).dataSync()[0] : 0;
+        return [lv, cv];
+      });
+      lossSum += l * (b - a);
+      correct += c;
+    } finally {
+      batch.dispose();
+    }
+  }
+  return { lossSum, correct };
 }
 
 /** Apply a flat gradient (layout of `vars`) with `optimizer`. */
