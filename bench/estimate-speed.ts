@@ -21,7 +21,8 @@ import { modelToOnnx } from '../src/models/to-onnx.js';
 import { fuseClassifierExplainer } from '../src/models/onnx-fuse.js';
 import { argmaxRows } from '../src/models/predictor.js';
 import { conditionVectors } from '../src/explainer/data.js';
-import { createOnnxSession, loadOnnxPredictor, releaseOnnxSession, runOnnxBatched, runOnnxBatchedOutputs } from '../src/runtime/onnx.js';
+import { createOnnxSession, releaseOnnxSession, runOnnxBatched, runOnnxBatchedOutputs } from '../src/runtime/onnx.js';
+import { loadModel } from '../src/models/load.js';
 import { exactMaps, inferencesPerMap, SEED_PARAMS } from '../src/occlusion/exact.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
@@ -101,7 +102,7 @@ export async function runEstimateSpeedBench(o: { seconds?: number; threads?: num
   const best = { exact: { v: 0, t: 0 }, exactLat: { v: Infinity, t: 0 }, fused: { v: 0, t: 0, b: 0 }, fusedLat: { v: Infinity, t: 0 }, two: 0, twoLat: Infinity };
   try {
   for (const threads of threadsList) {
-    const p = await loadOnnxPredictor(clfFile, { threads, batchSize: 1024, outputs: 'probs', layout: 'NHWC' });
+    const p = await loadModel(clfFile, { engine: 'onnx', threads, batchSize: 1024, outputs: 'probs', layout: 'NHWC' });
     const shape: [number, number, number, number] = [stamps, 21, 21, 1];
     const ex = note(`exact maps, full inference, ${threads} thread(s)`, await rate(seconds, stamps, () => exactMaps(p, images.subarray(0, stamps * 441), shape, SEED_PARAMS)), 'maps/s');
     if (ex > best.exact.v) best.exact = { v: ex, t: threads };
