@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initTf, tf } from '../src/runtime/tfjs.js';
@@ -363,6 +363,13 @@ test('conditioned explainers trained with a classifier carry estimate.onnx: one 
     assert.equal(t.fusedClassifierHash, undefined);
     await assert.rejects(t.estimate(imgs, [n, H, W, C]), /needs the class each map is drawn for/);
     t.dispose();
+    // estimate.onnx is one of the hashed files: an edited copy is refused at load.
+    assert.match((r.card as { files?: Record<string, string> }).files?.['estimate.onnx'] ?? '', /^[0-9a-f]{64}$/);
+    const f = path.join(out, 'estimate.onnx');
+    const bytes = readFileSync(f);
+    bytes[bytes.length - 1] ^= 1;
+    writeFileSync(f, bytes);
+    await assert.rejects(loadExplainer(out, { engine: 'onnx', threads: 1 }), /estimate\.onnx/);
   }
   p.dispose();
   // Unconditioned explainers stay one call and get no fused graph.
