@@ -380,12 +380,12 @@ test('report: the split line, one row per method plus the exact reference, per-l
   const text = formatReport(r, ['not_supernova', 'supernova']);
   assert.match(text, /^split: 4 held-out maps from 2 objects .*mean map from 6 training maps$/m);
   assert.match(text, /score prob \(important = LOW values\)/);
-  assert.match(text, /^method +MSE +MAE +SSIM +Pearson +Spearman +IoU@10% +deletion AUC +insertion AUC$/m);
+  assert.match(text, /^method +MSE +MAE +SSIM +Pearson +Spearman +Spearman@10% +IoU@10% +deletion AUC +insertion AUC$/m);
   assert.match(text, /^explainer +0\.0000 \+- 0\.0000 +0\.0000 \+- 0\.0000 +1\.000 \+- 0\.000 /m);
   assert.match(text, /^mean map +\d/m);
   assert.match(text, /^\|SNR diff\| +\d/m);
   // the exact map row only has the AUC columns
-  assert.match(text, /^exact map +- +- +- +- +- +- +\d\.\d{3} \+- \d\.\d{3} +\d\.\d{3} \+- \d\.\d{3}$/m);
+  assert.match(text, /^exact map +- +- +- +- +- +- +- +\d\.\d{3} \+- \d\.\d{3} +\d\.\d{3} \+- \d\.\d{3}$/m);
   assert.match(text, /^label 0 \(not_supernova\): 2 maps$/m);
   assert.match(text, /^label 1 \(supernova\): 2 maps$/m);
 });

@@ -12,7 +12,7 @@ const rand = (n: number, seed: number): Float32Array => {
 };
 
 test('the registry holds every map metric, each a pure function of the two maps', () => {
-  assert.deepEqual(METRIC_NAMES, ['mse', 'mae', 'ssim', 'pearson', 'spearman', 'iou']);
+  assert.deepEqual(METRIC_NAMES, ['mse', 'mae', 'ssim', 'pearson', 'spearman', 'spearmanTop', 'iou']);
   const a = { values: rand(81, 1), importance: rand(81, 2), h: 9, w: 9 };
   const b = { values: rand(81, 3), importance: rand(81, 4), h: 9, w: 9 };
   const r = compareMap(a, b);
@@ -76,4 +76,25 @@ test('compareMaps: mismatched or unlabelled maps are one-line errors', () => {
     [() => compareMaps(m([3], 'prob'), m([3], 'prob')), /not \[N,H,W\] or \[H,W\]/],
   ];
   for (const [f, re] of cases) assert.throws(f, (e: Error) => e instanceof UserError && re.test(e.message), String(re));
+});
+
+test("spearmanTop: Spearman of the importances on the exact map's top fraction, against brute force", () => {
+  const est = rand(100, 5);
+  const ex = rand(100, 6);
+  // Brute force: the 10 largest exact importances (distinct values), then textbook Spearman
+  // 1 - 6 sum d^2 / (n (n^2 - 1)) on the ranks of both sides there.
+  const top = Array.from({ length: 100 }, (_, i) => i).sort((i, j) => ex[j] - ex[i]).slice(0, 10);
+  const rank = (v: number[]) => v.map((x) => v.filter((y) => y < x).length + 1);
+  const re = rank(top.map((i) => est[i]));
+  const rx = rank(top.map((i) => ex[i]));
+  const d2 = re.reduce((s, r, k) => s + (r - rx[k]) ** 2, 0);
+  const want = 1 - (6 * d2) / (10 * (100 - 1));
+  const got = compareMap({ values: est, importance: est, h: 10, w: 10 }, { values: ex, importance: ex, h: 10, w: 10 }).spearmanTop;
+  assert.ok(Math.abs(got - want) < 1e-12, `${got} vs ${want}`);
+  // The same order on the top pixels (whatever happens elsewhere) is a perfect 1.
+  const same = Float32Array.from(ex, (v, i) => (top.includes(i) ? v * 2 + 1 : -v));
+  assert.ok(Math.abs(compareMap({ values: same, importance: same, h: 10, w: 10 }, { values: ex, importance: ex, h: 10, w: 10 }).spearmanTop - 1) < 1e-12);
+  // A flat estimate there (clipped at the seed's 0) carries no order: 0.
+  const flat = Float32Array.from(ex, (v, i) => (top.includes(i) ? 5 : v));
+  assert.equal(compareMap({ values: flat, importance: flat, h: 10, w: 10 }, { values: ex, importance: ex, h: 10, w: 10 }).spearmanTop, 0);
 });

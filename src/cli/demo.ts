@@ -38,7 +38,7 @@ export function demoSummary(s: RunExperimentsSummary, wallSeconds: number, datas
     `  exact maps  ${r.occlusion.maps} maps, ${r.occlusion.inferencesPerMap} classifier inferences each`,
     `  explainer   ${describeRun(run)}: ${run.epochsRun} epochs; held-out maps of ${r.data.datasets.mixed.heldOutObjects} unseen objects:`,
     `              MSE ${f(run.mse.val, 5)} (train ${f(run.mse.train, 5)}; seed's best on HiTS 2013: 0.00909)`,
-    `              SSIM ${f(e.ssim?.mean)}  Spearman ${f(e.spearman?.mean)}  top-10% IoU ${f(e.iou?.mean)}`,
+    `              SSIM ${f(e.ssim?.mean)}  Spearman ${f(e.spearman?.mean)} (top 10%: ${f(e.spearmanTop?.mean)})  top-10% IoU ${f(e.iou?.mean)}`,
     `              baselines: mean map SSIM ${f(mm?.ssim?.mean)} / Spearman ${f(mm?.spearman?.mean)} / IoU ${f(mm?.iou?.mean)}; |SNR| ${f(snr?.ssim?.mean)} / ${f(snr?.spearman?.mean)} / ${f(snr?.iou?.mean)}`,
     `              deletion AUC ${f(e.deletion?.mean)} (exact map ${f(ex?.deletion?.mean)}), insertion AUC ${f(e.insertion?.mean)} (exact ${f(ex?.insertion?.mean)})`,
   ];

@@ -66,6 +66,7 @@ const COLUMNS: { key: MetricName; title: string; digits: number }[] = [
   { key: 'ssim', title: 'SSIM', digits: 3 },
   { key: 'pearson', title: 'Pearson', digits: 3 },
   { key: 'spearman', title: 'Spearman', digits: 3 },
+  { key: 'spearmanTop', title: 'Spearman@top', digits: 3 },
   { key: 'iou', title: 'IoU@top', digits: 3 },
   { key: 'deletion', title: 'deletion AUC', digits: 3 },
   { key: 'insertion', title: 'insertion AUC', digits: 3 },
@@ -79,7 +80,7 @@ function cell(s: Summary | undefined, digits: number): string {
 /** Rows: methods (+ the exact map's own AUCs); columns: metrics as mean +- std. */
 export function formatRows(rows: { name: MethodName; summary: MethodResult['summary'] }[], fraction: number): string {
   const cols = COLUMNS.filter((c) => rows.some((r) => r.summary[c.key]));
-  const head = ['method', ...cols.map((c) => (c.key === 'iou' ? `IoU@${Math.round(fraction * 100)}%` : c.title))];
+  const head = ['method', ...cols.map((c) => (c.key === 'iou' || c.key === 'spearmanTop' ? `${c.title.replace('@top', '')}@${Math.round(fraction * 100)}%` : c.title))];
   const body = rows.map((r) => [LABELS[r.name], ...cols.map((c) => cell(r.summary[c.key], c.digits))]);
   const widths = head.map((h, j) => Math.max(h.length, ...body.map((b) => b[j].length)));
   const line = (cells: string[]) => cells.map((x, j) => (j === 0 ? x.padEnd(widths[j]) : x.padStart(widths[j]))).join('  ');

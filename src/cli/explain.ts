@@ -11,7 +11,7 @@ import { expectFromCard } from '../data/stamps.js';
 import { serializeNpy } from '../data/npy.js';
 import { serializeNpz, type NpzEntry } from '../data/npz.js';
 import { loadExplainer, occlusionParamsOf, readExplainerCard, type Explainer } from '../explainer/estimate.js';
-import { compareMaps, type MapComparison } from '../metrics/compare.js';
+import { compareMaps, importanceOf, type MapComparison } from '../metrics/compare.js';
 import { fitToStamps, loadPredictor } from '../models/load.js';
 import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
 import { exactMaps } from '../occlusion/exact.js';
@@ -160,6 +160,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
 
     let exact: ExplainSummary['exact'];
     let exactMapsOut: Float32Array | undefined;
+    let exactRawOut: Float32Array | undefined;
     if (o.exact && predictor) {
       const params = occlusionParamsOf(card);
       // Draw the exact map for the same class as the estimate when conditioned.
@@ -171,8 +172,11 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
       const r = await exactMaps(predictor, images, shape, { ...params, target, labels: condLabels ?? labels });
       const ems = (performance.now() - te) / n;
       exactMapsOut = r.maps;
-      // The same metrics, computed the same way, as evaluate and the server report.
-      const cmp = compareMaps({ data: maps, shape: [n, h, w] }, { data: r.maps, shape: [n, h, w] }, { score: params.score, normalize: params.normalize });
+      if (r.raw !== r.maps) exactRawOut = r.raw;
+      // The same metrics, computed the same way, as evaluate and the server report; the exact
+      // map's own importance order from its values before the seed's clip, as evaluate does.
+      const importance = exactRawOut ? importanceOf(exactRawOut, params.score) : undefined;
+      const cmp = compareMaps({ data: maps, shape: [n, h, w] }, { data: r.maps, shape: [n, h, w], importance }, { score: params.score, normalize: params.normalize });
       exact = { msPerMap: ems, engine: predictor.engine, ...cmp.mean };
     }
 
@@ -193,6 +197,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
       const arrays: Record<string, NpzEntry> = { maps: { data: maps, shape: [n, h, w] } };
       if (std) arrays.std = { data: std, shape: [n, h, w] };
       if (exactMapsOut) arrays.exact = { data: exactMapsOut, shape: [n, h, w] };
+      if (exactRawOut) arrays.exact_raw = { data: exactRawOut, shape: [n, h, w] };
       if (condLabels) arrays.labels = { data: condLabels, shape: [n] };
       const meta = {
         explainer: path.resolve(o.explainer),

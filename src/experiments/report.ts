@@ -460,6 +460,7 @@ const METRIC_COLS: { key: keyof MethodMetrics; head: string }[] = [
   { key: 'ssim', head: 'SSIM' },
   { key: 'pearson', head: 'Pearson' },
   { key: 'spearman', head: 'Spearman' },
+  { key: 'spearmanTop', head: 'Spearman, top 10%' },
   { key: 'iou', head: 'top-10% IoU' },
   { key: 'deletion', head: 'deletion AUC' },
   { key: 'insertion', head: 'insertion AUC' },

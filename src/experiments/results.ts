@@ -15,7 +15,7 @@ export interface MetricSummary {
 }
 
 /** One method's held-out figures (explainer, or a baseline). */
-export type MethodMetrics = Partial<Record<'mse' | 'mae' | 'ssim' | 'pearson' | 'spearman' | 'iou' | 'deletion' | 'insertion' | 'deletionGap' | 'insertionGap', MetricSummary>>;
+export type MethodMetrics = Partial<Record<'mse' | 'mae' | 'ssim' | 'pearson' | 'spearman' | 'spearmanTop' | 'iou' | 'deletion' | 'insertion' | 'deletionGap' | 'insertionGap', MetricSummary>>;
 
 export interface Example {
   /** Row in the run's maps dataset. */

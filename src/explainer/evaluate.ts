@@ -450,7 +450,12 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
 
   const exactAt = (i: number) => exactRaw.subarray(i * hw, (i + 1) * hw);
   const exactCmp = Array.from({ length: m }, (_, i) => toCmp(exactAt(i)));
-  const exactImp = Array.from({ length: m }, (_, i) => importanceOf(exactAt(i), score));
+  // The exact map's own order of importance: from the maps before normalisation when the data
+  // keeps them (the seed's clip makes the most important pixels tie at 0, which would leave the
+  // top-fraction metrics and the exact map's deletion order to index order).
+  const rawAt = ds.mapsRaw ? (() => { const r = gather(ds.mapsRaw!, hw, evalIdx); return (i: number) => r.subarray(i * hw, (i + 1) * hw); })() : exactAt;
+  if (ds.mapsRaw) notes.push("exact importances (top-fraction IoU and Spearman, the exact map's deletion / insertion order) from maps_raw, the maps before the seed's clip");
+  const exactImp = Array.from({ length: m }, (_, i) => importanceOf(rawAt(i), score));
   const perMethod = methods.map(() => Object.fromEntries(MAP_METRICS.map((k) => [k, [] as number[]])) as Record<MetricName, number[]>);
   for (let i = 0; i < m; i++) {
     methods.forEach((meth, j) => {

@@ -13,7 +13,7 @@
  */
 import { normalizeSeed } from '../occlusion/geometry.js';
 import { UserError } from '../util/errors.js';
-import { mae, mse, pearson, spearman, ssim, summarize, topKIoU } from './maps.js';
+import { mae, mse, pearson, spearman, ssim, summarize, topIndices, topKIoU } from './maps.js';
 
 /** One map of a pair, as the metrics see it. */
 export interface MetricMap {
@@ -51,6 +51,18 @@ export function ssimWindow(h: number, w: number): number {
   return win >= 3 ? win : 0;
 }
 
+/**
+ * Spearman correlation of two importance maps restricted to the exact map's top `fraction`
+ * pixels: does the estimate order the pixels that matter most the way the exact map does?
+ * NaN when the fraction holds fewer than 3 pixels; 0 when either side is constant there (e.g. an estimate clipped flat at the seed's 0): it
+ * then tells nothing about that order.
+ */
+export function spearmanOnTop(estimate: ArrayLike<number>, exact: ArrayLike<number>, fraction: number): number {
+  const top = topIndices(exact, fraction);
+  if (top.length < 3) return NaN;
+  return spearman(top.map((i) => estimate[i]), top.map((i) => exact[i]));
+}
+
 export const METRICS = {
   mse: { fn: (e, x) => mse(e.values, x.values), better: 'lower', description: 'mean squared error (seed units)' },
   mae: { fn: (e, x) => mae(e.values, x.values), better: 'lower', description: 'mean absolute error (seed units)' },
@@ -64,6 +76,11 @@ export const METRICS = {
   },
   pearson: { fn: (e, x) => pearson(e.values, x.values), better: 'higher', description: 'Pearson correlation' },
   spearman: { fn: (e, x) => spearman(e.values, x.values), better: 'higher', description: 'Spearman rank correlation' },
+  spearmanTop: {
+    fn: (e, x, p) => spearmanOnTop(e.importance, x.importance, p.fraction),
+    better: 'higher',
+    description: "Spearman rank correlation of the importances on the exact map's most important fraction (default 10%) of pixels",
+  },
   iou: {
     fn: (e, x, p) => topKIoU(e.importance, x.importance, p.fraction),
     better: 'higher',

@@ -132,7 +132,7 @@ export function drawEstimate(v: ViewPanels, m: Manifest, r: Estimate, h: number,
 }
 
 /** Short names for the registry's metrics (its descriptions become the tooltips). */
-const METRIC_LABELS: Record<string, [string, number]> = { mse: ['MSE', 5], mae: ['MAE', 4], ssim: ['SSIM', 3], pearson: ['Pearson', 3], spearman: ['Spearman', 3], iou: ['IoU top 10%', 3] };
+const METRIC_LABELS: Record<string, [string, number]> = { mse: ['MSE', 5], mae: ['MAE', 4], ssim: ['SSIM', 3], pearson: ['Pearson', 3], spearman: ['Spearman', 3], spearmanTop: ['Spearman top 10%', 3], iou: ['IoU top 10%', 3] };
 
 export function drawExact(v: ViewPanels, m: Manifest, est: Estimate, r: Exact, h: number, w: number, stored?: Float32Array): void {
   const [lo, hi] = mapRange(m, est.map, r.map);
