@@ -44,10 +44,17 @@ const ms = (s: number) => (s >= 1 ? `${s.toFixed(2)} s` : s >= 1e-3 ? `${(s * 1e
 const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
 export function describeRun(r: Pick<RunResult, 'variant' | 'condition' | 'cut' | 'data'>): string {
-  const parts = [r.variant === 'unet' ? 'U-Net explainer (encoder from the classifier, skip connections)' : `${r.variant} autoencoder`];
+  const parts = [r.variant === 'unet' ? 'U-Net explainer (encoder initialised from the classifier and trained, skip connections to the decoder)' : `${r.variant} autoencoder`];
   if (r.condition !== 'none') parts.push(`${CONDITION_NAMES[r.condition].toLowerCase()} conditioning`);
   if (r.cut !== 0) parts.push(`cut ${r.cut}`);
   return `${parts.join(', ')}${parts.length > 1 ? ',' : ''} on ${DATA_NAMES[r.data].toLowerCase()} data`;
+}
+
+/** Where the demo's configuration comes from: the seed's best, or occmap's own default. */
+function demoProvenance(r: RunResult): string {
+  if (r.variant === 'frozen' && r.condition === 'onehot' && r.cut === 0 && r.data === 'mixed') return "the seed's best configuration";
+  if (r.variant === 'unet') return "occmap's default explainer, not one of the seed's configurations: the seed's best was the frozen autoencoder with one-hot conditioning on mixed data";
+  return "not the seed's best configuration (the frozen autoencoder with one-hot conditioning on mixed data)";
 }
 
 /** Validation loss (24x24 padded maps, as the seed measured) at the epoch whose weights were kept. */
@@ -304,7 +311,7 @@ export function buildDocument(res: ExperimentResults): Section[] {
   if (res.demo) {
     const r = runByName(res, res.demo.run);
     const blocks: Block[] = [
-      { kind: 'p', text: `The ${describeRun(r)} (the seed's best configuration): held-out MSE ${f5(r.mse.val)} (train ${f5(r.mse.train)}; val loss on 24x24 padded maps ${f5(keptValLoss(r))}; the seed's best: ${f5(SEED_PAPER.exp4.table9.onehotMixed.mean.val)} on HiTS 2013), ${r.epochsRun} epochs (weights of epoch ${r.bestEpoch}), ${r.trainSeconds.toFixed(0)} s of training.` },
+      { kind: 'p', text: `The ${describeRun(r)} (${demoProvenance(r)}): held-out MSE ${f5(r.mse.val)} (train ${f5(r.mse.train)}; val loss on 24x24 padded maps ${f5(keptValLoss(r))}; the seed's best: ${f5(SEED_PAPER.exp4.table9.onehotMixed.mean.val)} on HiTS 2013), ${r.epochsRun} epochs (weights of epoch ${r.bestEpoch}), ${r.trainSeconds.toFixed(0)} s of training.` },
       { kind: 'figure', id: 'demo-curves', caption: 'Train and validation loss per epoch.' },
     ];
     for (const ex of res.examples.filter((e) => e.run === r.name)) blocks.push({ kind: 'figure', id: examplesFigureId(ex.run), caption: exampleCaption(res, ex) });
@@ -329,24 +336,35 @@ export function buildDocument(res: ExperimentResults): Section[] {
     const key = `${r.variant}|${r.condition}|${r.cut}`;
     if (!archs.has(key)) archs.set(key, r);
   }
-  const modelBlocks: Block[] = [
-    {
+  // The seed published parameter counts for its frozen uncut autoencoder only.
+  const seedCounts = (r: RunResult): string =>
+    r.variant === 'frozen' && r.condition === 'none' && r.cut === 0 ? `${SEED_PAPER.parameters.total} / ${SEED_PAPER.parameters.trainable} / ${SEED_PAPER.parameters.nonTrainable}` : '';
+  const archRows = [...archs.values()];
+  const withSeed = archRows.some((r) => seedCounts(r) !== '');
+  const modelBlocks: Block[] = [];
+  if (withSeed) {
+    modelBlocks.push({
       kind: 'p',
       text: `The frozen uncut autoencoder has the seed's architecture: ${SEED_PAPER.parameters.total.toLocaleString('en')} parameters, ${SEED_PAPER.parameters.nonTrainable.toLocaleString('en')} frozen (conv1-conv5 copied from the classifier) and ${SEED_PAPER.parameters.trainable.toLocaleString('en')} trained, when the input has one channel and the bottleneck 36 units.`,
-    },
-    {
-      kind: 'table',
-      caption: 'Parameter counts per architecture.',
-      head: ['architecture', 'total', 'trainable', 'non-trainable', 'seed total / trainable / non-trainable'],
-      rows: [...archs.values()].map((r) => [
-        `${VARIANT_NAMES[r.variant]}${r.condition !== 'none' ? `, ${CONDITION_NAMES[r.condition]}` : ''}${r.cut ? `, cut ${r.cut}` : ''}`,
-        String(r.parameters.total),
-        String(r.parameters.trainable),
-        String(r.parameters.nonTrainable),
-        r.variant === 'frozen' && r.condition === 'none' && r.cut === 0 ? `${SEED_PAPER.parameters.total} / ${SEED_PAPER.parameters.trainable} / ${SEED_PAPER.parameters.nonTrainable}` : '',
-      ]),
-    },
-  ];
+    });
+  } else {
+    modelBlocks.push({
+      kind: 'p',
+      text: `No model of this study has one of the seed's architectures with published parameter counts (the seed gives them for its frozen uncut autoencoder: ${SEED_PAPER.parameters.total.toLocaleString('en')} parameters, ${SEED_PAPER.parameters.trainable.toLocaleString('en')} trained).`,
+    });
+  }
+  modelBlocks.push({
+    kind: 'table',
+    caption: 'Parameter counts per architecture.',
+    head: ['architecture', 'total', 'trainable', 'non-trainable', ...(withSeed ? ['seed total / trainable / non-trainable'] : [])],
+    rows: archRows.map((r) => [
+      `${VARIANT_NAMES[r.variant]}${r.condition !== 'none' ? `, ${CONDITION_NAMES[r.condition]}` : ''}${r.cut ? `, cut ${r.cut}` : ''}`,
+      String(r.parameters.total),
+      String(r.parameters.trainable),
+      String(r.parameters.nonTrainable),
+      ...(withSeed ? [seedCounts(r)] : []),
+    ]),
+  });
   if (res.layers) {
     modelBlocks.push({
       kind: 'table',
@@ -402,6 +420,7 @@ export function buildDocument(res: ExperimentResults): Section[] {
       rows: Object.entries(res.phases).map(([k, v]) => [k, v.toFixed(1)]),
     },
   ];
+  repro.push(trainingTimeTable(res));
   if (res.invocations && res.invocations.length > 0) {
     const total = res.invocations.reduce((a, i) => a + i.wallSeconds, 0);
     repro.push({
@@ -414,6 +433,20 @@ export function buildDocument(res: ExperimentResults): Section[] {
   if (res.notes.length > 0) repro.push({ kind: 'list', items: res.notes });
   sections.push({ id: 'reproduce', title: 'Reproducibility', blocks: repro });
   return sections;
+}
+
+/** Training seconds per experiment, whichever invocation trained the run (a resumed study's phase table counts only its own). */
+function trainingTimeTable(res: ExperimentResults): Block {
+  const tags = [...new Set(res.runs.flatMap((r) => r.experiments))];
+  const rows = tags.map((t) => {
+    const runs = res.runs.filter((r) => r.experiments.includes(t));
+    const s = runs.reduce((a, r) => a + (r.trainSeconds ?? 0), 0);
+    return [t, String(runs.length), s.toFixed(0), (s / 3600).toFixed(2)];
+  });
+  const all = res.runs.reduce((a, r) => a + (r.trainSeconds ?? 0), 0);
+  rows.push(['all (a run shared by experiments counts once)', String(res.runs.length), all.toFixed(0), (all / 3600).toFixed(2)]);
+  if (res.timing?.occlusionJob) rows.push(['exact maps (occlusion job)', String(res.timing.occlusionJob.maps) + ' maps', res.timing.occlusionJob.seconds.toFixed(0), (res.timing.occlusionJob.seconds / 3600).toFixed(2)]);
+  return { kind: 'table', caption: 'Compute time of each phase over every invocation: explainer training per experiment (from each run\'s record), and the exact maps.', head: ['phase', 'runs', 'seconds', 'hours'], rows };
 }
 
 /** Exp. 4's finalists by the share of the mean map's error they remove on their own data. */
@@ -451,7 +484,7 @@ function exampleCaption(res: ExperimentResults, ex: ExperimentResults['examples'
   const desc = (e: Example) => `${e.id ?? `row ${e.index}`}${e.label !== undefined ? ` (label ${e.label})` : ''}: MSE ${f5(e.mse)}`;
   return (
     `${ex.title}: ${describeRun(r)}. Rows: the ${ex.best.length} held-out maps with the lowest MSE (${ex.best.map(desc).join('; ')}), then the ${ex.worst.length} with the highest (${ex.worst.map(desc).join('; ')}). ` +
-    `Columns: the input channel (grey, its own scale), the exact map and the estimate (shared scale 0-1; low = important), and the error estimate - exact (symmetric scale).`
+    `Columns: the input channel the explainer reads (${ex.best[0]?.channel ?? 'named above the panel'}; grey, its own scale), the exact map and the estimate (shared scale 0-1; low = important), and the error estimate - exact on a diverging scale (blue: estimate below exact, orange: above, dark: 0) shared by every row.`
   );
 }
 
@@ -472,6 +505,26 @@ function metricCells(m: MethodMetrics | undefined): string[] {
     if (!s || !Number.isFinite(s.mean)) return '–';
     return c.key === 'mse' ? f5(s.mean) : f3(s.mean);
   });
+}
+
+/** Deletion / insertion of each method on the best run's held-out maps, beside the exact map's. */
+function faithfulnessTable(r: RunResult): Block {
+  const ex = r.metrics.exactMap;
+  const rel = (a: number | undefined, b: number | undefined): string =>
+    a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0 ? '–' : `${(((a - b) / b) * 100).toFixed(1)}%`;
+  const row = (name: string, m: MethodMetrics | undefined): string[] => [
+    name,
+    f3(m?.deletion?.mean),
+    rel(m?.deletion?.mean, ex?.deletion?.mean),
+    f3(m?.insertion?.mean),
+    rel(m?.insertion?.mean, ex?.insertion?.mean),
+  ];
+  return {
+    kind: 'table',
+    caption: `Deletion (lower = more faithful) and insertion (higher = more faithful) AUC on the held-out maps of the ${describeRun(r)}, and each method's difference from the exact map's own AUC.`,
+    head: ['method', 'deletion AUC', 'vs exact', 'insertion AUC', 'vs exact'],
+    rows: [row('exact map (reference)', ex), row('explainer', r.metrics.explainer), row('mean training map', r.metrics.meanMap), row('|SNR difference|', r.metrics.snrSaliency)],
+  };
 }
 
 function fidelitySection(res: ExperimentResults): Section {
@@ -500,6 +553,7 @@ function fidelitySection(res: ExperimentResults): Section {
         `Deletion AUC ${f3(e.deletion?.mean)} and insertion AUC ${f3(e.insertion?.mean)} against the exact map's own ${f3(ex?.deletion?.mean)} and ${f3(ex?.insertion?.mean)}: ` +
         `removing pixels in the estimate's order of importance lowers the classifier's probability ${(e.deletion?.mean ?? NaN) <= (ex?.deletion?.mean ?? NaN) ? 'at least as fast as' : 'more slowly than'} the exact map's order.`,
     });
+    blocks.push(faithfulnessTable(best));
     const featured = [best, ...(res.exp4 ? res.exp4.groups.map((g) => runByName(res, g.base)) : [])].filter((r, i, a) => a.indexOf(r) === i);
     const verdicts = featured.map((r) => {
       const b = beatsMeanMap(r);
@@ -522,21 +576,23 @@ function fidelitySection(res: ExperimentResults): Section {
 
 // --- figures -----------------------------------------------------------------------------------
 
-function examplePng(ex: Example, h: number, w: number): Uint8Array {
-  const err = ex.estimate.map((v, i) => v - ex.exact[i]);
-  const a = Math.max(1e-6, ...err.map(Math.abs));
+const errorOf = (ex: Example): number[] => ex.estimate.map((v, i) => v - ex.exact[i]);
+
+/** One row: input channel, exact, estimate (0-1, low = important), signed error on a diverging scale +-a. */
+function examplePng(ex: Example, h: number, w: number, a: number): Uint8Array {
   const panels: Panel[] = [
-    { title: 'INPUT', values: ex.input, h, w, colormap: 'gray' },
+    { title: (ex.channel ?? 'input').toUpperCase(), values: ex.input, h, w, colormap: 'gray' },
     { title: 'EXACT', values: ex.exact, h, w, range: [0, 1] },
     { title: 'ESTIMATE', values: ex.estimate, h, w, range: [0, 1] },
-    { title: 'ERROR', values: err, h, w, range: [-a, a] },
+    { title: 'EST-EXACT', values: errorOf(ex), h, w, range: [-a, a], colormap: 'diverging' },
   ];
   return heatmapPng(panels, { scale: 8, fontScale: 2 });
 }
 
-/** One PNG with a row per example (best first, then worst). */
+/** One PNG with a row per example (best first, then worst); the error scale is shared by every row. */
 export function examplesPng(exs: Example[], h: number, w: number): Uint8Array {
-  const rows = exs.map((e) => PNG.sync.read(Buffer.from(examplePng(e, h, w))));
+  const a = Math.max(1e-6, ...exs.flatMap((e) => errorOf(e).map(Math.abs)));
+  const rows = exs.map((e) => PNG.sync.read(Buffer.from(examplePng(e, h, w, a))));
   const W = Math.max(...rows.map((r) => r.width));
   const H = rows.reduce((s, r) => s + r.height, 0);
   const out = new PNG({ width: W, height: H });

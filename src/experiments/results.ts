@@ -25,6 +25,8 @@ export interface Example {
   mse: number;
   /** h*w values each: the channel the explainer reads, the exact map, the estimate. */
   input: number[];
+  /** Name of the input channel shown (e.g. snr_difference). */
+  channel?: string;
   exact: number[];
   estimate: number[];
 }

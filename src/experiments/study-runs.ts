@@ -262,6 +262,7 @@ async function examplesOf(dir: string, data: Dataset, e: EvalCache, k: number): 
       label: data.labels?.[p.row],
       mse: p.mse,
       input: Array.from({ length: hw }, (_, q) => round(sub.images[(i * hw + q) * c + ch])),
+      channel: (card.channelNames as string[] | undefined)?.[0] ?? data.meta.channels?.[ch],
       exact: Array.from(sub.maps!.subarray(i * hw, (i + 1) * hw), round),
       estimate: Array.from(maps.subarray(i * hw, (i + 1) * hw), round),
     });
