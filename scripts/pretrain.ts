@@ -7,11 +7,15 @@
  *
  *   node dist/scripts/pretrain.js [--work DIR] [--until STEP] [--install] [--ensemble K]
  *
+ * --install copies the models and a sample of held-out stamps into models/hits2015/ with a
+ * model card (scripts/pretrain-install.ts).
+ *
  * Hours of CPU on a 2-core machine (exact maps for ~21,700 stamps, then the explainer
  * trainings); see docs/pretrained.md for the figures of the shipped run.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
+import { installPretrained } from './pretrain-install.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -30,7 +34,7 @@ function argValue(flag: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
-export function steps(work: string, ensemble: number, install: boolean): Step[] {
+export function steps(work: string, ensemble: number): Step[] {
   const w = (f: string) => path.join(work, f);
   const list: Step[] = [
     {
@@ -66,21 +70,14 @@ export function steps(work: string, ensemble: number, install: boolean): Step[] 
       args: ['evaluate', '--explainer', w('explainer'), '--data', w('maps.npz'), '--out', w('evaluation.json')],
     },
   ];
-  if (install) {
-    list.push({
-      name: 'install',
-      output: path.join(root, 'models', 'hits2015', '.installed'),
-      args: ['install-pretrained', '--work', work, '--out', path.join(root, 'models', 'hits2015')],
-    });
-  }
   return list;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const work = path.resolve(argValue('--work', path.join(root, '.pretrain')));
   const until = argValue('--until', '');
-  const ensemble = Number(argValue('--ensemble', '4'));
-  const list = steps(work, ensemble, process.argv.includes('--install'));
+  const ensemble = Number(argValue('--ensemble', '1'));
+  const list = steps(work, ensemble);
   mkdirSync(work, { recursive: true });
   for (const s of list) {
     if (existsSync(s.output)) {
@@ -93,8 +90,18 @@ function main(): void {
         process.exit(r.status ?? 1);
       }
     }
-    if (s.name === until) break;
+    if (s.name === until) return;
+  }
+  if (process.argv.includes('--install')) {
+    const out = path.join(root, 'models', 'hits2015');
+    await installPretrained({ work, out, command: `npm run pretrain -- ${process.argv.slice(2).join(' ')}`.trim(), log: (m) => process.stderr.write(`pretrain: ${m}\n`) });
+    process.stderr.write(`pretrain: installed into ${out}\n`);
   }
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) main();
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`pretrain: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}
