@@ -12,6 +12,9 @@ import { subsetDataset, type Dataset } from '../src/data/dataset-bytes.js';
 import { augmentTransforms } from '../src/data/hits2015/build.js';
 import { readExplainerCard } from '../src/explainer/estimate.js';
 import { occmapVersion } from '../src/util/version.js';
+import { hashModelDir, loadModelDir, MODEL_ONNX, writeCard } from '../src/models/model-dir.js';
+import { exportModelToOnnx, META_SOURCE_HASH } from '../src/models/to-onnx.js';
+import { initTf } from '../src/runtime/tfjs.js';
 
 export interface InstallOptions {
   /** The pretrain work directory: classifier/, explainer/, maps.npz, evaluation.json. */
@@ -78,7 +81,7 @@ function modelCard(o: InstallOptions, ctx: { clf: Record<string, any>; expl: Rec
     '| file | what |',
     '|---|---|',
     `| classifier/ | the seed's CNN (docs/seed.md), ${clf.parameters} parameters, input: the ${(clf.channelNames ?? []).join(', ')} channel padded to ${clf.inputShape?.[0]}x${clf.inputShape?.[1]}; tfjs layers + model.onnx |`,
-    `| explainer/ | ${expl.variant === 'unet' ? 'U-Net' : expl.variant} explainer, ${expl.condition} conditioned on the classifier's predicted class, loss on ${expl.options?.targetUnits === 'unclipped' ? "the seed's z-scores before the clip (output clipped to [0,1])" : "the seed-normalised maps"}; tfjs + ONNX |`,
+    `| explainer/ | ${expl.variant === 'unet' ? 'U-Net' : expl.variant} explainer, ${expl.condition === 'none' ? 'unconditioned' : `${expl.condition} conditioned on the ${expl.conditionOn === 'predicted' ? "classifier's predicted class" : 'label'}`}, loss on ${expl.options?.targetUnits === 'unclipped' ? "the seed's z-scores before the clip (output clipped to [0,1])" : "the seed-normalised maps"}; tfjs + ONNX |`,
     `| sample.npz | ${ctx.sampleRows} held-out stamps (originals, no rotated copies) with their exact maps (maps, maps_raw), labels and ids |`,
     '| heldout-objects.txt | the objects neither model trained on |',
     '',
@@ -126,11 +129,12 @@ function modelCard(o: InstallOptions, ctx: { clf: Record<string, any>; expl: Rec
  */
 function portableCards(dir: string, work: string): void {
   const rel = (p: unknown): unknown => (typeof p === 'string' && path.isAbsolute(p) ? path.relative(work, p) : p);
+  // writeCard records every file's sha256 again (the files are unchanged; the card is not).
   const fix = (file: string, f: (c: Record<string, any>) => void): void => {
     if (!existsSync(file)) return;
     const c = JSON.parse(readFileSync(file, 'utf8'));
     f(c);
-    writeFileSync(file, JSON.stringify(c, null, 2) + '\n');
+    writeCard(path.dirname(file), c);
   };
   fix(path.join(dir, 'classifier', 'card.json'), (c) => {
     if (c.data && typeof c.data === 'object') c.data.file = rel(c.data.file);
@@ -140,13 +144,14 @@ function portableCards(dir: string, work: string): void {
     if (typeof c.classifier === 'string') c.classifier = '../classifier';
     if (Array.isArray(c.members)) for (const m of c.members) if (typeof m.dir === 'string') m.dir = path.basename(m.dir);
   };
-  fix(path.join(dir, 'explainer', 'card.json'), explainerCard);
+  // Members first: the ensemble's card hashes their files.
   for (let k = 0; existsSync(path.join(dir, 'explainer', `member-${k}`)); k++) {
     fix(path.join(dir, 'explainer', `member-${k}`, 'card.json'), (c) => {
       explainerCard(c);
       if (typeof c.classifier === 'string') c.classifier = '../../classifier';
     });
   }
+  fix(path.join(dir, 'explainer', 'card.json'), explainerCard);
 }
 
 export async function installPretrained(o: InstallOptions): Promise<void> {
@@ -155,6 +160,7 @@ export async function installPretrained(o: InstallOptions): Promise<void> {
   for (const f of ['classifier', 'explainer', 'maps.npz', 'evaluation.json']) {
     if (!existsSync(w(f))) throw new Error(`${w(f)}: missing; run the earlier pretrain steps first`);
   }
+  await initTf('auto');
   const clf = JSON.parse(readFileSync(w('classifier/card.json'), 'utf8'));
   const expl = readExplainerCard(w('explainer')) as unknown as Record<string, any>;
   const evaluation = JSON.parse(readFileSync(w('evaluation.json'), 'utf8'));
@@ -167,12 +173,19 @@ export async function installPretrained(o: InstallOptions): Promise<void> {
   rmSync(stage, { recursive: true, force: true });
   mkdirSync(stage, { recursive: true });
   try {
-    cpSync(w('classifier'), path.join(stage, 'classifier'), { recursive: true });
+    // The classifier's tfjs files as trained (the explainer's card names their hash), its ONNX
+    // export made again by this occmap, and a card recording every file's hash (it may come
+    // from an older occmap that recorded none).
+    const clfDir = path.join(stage, 'classifier');
+    cpSync(w('classifier'), clfDir, { recursive: true });
+    const model = await loadModelDir(clfDir);
+    await exportModelToOnnx(model, path.join(clfDir, MODEL_ONNX), { metadata: { [META_SOURCE_HASH]: hashModelDir(clfDir) } });
+    model.dispose();
     cpSync(w('explainer'), path.join(stage, 'explainer'), { recursive: true });
     portableCards(stage, o.work);
     await writeDataset(path.join(stage, 'sample.npz'), subsetDataset(ds, rows));
     writeFileSync(path.join(stage, 'heldout-objects.txt'), heldOutObjects.join('\n') + '\n');
-    const dataSha = (clf.data?.sha256 as string | undefined) ?? sha256(w('hits-scale.npz'));
+    const dataSha = (clf.data?.sha256 as string | undefined) ?? (existsSync(w('hits-scale.npz')) ? sha256(w('hits-scale.npz')) : 'unknown');
     writeFileSync(path.join(stage, 'README.md'), modelCard(o, { clf, expl, evaluation, dataSha, sampleRows: rows.length, heldOutObjects: heldOutObjects.length }));
     log(`sample: ${rows.length} held-out original stamps; ${heldOutObjects.length} held-out objects`);
     const old = `${o.out}.old-${process.pid}`;
