@@ -46,6 +46,7 @@ export {
 
 // Models: any classifier occmap can run, as a Predictor (images in, probabilities out).
 export { loadModel, loadPredictor, detectKind, fitToStamps, type LoadOptions, type ModelInput, type ModelKind, type PredictFn } from './models/load.js';
+export { pretrained, pretrainedPaths, type PretrainedModels } from './models/pretrained.js';
 export { ModelOutputError } from './models/predictor-head.js';
 export { argmax, argmaxRows, selectChannels, type Predictor } from './models/predictor.js';
 export { initTf, tf, tfl, type BackendChoice } from './runtime/tfjs.js';

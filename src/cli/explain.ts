@@ -13,6 +13,7 @@ import { serializeNpz, type NpzEntry } from '../data/npz.js';
 import { loadExplainer, occlusionParamsOf, readExplainerCard, type Explainer } from '../explainer/estimate.js';
 import { compareMaps, importanceOf, type MapComparison } from '../metrics/compare.js';
 import { fitToStamps, loadPredictor } from '../models/load.js';
+import { pretrained } from '../models/pretrained.js';
 import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
 import { exactMaps } from '../occlusion/exact.js';
 import { assertWritable, writeFileAtomic } from '../util/atomic.js';
@@ -38,7 +39,8 @@ labels, else the classifier's predicted class (--model CLF). When the explainer 
 on maps of the predicted class and --model is given, the prediction is used.`;
 
 export interface ExplainCliOptions {
-  explainer: string;
+  /** Default: the pretrained models (models/hits2015), classifier included. */
+  explainer?: string;
   input: string;
   out?: string;
   png?: string;
@@ -50,6 +52,14 @@ export interface ExplainCliOptions {
   threads?: string;
   scale?: string;
   quiet?: boolean;
+}
+
+/** No explainer given: the shipped models, explainer and classifier. */
+function withPretrained(o: ExplainCliOptions): { explainer: string; model?: string } {
+  if (o.explainer) return { explainer: o.explainer, model: o.model };
+  const p = pretrained();
+  if (!o.quiet) process.stderr.write(`explain: using the pretrained HiTS 2015 models (${path.relative(process.cwd(), p.card) || p.card})\n`);
+  return { explainer: p.explainer, model: o.model ?? p.classifier };
 }
 
 function defaultOut(input: string): string {
@@ -65,9 +75,19 @@ export interface ExplainSummary {
   exact?: { msPerMap: number; engine: string } & MapComparison;
   labels?: Int32Array;
   labelSource?: string;
+  /** Class probabilities per stamp (n x classes) when a classifier ran. */
+  probabilities?: Float32Array;
+  classes: string[];
+  ids?: string[];
+  /** The explainer used (the pretrained one when none was given). */
+  explainer: string;
 }
 
-export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> {
+/** What a map's values mean: stored with every output. */
+export const MAP_LEGEND = "occlusion map in the seed's units (0-1): the classifier's probability of the explained class when a 3x3 patch around the pixel is set to 0, z-scored per map; LOW = important";
+
+export async function runExplain(opts: ExplainCliOptions): Promise<ExplainSummary> {
+  const o = { ...opts, ...withPretrained(opts) };
   const engine = o.engine as 'auto' | 'onnx' | 'tfjs';
   if (!['auto', 'onnx', 'tfjs'].includes(engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${o.engine}'`);
   const threads = o.threads !== undefined ? int('--threads', o.threads, 1) : undefined;
@@ -75,7 +95,7 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
   if (o.scale !== undefined && o.scale !== 'none' && o.scale !== 'minmax') throw new UserError(`--scale must be none or minmax, got '${o.scale}'`);
   const out = o.out ?? defaultOut(o.input);
   const outExt = path.extname(out).toLowerCase();
-  if (outExt !== '.npz' && outExt !== '.npy') throw fileError(out, 'output must end in .npz (maps, std, labels, exact) or .npy (maps only)');
+  if (outExt !== '.npz' && outExt !== '.npy' && outExt !== '.json') throw fileError(out, 'output must end in .npz (maps, probabilities, classes, ...), .json (the same as lists) or .npy (maps only)');
   const labelArg = o.label !== undefined ? int('--label', o.label, 0) : undefined;
   const index = o.index !== undefined ? int('--index', o.index, 0) : undefined;
   // Every check before any work or output.
@@ -118,11 +138,14 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
     if (predictor && typeof card.classifierHash === 'string' && predictor.hash !== card.classifierHash && !o.quiet) {
       process.stderr.write(`explain: note: ${o.model} is not the classifier the explainer was trained with (${card.classifier ?? 'unknown'})\n`);
     }
-    const predict = async (): Promise<Int32Array> => {
-      const p = predictor!;
-      const probs = await p.predict(selectChannels(images, n, h, w, c, p.channels && p.channels.every((k) => k < c) ? p.channels : undefined), n);
-      return argmaxRows(probs, n, p.numClasses);
-    };
+    // The classifier's probabilities: printed and stored with the maps, and the predicted class.
+    let probabilities: Float32Array | undefined;
+    if (predictor) {
+      const p = predictor;
+      probabilities = await p.predict(selectChannels(images, n, h, w, c, p.channels && p.channels.every((k) => k < c) ? p.channels : undefined), n);
+    }
+    const predict = async (): Promise<Int32Array> => argmaxRows(probabilities!, n, predictor!.numClasses);
+    const classes = classNames(card.classes, predictor?.numClasses ?? card.numClasses);
 
     // The explainer holds this classifier in one graph: the predicted class comes with the estimate.
     const oneCall = !!predictor && explainer.fusedClassifierHash !== undefined && explainer.fusedClassifierHash === predictor.hash;
@@ -184,22 +207,32 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
     if (pngOut) {
       const panels: Panel[] = [];
       const ch = card.channels && card.channels.every((k) => k < c) ? card.channels[0] : 0;
-      panels.push({ title: 'INPUT', values: Float32Array.from({ length: h * w }, (_, p) => images[p * c + ch]), h, w, colormap: 'gray' });
+      const chName = (card.channelNames as string[] | undefined)?.[0] ?? `channel ${ch}`;
+      panels.push({ title: chName.toUpperCase(), values: Float32Array.from({ length: h * w }, (_, p) => images[p * c + ch]), h, w, colormap: 'gray' });
       const range = finiteRange(exactMapsOut ? Float32Array.from([...finiteRange(maps), ...finiteRange(exactMapsOut)]) : maps);
-      panels.push({ title: 'ESTIMATE', values: maps, h, w, range });
+      const drawnFor = condLabels ? classes[condLabels[0]] : undefined;
+      panels.push({ title: `ESTIMATE${drawnFor ? ` ${drawnFor.toUpperCase()}` : ''} LOW=IMPORTANT`, values: maps, h, w, range });
       if (exactMapsOut) panels.push({ title: 'EXACT', values: exactMapsOut, h, w, range });
       if (std) panels.push({ title: 'STD', values: std, h, w });
       await writeFileAtomic(pngOut, heatmapPng(panels));
     }
+    const ids = input.ids && index !== undefined ? input.ids.slice(index, index + 1) : input.ids;
     if (outExt === '.npy') {
       await writeFileAtomic(out, serializeNpy(maps, [n, h, w]));
+    } else if (outExt === '.json') {
+      await writeFileAtomic(out, JSON.stringify(explainJson({ n, h, w, maps, exact: exactMapsOut, probabilities, classes, explained: condLabels, ids }), null, 1) + '\n');
     } else {
       const arrays: Record<string, NpzEntry> = { maps: { data: maps, shape: [n, h, w] } };
       if (std) arrays.std = { data: std, shape: [n, h, w] };
       if (exactMapsOut) arrays.exact = { data: exactMapsOut, shape: [n, h, w] };
       if (exactRawOut) arrays.exact_raw = { data: exactRawOut, shape: [n, h, w] };
       if (condLabels) arrays.labels = { data: condLabels, shape: [n] };
+      if (probabilities) arrays.probabilities = { data: probabilities, shape: [n, classes.length] };
       const meta = {
+        legend: MAP_LEGEND,
+        classes,
+        explained: condLabels ? 'labels: the class each map is drawn for' : "the explainer's own target",
+        ids: ids ?? null,
         explainer: path.resolve(o.explainer),
         variant: card.variant,
         condition: card.condition,
@@ -215,18 +248,55 @@ export async function runExplain(o: ExplainCliOptions): Promise<ExplainSummary> 
       };
       await writeFileAtomic(out, serializeNpz(arrays, { 'meta.json': JSON.stringify(meta, null, 2) }));
     }
-    return { n, out, png: pngOut, engine: fusedCall ? `${explainer.engine}, classifier and explainer in one fused graph` : explainer.engine, msPerMap, exact, labels: condLabels, labelSource };
+    return { n, out, png: pngOut, engine: fusedCall ? `${explainer.engine}, classifier and explainer in one fused graph` : explainer.engine, msPerMap, exact, labels: condLabels, labelSource, probabilities, classes, ids, explainer: o.explainer };
   } finally {
     explainer.dispose();
     predictor?.dispose();
   }
 }
 
+function classNames(fromCard: unknown, k: number): string[] {
+  const named = Array.isArray(fromCard) && fromCard.length === k ? (fromCard as unknown[]).map(String) : undefined;
+  return named ?? Array.from({ length: k }, (_, i) => `class ${i}`);
+}
+
+/** The .json output: one object per stamp. */
+function explainJson(r: { n: number; h: number; w: number; maps: Float32Array; exact?: Float32Array; probabilities?: Float32Array; classes: string[]; explained?: Int32Array; ids?: string[] }): object {
+  const hw = r.h * r.w;
+  const rows = (a: Float32Array, i: number) => Array.from({ length: r.h }, (_, y) => Array.from(a.subarray(i * hw + y * r.w, i * hw + (y + 1) * r.w), (v) => Math.round(v * 1e6) / 1e6));
+  const k = r.classes.length;
+  return {
+    legend: MAP_LEGEND,
+    classes: r.classes,
+    stamps: Array.from({ length: r.n }, (_, i) => ({
+      id: r.ids?.[i] ?? null,
+      probabilities: r.probabilities ? Object.fromEntries(r.classes.map((c, j) => [c, r.probabilities![i * k + j]])) : null,
+      explained: r.explained ? r.classes[r.explained[i]] : null,
+      map: rows(r.maps, i),
+      ...(r.exact ? { exact: rows(r.exact, i) } : {}),
+    })),
+  };
+}
+
+/** The printout's per-stamp lines (the first 20). */
+export function stampLines(s: ExplainSummary): string[] {
+  const k = s.classes.length;
+  const out: string[] = [];
+  for (let i = 0; i < Math.min(s.n, 20); i++) {
+    const name = s.ids?.[i] ?? `stamp ${i}`;
+    const p = s.probabilities ? s.classes.map((c, j) => `P(${c}) ${s.probabilities![i * k + j].toFixed(3)}`).join('  ') : 'no classifier: no probabilities';
+    const ex = s.labels ? `  map for: ${s.classes[s.labels[i]]}` : '';
+    out.push(`  ${name}: ${p}${ex}`);
+  }
+  if (s.n > 20) out.push(`  ... ${s.n - 20} more in the output file`);
+  return out;
+}
+
 export function registerExplain(program: Command): void {
   program
     .command('explain')
     .description('estimate occlusion maps in one inference with a trained explainer; optionally beside the exact maps')
-    .requiredOption('--explainer <dir>', "explainer directory from 'occmap train-explainer'")
+    .option('--explainer <dir>', "explainer directory from 'occmap train-explainer' (default: the pretrained HiTS 2015 explainer and classifier, models/hits2015)")
     .requiredOption('--input <file>', 'stamps: dataset .npz, .npy (one stamp or a stack) or a greyscale .png')
     .option('--out <file>', 'estimated maps: .npz (maps, std, exact, labels) or .npy (maps) (default: <input>-explained.npz here)')
     .option('--png <file>', 'heatmap PNG for one stamp (default: beside --out when one stamp is explained)')
@@ -242,7 +312,7 @@ export function registerExplain(program: Command): void {
     .action(async (o: ExplainCliOptions) => {
       const s = await runExplain(o);
       const lines = [
-        `explained ${s.n} stamp(s) with ${o.explainer} on ${s.engine}: ${s.msPerMap.toFixed(3)} ms/map` +
+        `explained ${s.n} stamp(s) with ${s.explainer} on ${s.engine}: ${s.msPerMap.toFixed(3)} ms/map` +
           (s.labelSource ? ` (conditioned on ${s.labelSource}${s.n === 1 ? `: class ${s.labels![0]}` : ''})` : ''),
       ];
       if (s.exact) {
@@ -252,6 +322,8 @@ export function registerExplain(program: Command): void {
             `  (MAE ${s.exact.mae.toFixed(4)}  Pearson ${s.exact.pearson.toFixed(4)}  top-10% IoU ${s.exact.iou.toFixed(3)})`,
         );
       }
+      lines.push(...stampLines(s));
+      lines.push(`map legend: ${MAP_LEGEND}`);
       lines.push(`wrote ${s.out}${s.png ? ` and ${s.png}` : ''}`);
       process.stdout.write(lines.join('\n') + '\n');
     });
