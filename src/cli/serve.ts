@@ -2,6 +2,7 @@
  * `occmap serve`: the HTTP API and the viewer page over one classifier and one explainer
  * (and optionally a dataset to browse). A thin shell over startServer in src/serve/app.ts.
  */
+import { pretrained } from '../models/pretrained.js';
 import type { Command } from 'commander';
 import { isLoopback, startServer, DEFAULT_BODY_LIMIT, type ServeOptions } from '../serve/app.js';
 import type { EngineChoice } from '../serve/models.js';
@@ -25,8 +26,8 @@ map), GET /models, GET /healthz, GET /api/stamps?offset=&limit= and GET /api/sta
 A stamp holds the data's channels (all of them) or only the classifier's (e.g. one channel).`;
 
 interface RawServeOptions {
-  classifier: string;
-  explainer: string;
+  classifier?: string;
+  explainer?: string;
   data?: string;
   port: string;
   host: string;
@@ -41,10 +42,15 @@ interface RawServeOptions {
 
 export function parseServeOptions(o: RawServeOptions): ServeOptions & { port: number; host: string } {
   if (!['auto', 'onnx', 'tfjs'].includes(o.engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${o.engine}'`);
+  if ((o.classifier === undefined) !== (o.explainer === undefined)) {
+    throw new UserError('give both --classifier and --explainer, or neither (the pretrained HiTS 2015 models)');
+  }
+  // Neither model given: the shipped ones, and their held-out sample stamps unless --data says otherwise.
+  const shipped = o.classifier === undefined ? pretrained() : undefined;
   return {
-    classifier: o.classifier,
-    explainer: o.explainer,
-    data: o.data,
+    classifier: o.classifier ?? shipped!.classifier,
+    explainer: o.explainer ?? shipped!.explainer,
+    data: o.data ?? shipped?.sample,
     port: int('--port', o.port, 0, 65535),
     host: o.host,
     engine: o.engine as EngineChoice,
@@ -60,8 +66,8 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('HTTP API and web page: stamps, predictions, estimated and exact occlusion maps side by side')
-    .requiredOption('--classifier <path>', 'classifier: a model directory (its model.onnx runs on ONNX Runtime when current), an .onnx or a Keras .h5 file')
-    .requiredOption('--explainer <dir>', "explainer directory from 'occmap train-explainer'")
+    .option('--classifier <path>', 'classifier: a model directory (its model.onnx runs on ONNX Runtime when current), an .onnx or a Keras .h5 file')
+    .option('--explainer <dir>', "explainer directory from 'occmap train-explainer' (with neither model: the pretrained HiTS 2015 models and their sample stamps)")
     .option('--data <file>', 'a dataset .npz whose stamps the page lists (and their stored maps, if any)')
     .option('--port <n>', 'TCP port (0: any free port)', '8080')
     .option('--host <addr>', 'address to listen on (loopback by default; anything else exposes the API)', '127.0.0.1')
