@@ -24,6 +24,8 @@ export interface InstallOptions {
   /** Held-out original stamps per class in the sample. */
   perClass?: number;
   command: string;
+  /** Said in the card under "Notes" (e.g. how this run departed from the command). */
+  notes?: string[];
   log?: (m: string) => void;
 }
 
@@ -80,7 +82,7 @@ function modelCard(o: InstallOptions, ctx: { clf: Record<string, any>; expl: Rec
     '',
     '| file | what |',
     '|---|---|',
-    `| classifier/ | the seed's CNN (docs/seed.md), ${clf.parameters} parameters, input: the ${(clf.channelNames ?? []).join(', ')} channel padded to ${clf.inputShape?.[0]}x${clf.inputShape?.[1]}; tfjs layers + model.onnx |`,
+    `| classifier/ | the seed's CNN (docs/seed.md), ${clf.parameters} parameters, input: the ${(clf.channelNames ?? []).join(', ')} channel, ${clf.inputShape?.[0]}x${clf.inputShape?.[1]} (zero-padded by ${clf.options?.pad ?? 0} inside the model); tfjs layers + model.onnx |`,
     `| explainer/ | ${expl.variant === 'unet' ? 'U-Net' : expl.variant} explainer, ${expl.condition === 'none' ? 'unconditioned' : `${expl.condition} conditioned on the ${expl.conditionOn === 'predicted' ? "classifier's predicted class" : 'label'}`}, loss on ${expl.options?.targetUnits === 'unclipped' ? "the seed's z-scores before the clip (output clipped to [0,1])" : "the seed-normalised maps"}; tfjs + ONNX |`,
     `| sample.npz | ${ctx.sampleRows} held-out stamps (originals, no rotated copies) with their exact maps (maps, maps_raw), labels and ids |`,
     '| heldout-objects.txt | the objects neither model trained on |',
@@ -111,6 +113,7 @@ function modelCard(o: InstallOptions, ctx: { clf: Record<string, any>; expl: Rec
     'Deletion: lower is more faithful; insertion: higher. Spearman, top 10%: rank correlation on the exact map\'s most important',
     "10% of pixels (importance from the maps before the seed's clip).",
     '',
+    ...(o.notes && o.notes.length ? ['## Notes', '', ...o.notes.map((n) => `- ${n}`), ''] : []),
     '## Versions',
     '',
     `occmap ${occmapVersion()}; trained with TensorFlow.js layers on the wasm backend; exported to ONNX by occmap.`,

@@ -94,7 +94,8 @@ async function main(): Promise<void> {
   }
   if (process.argv.includes('--install')) {
     const out = path.join(root, 'models', 'hits2015');
-    await installPretrained({ work, out, command: `npm run pretrain -- ${process.argv.slice(2).join(' ')}`.trim(), log: (m) => process.stderr.write(`pretrain: ${m}\n`) });
+    const notes = process.argv.includes('--note') ? [argValue('--note', '')] : [];
+    await installPretrained({ work, out, notes, command: 'npm run pretrain -- --install', log: (m) => process.stderr.write(`pretrain: ${m}\n`) });
     process.stderr.write(`pretrain: installed into ${out}\n`);
   }
 }

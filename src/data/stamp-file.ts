@@ -55,6 +55,8 @@ export interface Input {
   images: Float32Array;
   shape: [number, number, number, number];
   labels?: Int32Array;
+  /** Stamp ids of a dataset .npz (object ids of HiTS data). */
+  ids?: string[];
   /** The input was one stamp (a PNG, a FITS image, a 2-D or (H,W,C) array). */
   single: boolean;
   /** What the reader assumed (the CLI prints them). */
@@ -64,5 +66,5 @@ export interface Input {
 /** `readStampFile` in the shape explain and the library use. */
 export async function readInput(file: string, o: StampReadOptions = {}): Promise<Input> {
   const st = await readStampFile(file, o);
-  return { images: st.images, shape: st.shape, labels: st.labels, single: st.single, warnings: st.warnings };
+  return { images: st.images, shape: st.shape, labels: st.labels, ids: st.ids, single: st.single, warnings: st.warnings };
 }
