@@ -77,7 +77,7 @@ export function parseOccludeOptions(o: RawOccludeOptions): OccludeJob {
     workers: int('workers', o.workers, 1),
     resume: !!o.resume,
     shardSize: int('shard-size', o.shardSize, 1),
-    engine: oneOf('engine', o.engine, ['auto', 'tfjs', 'onnx'] as const),
+    engine: oneOf('engine', o.engine, ['auto', 'incremental', 'onnx', 'tfjs'] as const),
     threads: o.threads === undefined ? undefined : int('threads', o.threads, 1),
     quiet: o.quiet,
     queue:
@@ -134,7 +134,7 @@ export function registerOcclude(program: Command): void {
     .option('--resume', 'finish an interrupted run from its shards (<out>.shards/)')
     .option('--batch-size <n>', 'images per classifier call', String(DEFAULT_BATCH_SIZE))
     .option('--shard-size <n>', 'maps per shard file written while running', String(DEFAULT_SHARD_SIZE))
-    .option('--engine <auto|tfjs|onnx>', 'inference engine', 'auto')
+    .option('--engine <auto|incremental|onnx|tfjs>', 'incremental: recompute only what each patch changes (sequential conv nets in a tfjs model directory; same maps); onnx / tfjs: one whole inference per position; auto: incremental where it can run, else onnx, else tfjs', 'auto')
     .option('--threads <n>', 'threads per model copy for ONNX Runtime (default: cores / workers)')
     .option('--quiet', 'no progress output')
     .option('--queue <redis://HOST:PORT/N>', "put the shards on a BullMQ queue in this Redis and wait while 'occmap worker' processes compute them")

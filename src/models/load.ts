@@ -35,6 +35,7 @@ import {
 } from './model-dir.js';
 import { TfjsCore, outputKind } from './tfjs-predictor.js';
 import { openOnnxCore, nhwcToNchw, type InputLayout } from './onnx-predictor.js';
+import { noteFallback } from '../occlusion/incremental-load.js';
 import { ModelPredictor, looksLikeProbabilities, probeImages, type ModelCore, type OutputKind } from './predictor-head.js';
 
 /** A classifier as a plain function: n images in (NHWC, or NCHW with layout 'NCHW'), n x K values out. */
@@ -44,8 +45,12 @@ export type PredictFn = (batch: Float32Array, n: number) => Float32Array | Promi
 export type ModelInput = string | Uint8Array | tfl.LayersModel | ort.InferenceSession | PredictFn;
 
 export interface LoadOptions {
-  /** 'auto' (default): ONNX Runtime, tfjs only for a layer without ONNX converter. */
-  engine?: EngineChoice;
+  /**
+   * 'auto' (default): ONNX Runtime, tfjs only for a layer without ONNX converter.
+   * 'incremental' (loadPredictor only): occlusion maps by the incremental engine
+   * (src/occlusion/) where it can run the model, else 'auto' with the reason (incrementalNote).
+   */
+  engine?: EngineChoice | 'incremental';
   /** ONNX Runtime intra-op threads (default: the machine's cores). */
   threads?: number;
   /** tfjs backend when tfjs runs or rebuilds the model (default: initTf's auto choice). */
@@ -100,7 +105,7 @@ function bad(field: string, value: unknown, want: string): UserError {
 
 /** Every option checked before any work: errors name the field and the value. */
 export function checkLoadOptions(o: LoadOptions): void {
-  checkEngineChoice(o.engine);
+  checkEngineChoice(o.engine === 'incremental' ? 'auto' : o.engine);
   if (o.threads !== undefined && !positiveInt(o.threads)) throw bad('threads', o.threads, 'a positive integer');
   if (o.batchSize !== undefined && !positiveInt(o.batchSize)) throw bad('batchSize', o.batchSize, 'a positive integer');
   if (o.layout !== undefined && !['auto', 'NHWC', 'NCHW'].includes(o.layout)) throw bad('layout', o.layout, "'auto', 'NHWC' or 'NCHW'");
@@ -285,6 +290,8 @@ async function probeOutputs(core: ModelCore, source: string): Promise<OutputKind
  */
 export async function loadModel(x: ModelInput, opts: LoadOptions = {}): Promise<ModelPredictor> {
   checkLoadOptions(opts);
+  // whole inferences only: the incremental engine's predictor is loadPredictor's
+  if (opts.engine === 'incremental') opts = { ...opts, engine: 'auto' };
   const note = opts.onNote ?? noteToStderr;
   const m = await loadAny(x, opts, note);
   try {
@@ -299,9 +306,25 @@ export async function loadModel(x: ModelInput, opts: LoadOptions = {}): Promise<
   }
 }
 
-/** A model path as a Predictor (the CLI's, the workers' and the server's entry): loadModel on a path. */
+/**
+ * A model path as a Predictor (the CLI's, the workers' and the server's entry): loadModel on a
+ * path, or with engine 'incremental' the incremental engine where it can run the model.
+ */
 export async function loadPredictor(modelPath: string, opts: LoadOptions = {}): Promise<Predictor> {
+  if (opts.engine === 'incremental') return loadIncrementalEngine(modelPath, opts);
   return loadModel(modelPath, opts);
+}
+
+/** The incremental engine for a tfjs model directory; other kinds: the full engine with the reason. */
+async function loadIncrementalEngine(modelPath: string, opts: LoadOptions): Promise<Predictor> {
+  checkLoadOptions(opts);
+  const full = (): Promise<Predictor> => loadModel(modelPath, { ...opts, engine: 'auto' });
+  const { kind, path: p } = detectKind(modelPath);
+  if (kind === 'onnx') return noteFallback(await full(), 'an .onnx file has no layer list the incremental engine can read (give the tfjs model directory)');
+  if (kind === 'keras') return noteFallback(await full(), 'the incremental engine reads tfjs model directories, not Keras .h5 files');
+  if (opts.pad) return noteFallback(await full(), `pad ${opts.pad}: the incremental engine runs models that take the stamps as they are`);
+  const { loadIncremental } = await import('../occlusion/incremental-load.js');
+  return loadIncremental(p, { ...opts, onNote: opts.onNote ?? noteToStderr }, full);
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { UserError } from '../util/errors.js';
+
 import {
   accumulate,
   channelMeans,
@@ -59,6 +60,13 @@ export interface ExactOptions extends OcclusionParams {
    * once for all workers), so predictor.channels is not applied again.
    */
   modelChannels?: boolean;
+  /**
+   * 'incremental': recompute only what each patch changes (incremental.ts), on a predictor
+   * that offers it (loadPredictor engine 'incremental') or built here from a tfjs predictor's
+   * model; models it cannot run fall back to 'full' with the reason in the result's note.
+   * 'full': one whole inference per position. Default 'auto': incremental when the predictor offers it.
+   */
+  engine?: 'auto' | 'full' | 'incremental';
 }
 
 export interface ExactResult {
@@ -74,8 +82,12 @@ export interface ExactResult {
   targets: Int32Array;
   /** (N, numClasses) probabilities of the unoccluded images. */
   baseProbs: Float32Array;
-  /** Classifier inferences run (images predicted). */
+  /** Classifier inferences run (images predicted), or their equivalent on the incremental engine. */
   inferences: number;
+  /** Which engine computed the maps. */
+  engine?: 'full' | 'incremental';
+  /** Why 'incremental' was asked for and 'full' ran. */
+  note?: string;
 }
 
 export interface ExactProgress {
@@ -128,6 +140,40 @@ interface Chunk {
   /** First flattened item of the group in this chunk, and how many. */
   from: number;
   count: number;
+}
+
+/**
+ * The incremental scorer exactMaps uses for `engine`, if any: the predictor's own, or (engine
+ * 'incremental') one built from a tfjs predictor's model for this call; otherwise why not.
+ */
+/** A predictor that scores every position of a group of maps itself (the incremental engine). */
+export interface OcclusionScorer {
+  /** Probabilities (n, positions + 1, classes) in the layout of one predict call per group. */
+  occlusionProbs(images: Float32Array, n: number, g: Geometry, fills: Float32Array): Promise<Float32Array>;
+}
+
+export function isOcclusionScorer(p: unknown): p is OcclusionScorer {
+  return typeof (p as Partial<OcclusionScorer>)?.occlusionProbs === 'function';
+}
+
+async function scorerFor(
+  predictor: Predictor,
+  engine: NonNullable<ExactOptions['engine']>,
+): Promise<{ scorer?: OcclusionScorer; dispose?: () => void; note?: string }> {
+  if (engine === 'full') return {};
+  if (isOcclusionScorer(predictor)) return { scorer: predictor };
+  if (engine === 'auto') return {};
+  // Loaded on demand: the full engine never loads ONNX Runtime or tfjs through this module.
+  const { incrementalNote } = await import('./incremental-load.js');
+  const { tfl } = await import('../runtime/tfjs.js');
+  const model = (predictor as { model?: unknown }).model;
+  if (!(model instanceof tfl.LayersModel)) {
+    return { note: incrementalNote(predictor) ?? `the ${predictor.engine} predictor has no tfjs layer model for the incremental engine` };
+  }
+  const { incrementalPredictorFor } = await import('./incremental-predictor.js');
+  const r = incrementalPredictorFor(model, { hash: predictor.hash, channels: predictor.channels });
+  if ('unsupported' in r) return { note: r.unsupported };
+  return { scorer: r.predictor, dispose: () => r.predictor.dispose() };
 }
 
 /**
@@ -229,6 +275,23 @@ export async function exactMaps(
     onProgress?.({ stamps: done, inferences });
   };
 
+  const inc = await scorerFor(predictor, opts.engine ?? 'auto');
+  if (inc.scorer) {
+    const scorer = inc.scorer;
+    try {
+      for (let gi = 0; gi < nGroups; gi++) {
+        const i0 = gi * group;
+        const i1 = Math.min(n, i0 + group);
+        groupProbs.set(await scorer.occlusionProbs(x.subarray(i0 * px, i1 * px), i1 - i0, g, fills.subarray(i0 * c, i1 * c)));
+        inferences += (i1 - i0) * perMap;
+        finishGroup(gi);
+      }
+    } finally {
+      inc.dispose?.();
+    }
+    return { maps, raw, targets, baseProbs, inferences, engine: 'incremental' };
+  }
+
   const cap = Math.min(batchSize, group * perMap);
   const buffers = [new Float32Array(cap * px), new Float32Array(cap * px)];
   let pending: { chunk: Chunk; result: Promise<Float32Array> } | null = null;
@@ -255,5 +318,5 @@ export async function exactMaps(
     pending = { chunk: ch, result: predictor.predict(batch, ch.count) };
   }
   await collect();
-  return { maps, raw, targets, baseProbs, inferences };
+  return { maps, raw, targets, baseProbs, inferences, engine: 'full', ...(inc.note ? { note: inc.note } : {}) };
 }

@@ -16,10 +16,11 @@ import { assertWritable } from '../util/atomic.js';
 import { refuseOutputOverInput } from '../util/paths.js';
 import { fileError, OptionError } from '../util/errors.js';
 import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
-import { DEFAULT_BATCH_SIZE, SEED_PARAMS, geometryOf, inferencesPerMap, inputMismatch, mapsPerGroup, type OcclusionParams } from './exact.js';
+import { DEFAULT_BATCH_SIZE, SEED_PARAMS, geometryOf, inferencesPerMap, inputMismatch, isOcclusionScorer, mapsPerGroup, type OcclusionParams } from './exact.js';
 import { geometryProblem } from './geometry.js';
 import { ShardStore, shardDirFor } from './shards.js';
 import { runOcclusionJob, type JobResult, type PredictorSource } from './workers.js';
+import { incrementalNote, noteFallback } from './incremental-load.js';
 import { DEFAULT_ATTEMPTS, DEFAULT_QUEUE_NAME, jobDataHash, probeRedis, redactUrl, runQueueCoordinator } from './queue.js';
 
 export const DEFAULT_SHARD_SIZE = 256;
@@ -188,7 +189,7 @@ async function viaQueue(r: Run): Promise<{ computed: number; seconds: number }> 
     numClasses: r.predictor.numClasses,
     data: r.o.data as string,
     model: r.job.model,
-    engine: r.job.engine,
+    engine: r.load.engine!,
     modelPad: r.modelPad,
     opts: { ...r.job.params, batchSize: r.job.batchSize },
     attempts: q.attempts,
@@ -299,6 +300,18 @@ async function openStore(job: Job, ds: Dataset, predictor: Predictor, o: Occlude
 }
 
 /**
+ * The predictor for `load`; the incremental engine only for a model that takes h x w stamps as
+ * they are (one taking padded stamps runs on the full engine, fed them padded, with a note).
+ */
+async function loadFitting(model: string, load: LoadOptions, h: number, w: number): Promise<Predictor> {
+  const p = await loadPredictor(model, load);
+  if (!isOcclusionScorer(p) || inputMargin(p, h, w) === 0) return p;
+  p.dispose();
+  load.engine = 'auto';
+  return noteFallback(await loadPredictor(model, load), `it takes ${p.inputShape[0]}x${p.inputShape[1]} images for ${h}x${w} stamps: the incremental engine runs models that take the stamps as they are`);
+}
+
+/**
  * Exact occlusion maps of `data` by `model`: read, check, compute (resuming shards, on worker
  * threads or queue workers), and write `out` when given.
  */
@@ -319,10 +332,11 @@ export async function occludeDataset(o: OccludeDatasetOptions): Promise<OccludeD
   for (const w of notes) o.log?.(`${job.dataName}: ${w}`, 'warning');
   const [total, h, w] = ds.shape;
   const n = Math.min(total, job.limit ?? total);
-  const load: LoadOptions = { engine: job.engine, threads: job.threads };
+  // auto: the incremental engine wherever it can run the model (it falls back with a note).
+  const load: LoadOptions = { engine: job.engine === 'auto' ? 'incremental' : job.engine, threads: job.threads };
   // A model whose input is the stamp padded by `pad` (the seed's Keras classifier: 27x27 for
   // 21x21 stamps, pad 3) is fed the padded stamps; its maps equal an internally padding model's.
-  const fitted = fitToStamps(await loadPredictor(job.model, load), h, w, job.params.pad);
+  const fitted = fitToStamps(await loadFitting(job.model, load, h, w), h, w, job.params.pad);
   const predictor = fitted.predictor;
   if (fitted.padded) {
     load.pad = fitted.padded;
@@ -330,6 +344,8 @@ export async function occludeDataset(o: OccludeDatasetOptions): Promise<OccludeD
   }
   const scratch = o.out ? undefined : mkdtempSync(path.join(tmpdir(), 'occmap-occlude-'));
   try {
+    const note = incrementalNote(predictor);
+    if (note) o.log?.(`full engine: the incremental engine cannot run ${job.model}: ${note}`, 'info');
     checkJob(job, ds, predictor, n);
     const { store, engine } = await openStore(job, ds, predictor, o, o.out ? shardDirFor(o.out) : path.join(scratch!, 'shards'));
     const r: Run = { job, ds, n, predictor, store, engine, perMap: inferencesPerMap(job.params, h, w), load, modelPad: fitted.padded, o };

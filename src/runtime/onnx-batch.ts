@@ -63,6 +63,10 @@ export async function runBatchedWith(
     const t = result[outName];
     if (t.type !== 'float32') throw new UserError(`ONNX model output ${outName} is ${t.type}, expected float32`);
     const data = t.data as Float32Array;
+    if (start === 0 && m === n && rows === m) {
+      // The whole batch in one call: the output tensor's own array, without a copy.
+      return { data, shape: t.dims.slice(1) as number[] };
+    }
     if (!out) {
       itemShape = t.dims.slice(1) as number[];
       itemSize = data.length / rows;

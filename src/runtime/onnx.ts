@@ -173,3 +173,16 @@ export async function runOnnxBatchedOutputs(
   }
   return out;
 }
+
+/** One session.run on a whole batch, every output (float32) by name. */
+export async function runOnnxOutputs(session: ort.InferenceSession, feeds: OnnxFeed[], n: number): Promise<Record<string, Float32Array>> {
+  const input: Record<string, ort.Tensor> = {};
+  for (const f of feeds) input[f.name] = new (ortLoaded().Tensor)('float32', f.data, [n, ...f.shape]);
+  const result = await session.run(input);
+  const out: Record<string, Float32Array> = {};
+  for (const [name, t] of Object.entries(result)) {
+    if (t.type !== 'float32') throw new UserError(`ONNX model output ${name} is ${t.type}, expected float32`);
+    out[name] = t.data as Float32Array;
+  }
+  return out;
+}

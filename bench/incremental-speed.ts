@@ -1,0 +1,198 @@
+/**
+ * Exact occlusion maps of the seed classifier (21x21x1, padded to 27x27 inside, seed
+ * occlusion: 3x3 patch, stride 1, pad 3 = 625 positions) on the full engine (ONNX Runtime, one
+ * inference per position) and on the incremental engine, side by side in one run: maps/s of
+ * each and their ratio, FLOPs per map of each (the incremental one counted from the windows it
+ * computes), achieved GFLOP/s, where the incremental engine's time goes (per stage: ONNX
+ * Runtime, gathering; unoccluded pass; scatter) and, with `sweep`, maps/s for every stage the
+ * switch to full computation could start at (Krypton's rule, measured).
+ *
+ *   node dist/bench/incremental-speed.js [--seconds S] [--threads T] [--stamps N] [--sweep] [--json FILE]
+ *
+ * Weights are random (seeded): speed does not depend on them. The two engines alternate in
+ * rounds so a change of machine load hits both alike.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { initTf } from '../src/runtime/tfjs.js';
+import { buildClassifier } from '../src/models/classifier.js';
+import { modelFlops } from '../src/models/flops.js';
+import { modelToOnnx } from '../src/models/to-onnx.js';
+import { loadOnnxPredictor } from '../src/runtime/onnx.js';
+import { exactMaps, geometryOf, inferencesPerMap, SEED_PARAMS, type OcclusionParams } from '../src/occlusion/exact.js';
+import { IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
+import { netFromModel } from '../src/occlusion/net-from-tfjs.js';
+import { DEFAULT_FULL_THRESHOLD, type StageProfile } from '../src/occlusion/incremental.js';
+import type { Predictor } from '../src/models/predictor.js';
+import { writeFileAtomic } from '../src/util/atomic.js';
+import { Rng } from '../src/util/rng.js';
+
+export interface IncrementalBenchOptions {
+  /** Seconds of timed maps per engine (split over rounds). */
+  seconds?: number;
+  threads?: number;
+  /** Maps per timed call (a multiple of maps per batch group is fairest). */
+  stamps?: number;
+  /** Also time every switch point to full computation. */
+  sweep?: boolean;
+  activation?: 'relu' | 'linear';
+  params?: OcclusionParams;
+  log?: (line: string) => void;
+}
+
+export interface EngineFigures {
+  mapsPerSec: number;
+  flopsPerMap: number;
+  gflops: number;
+}
+
+export interface IncrementalBenchResult {
+  machine: { cpus: number; model: string; loadavg: number[] };
+  threads: number;
+  stamps: number;
+  full: EngineFigures & { engine: string };
+  incremental: EngineFigures & { engine: string; fullFrom: string; threshold: number };
+  ratio: number;
+  flopRatio: number;
+  maxAbsDiff: number;
+  /** Share of the incremental engine's wall time, and milliseconds per map. */
+  profile: { part: string; msPerMap: number; share: number; gflops?: number }[];
+  sweep?: { fullFrom: string; threshold: number; coverage: number; mapsPerSec: number; flopsPerMap: number }[];
+}
+
+async function timeMaps(p: Predictor, images: Float32Array, n: number, params: OcclusionParams, ms: number): Promise<{ maps: number; secs: number }> {
+  let maps = 0;
+  const t0 = performance.now();
+  do {
+    await exactMaps(p, images, [n, 21, 21, 1], params);
+    maps += n;
+  } while (performance.now() - t0 < ms);
+  return { maps, secs: (performance.now() - t0) / 1000 };
+}
+
+function profileOf(stages: StageProfile[], base: number, scatter: number, maps: number, totalMs: number): IncrementalBenchResult['profile'] {
+  const rows: IncrementalBenchResult['profile'] = [];
+  const add = (part: string, ms: number, flops?: number): void => {
+    rows.push({ part, msPerMap: ms / maps, share: ms / totalMs, ...(flops ? { gflops: flops / (ms / 1000) / 1e9 } : {}) });
+  };
+  add('unoccluded pass (ORT)', base);
+  for (const s of stages) {
+    add(`${s.name} ${s.mode} (ORT)`, s.runMs, s.flops);
+    add(`${s.name} gather (JS)`, s.gatherMs);
+  }
+  add('scatter (JS)', scatter);
+  const known = rows.reduce((a, r) => a + r.msPerMap * maps, 0);
+  add('rest (maps, scores, calls)', Math.max(0, totalMs - known));
+  return rows;
+}
+
+export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Promise<IncrementalBenchResult> {
+  const seconds = o.seconds ?? 6;
+  const threads = o.threads ?? 2;
+  const params = o.params ?? SEED_PARAMS;
+  const log = o.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  await initTf('cpu');
+  const clf = buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 1, activation: o.activation });
+  const g = geometryOf(params, 21, 21);
+  const perMap = inferencesPerMap(params, 21, 21);
+  const stamps = o.stamps ?? 6;
+  const rng = new Rng(1);
+  const images = Float32Array.from({ length: stamps * 441 }, () => rng.next());
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'occmap-incr-bench-'));
+  const read = netFromModel(clf);
+  if ('unsupported' in read) throw new Error(`seed classifier: ${read.unsupported}`);
+  const net = read.net;
+  try {
+    writeFileSync(path.join(dir, 'c.onnx'), modelToOnnx(clf).bytes);
+    const full = await loadOnnxPredictor(path.join(dir, 'c.onnx'), { threads, outputs: 'probs', layout: 'NHWC', batchSize: 4096 });
+    const inc = new IncrementalPredictor(net, { hash: 'bench', threads });
+    // warm-up (sessions, JIT) and the equality check
+    const a = await exactMaps(full, images, [stamps, 21, 21, 1], params);
+    const b = await exactMaps(inc, images, [stamps, 21, 21, 1], params);
+    let maxAbsDiff = 0;
+    for (let i = 0; i < a.maps.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(a.maps[i] - b.maps[i]));
+
+    const rounds = 3;
+    const tf = { maps: 0, secs: 0 };
+    const ti = { maps: 0, secs: 0 };
+    inc.engineCore.resetStats();
+    for (let r = 0; r < rounds; r++) {
+      const x = await timeMaps(full, images, stamps, params, (seconds * 1000) / rounds);
+      tf.maps += x.maps;
+      tf.secs += x.secs;
+      const y = await timeMaps(inc, images, stamps, params, (seconds * 1000) / rounds);
+      ti.maps += y.maps;
+      ti.secs += y.secs;
+    }
+    const st = inc.stats;
+    const fullFlops = perMap * modelFlops(clf);
+    const incFlops = inc.flopsPerMap(g);
+    const layout = inc.engineCore.layout(g);
+    const fullFrom = layout.plan.fullFrom < net.stages.length ? net.stages[layout.plan.fullFrom].name : 'tail';
+    const fr: EngineFigures & { engine: string } = { engine: full.engine, mapsPerSec: tf.maps / tf.secs, flopsPerMap: fullFlops, gflops: (tf.maps / tf.secs) * fullFlops / 1e9 };
+    const ir = { engine: inc.engine, mapsPerSec: ti.maps / ti.secs, flopsPerMap: incFlops, gflops: (ti.maps / ti.secs) * incFlops / 1e9, fullFrom, threshold: DEFAULT_FULL_THRESHOLD };
+    const result: IncrementalBenchResult = {
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?', loadavg: os.loadavg() },
+      threads,
+      stamps,
+      full: fr,
+      incremental: ir,
+      ratio: ir.mapsPerSec / fr.mapsPerSec,
+      flopRatio: fullFlops / incFlops,
+      maxAbsDiff,
+      profile: profileOf(st.stages, st.baseMs, st.scatterMs, st.maps, ti.secs * 1000),
+    };
+    const mf = (f: number): string => `${(f / 1e6).toFixed(0)} MFLOP`;
+    log(`exact maps, seed classifier ${o.activation ?? 'relu'}, ${perMap - 1} positions, ${threads} thread(s), ${stamps} maps per call`);
+    log(`  full engine        ${fr.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(fr.flopsPerMap).padStart(11)}/map  ${fr.gflops.toFixed(1)} GFLOP/s  (${fr.engine})`);
+    log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full)`);
+    log(`  incremental / full: ${result.ratio.toFixed(2)}x maps/s (FLOP ratio ${result.flopRatio.toFixed(2)}x); max |map difference| ${maxAbsDiff.toExponential(1)}`);
+    log('  where the incremental engine\'s time goes (ms per map, share):');
+    for (const p of result.profile) log(`    ${p.part.padEnd(34)} ${p.msPerMap.toFixed(2).padStart(7)} ms  ${(100 * p.share).toFixed(1).padStart(5)}%${p.gflops ? `  ${p.gflops.toFixed(0)} GFLOP/s` : ''}`);
+    inc.dispose();
+
+    if (o.sweep) {
+      result.sweep = [];
+      log('  switch to full computation at each stage (Krypton\'s rule; window share of the output at that stage):');
+      const coverage = layout.plan.coverage;
+      for (let s = 0; s <= net.stages.length; s++) {
+        // a threshold just at stage s's coverage (or above every share: windows to the end)
+        const threshold = s < net.stages.length ? coverage[s] : 2;
+        if (s < net.stages.length && coverage.slice(0, s).some((c) => c >= threshold)) continue;
+        const p = new IncrementalPredictor(net, { hash: 'bench', threads, fullThreshold: threshold });
+        await exactMaps(p, images, [stamps, 21, 21, 1], params);
+        const t = await timeMaps(p, images, stamps, params, (seconds * 1000) / 2);
+        const name = s < net.stages.length ? net.stages[s].name : 'tail';
+        const row = { fullFrom: name, threshold, coverage: s < net.stages.length ? coverage[s] : 1, mapsPerSec: t.maps / t.secs, flopsPerMap: p.flopsPerMap(g) };
+        result.sweep.push(row);
+        log(`    full from ${name.padEnd(6)} (share ${row.coverage.toFixed(2)})  ${row.mapsPerSec.toFixed(2).padStart(7)} maps/s  ${mf(row.flopsPerMap).padStart(11)}/map`);
+        p.dispose();
+      }
+    }
+    log(`  machine: ${result.machine.cpus} cpus (${result.machine.model}), load average ${result.machine.loadavg.map((x) => x.toFixed(2)).join(' ')}`);
+    full.dispose();
+    return result;
+  } finally {
+    clf.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const args = process.argv.slice(2);
+  const arg = (name: string): string | undefined => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const r = await runIncrementalBench({
+    seconds: Number(arg('--seconds') ?? 6),
+    threads: Number(arg('--threads') ?? 2),
+    stamps: Number(arg('--stamps') ?? 6),
+    sweep: args.includes('--sweep'),
+    activation: arg('--activation') === 'linear' ? 'linear' : 'relu',
+  });
+  const json = arg('--json');
+  if (json) await writeFileAtomic(json, JSON.stringify(r, null, 2));
+}

@@ -1,0 +1,115 @@
+/**
+ * Building the batched inputs of the incremental engine, pure: for each item (one patch
+ * position of one map), the block of a stage's padded input it needs, taken from the
+ * unoccluded activations of its map with the item's own changed values written over them.
+ * Activations are NHWC, so one block row of w cells is one contiguous run of w * c floats
+ * and a block costs one typed-array copy per row.
+ */
+import { overlap, type Interval } from './windows.js';
+
+/** A stage's stored inputs: `maps` padded NHWC activations of size h x w x c, back to back. */
+export interface Plane {
+  data: Float32Array;
+  h: number;
+  w: number;
+  c: number;
+}
+
+/** Where each item's block sits in its map's padded input (block size is fixed per call). */
+export interface Blocks {
+  /** Map of each item (index into the plane). */
+  map: Int32Array;
+  y0: Int32Array;
+  x0: Int32Array;
+  bh: number;
+  bw: number;
+}
+
+/** Each item's overlay: a window of oh x ow x c values at (y0, x0) of the padded input. */
+export interface Overlay {
+  data: Float32Array;
+  y0: Int32Array;
+  x0: Int32Array;
+  oh: number;
+  ow: number;
+}
+
+/** Copy `rows` rows of `run` floats from src (row stride sStride) to dst (row stride dStride). */
+function copyRows(dst: Float32Array, d: number, dStride: number, src: Float32Array, s: number, sStride: number, rows: number, run: number): void {
+  if (run <= 0) return;
+  for (let r = 0; r < rows; r++) dst.set(src.subarray(s + r * sStride, s + r * sStride + run), d + r * dStride);
+}
+
+/**
+ * dst (items x bh x bw x c) = for every item, its block of the plane with the overlay written
+ * over the part they share. Rows the overlay covers across the whole block width are not
+ * copied from the plane first.
+ */
+export function gatherBlocks(dst: Float32Array, plane: Plane, b: Blocks, ov: Overlay, from = 0, count = b.map.length): Float32Array {
+  const { c } = plane;
+  const mapSize = plane.h * plane.w * c;
+  const rowIn = plane.w * c;
+  const bRow = b.bw * c;
+  const blockSize = b.bh * bRow;
+  const ovSize = ov.oh * ov.ow * c;
+  for (let t = 0; t < count; t++) {
+    const i = from + t;
+    const by = b.y0[i];
+    const bx = b.x0[i];
+    const d = t * blockSize;
+    const ys = overlap({ lo: by, hi: by + b.bh }, { lo: ov.y0[i], hi: ov.y0[i] + ov.oh });
+    const xs = overlap({ lo: bx, hi: bx + b.bw }, { lo: ov.x0[i], hi: ov.x0[i] + ov.ow });
+    const base = b.map[i] * mapSize + by * rowIn + bx * c;
+    const full = xs.lo === bx && xs.hi === bx + b.bw && ys.hi > ys.lo;
+    if (full) {
+      copyRows(dst, d, bRow, plane.data, base, rowIn, ys.lo - by, bRow);
+      const after = by + b.bh - ys.hi;
+      copyRows(dst, d + (ys.hi - by) * bRow, bRow, plane.data, base + (ys.hi - by) * rowIn, rowIn, after, bRow);
+    } else {
+      copyRows(dst, d, bRow, plane.data, base, rowIn, b.bh, bRow);
+    }
+    if (ys.hi > ys.lo && xs.hi > xs.lo) {
+      const s = i * ovSize + ((ys.lo - ov.y0[i]) * ov.ow + (xs.lo - ov.x0[i])) * c;
+      copyRows(dst, d + ((ys.lo - by) * b.bw + (xs.lo - bx)) * c, bRow, ov.data, s, ov.ow * c, ys.hi - ys.lo, (xs.hi - xs.lo) * c);
+    }
+  }
+  return dst.subarray(0, count * blockSize);
+}
+
+/**
+ * The first stage's blocks: the padded image of each item's map with the item's patch
+ * rectangle (padded-input coordinates, any size, possibly partly outside the block) set to the
+ * map's fill values (one per channel).
+ */
+export function gatherPatched(
+  dst: Float32Array,
+  plane: Plane,
+  b: Blocks,
+  patch: { y: Interval[]; x: Interval[] },
+  fills: Float32Array,
+  from = 0,
+  count = b.map.length,
+): Float32Array {
+  const { c } = plane;
+  const mapSize = plane.h * plane.w * c;
+  const rowIn = plane.w * c;
+  const bRow = b.bw * c;
+  const blockSize = b.bh * bRow;
+  for (let t = 0; t < count; t++) {
+    const i = from + t;
+    const m = b.map[i];
+    const by = b.y0[i];
+    const bx = b.x0[i];
+    const d = t * blockSize;
+    copyRows(dst, d, bRow, plane.data, m * mapSize + by * rowIn + bx * c, rowIn, b.bh, bRow);
+    const ys = overlap({ lo: by, hi: by + b.bh }, patch.y[i]);
+    const xs = overlap({ lo: bx, hi: bx + b.bw }, patch.x[i]);
+    for (let y = ys.lo; y < ys.hi; y++) {
+      for (let x = xs.lo; x < xs.hi; x++) {
+        const o = d + ((y - by) * b.bw + (x - bx)) * c;
+        for (let k = 0; k < c; k++) dst[o + k] = fills[m * c + k];
+      }
+    }
+  }
+  return dst.subarray(0, count * blockSize);
+}

@@ -1,0 +1,94 @@
+/**
+ * The incremental engine as a Predictor: predict() runs whole images (the unoccluded pass's
+ * graph), and occlusionProbs() gives exactMaps every position's probabilities of a group of
+ * maps incrementally. Built from a tfjs LayersModel; a model the engine cannot run is left to
+ * the full engine, with the one-line reason.
+ */
+import type { tfl } from '../runtime/tfjs.js';
+import type { Predictor } from '../models/predictor.js';
+import { defaultThreads, softmaxRows } from '../runtime/onnx.js';
+import type { Geometry } from './geometry.js';
+import type { OcclusionScorer } from './exact.js';
+import { IncrementalEngine, type IncrementalOptions, type IncrementalStats } from './incremental.js';
+import { OrtNetExecutor } from './incremental-ort.js';
+import { netFromModel } from './net-from-tfjs.js';
+import type { Net } from './net.js';
+
+/** Engine name recorded in shard identities and outputs (thread count stripped there). */
+export const INCREMENTAL_ENGINE = 'onnxruntime-incremental';
+
+export interface IncrementalPredictorOptions extends IncrementalOptions {
+  /** ONNX Runtime intra-op threads; default: the machine's cores. */
+  threads?: number;
+  /** Images per predict() call. */
+  batchSize?: number;
+  hash: string;
+  channels?: number[];
+  /** The model outputs logits: probabilities by a softmax (card.json 'outputs'). */
+  logits?: boolean;
+}
+
+export class IncrementalPredictor implements Predictor, OcclusionScorer {
+  readonly inputShape: [number, number, number];
+  readonly numClasses: number;
+  readonly engine: string;
+  readonly hash: string;
+  readonly channels?: number[];
+  readonly engineCore: IncrementalEngine;
+  private readonly exec: OrtNetExecutor;
+
+  constructor(
+    readonly net: Net,
+    private readonly opts: IncrementalPredictorOptions,
+  ) {
+    const threads = opts.threads ?? defaultThreads();
+    this.exec = new OrtNetExecutor(net, threads);
+    this.engineCore = new IncrementalEngine(net, this.exec, opts);
+    this.inputShape = net.input;
+    this.numClasses = net.numClasses;
+    this.hash = opts.hash;
+    this.channels = opts.channels;
+    this.engine = `${INCREMENTAL_ENGINE} (${threads} thread${threads === 1 ? '' : 's'})`;
+  }
+
+  private finish(raw: Float32Array, n: number): Float32Array {
+    return this.opts.logits ? softmaxRows(raw, n, this.numClasses) : raw;
+  }
+
+  async predict(images: Float32Array, n: number): Promise<Float32Array> {
+    const [h, w, c] = this.inputShape;
+    if (images.length !== n * h * w * c) throw new RangeError(`predict: ${images.length} values for ${n} images of ${h}x${w}x${c}`);
+    return this.finish(await this.exec.probs(images, n, this.opts.batchSize ?? 1024), n);
+  }
+
+  async occlusionProbs(images: Float32Array, n: number, g: Geometry, fills: Float32Array): Promise<Float32Array> {
+    const raw = await this.engineCore.occlusionProbs(images, n, g, fills);
+    return this.finish(raw, raw.length / this.numClasses);
+  }
+
+  /** FLOPs per map for geometry g, counted from the windows the plan computes. */
+  flopsPerMap(g: Geometry): number {
+    return this.engineCore.flopsPerMap(g);
+  }
+
+  get stats(): IncrementalStats {
+    return this.engineCore.stats;
+  }
+
+  dispose(): void {
+    this.exec.dispose();
+  }
+}
+
+/**
+ * An IncrementalPredictor for a tfjs model (its weights are copied: the model may be disposed
+ * afterwards), or why the engine cannot run it.
+ */
+export function incrementalPredictorFor(
+  model: tfl.LayersModel,
+  opts: IncrementalPredictorOptions,
+): { predictor: IncrementalPredictor } | { unsupported: string } {
+  const r = netFromModel(model);
+  if ('unsupported' in r) return r;
+  return { predictor: new IncrementalPredictor(r.net, opts) };
+}

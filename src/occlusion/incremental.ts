@@ -1,0 +1,243 @@
+/**
+ * The incremental exact occlusion engine (Krypton): run each unoccluded image once keeping
+ * every stage's (padded) input, then for every patch position recompute only the window of
+ * each stage's output that the patch changes, batched over all positions of a group of maps,
+ * stage by stage; from the stage where windows stop paying (planWindows), finish in full.
+ *
+ * The arithmetic runs on a NetExecutor (ONNX Runtime sessions in production, see
+ * incremental-ort.ts); this module only plans, gathers and scatters, and counts what it did.
+ */
+import type { Geometry } from './geometry.js';
+import { gatherBlocks, gatherPatched, type Blocks, type Overlay, type Plane } from './gather.js';
+import { flopsPerCell, netFlops, netShapes, tailFlops, type Net } from './net.js';
+import { inputSpan, planWindows, type Interval, type WindowPlan } from './windows.js';
+
+/** Runs the pieces of a Net on batches (NHWC in, NHWC out). */
+export interface NetExecutor {
+  /** n unoccluded images: each stage's padded input, the tail's padded input, the model outputs. */
+  base(x: Float32Array, n: number): Promise<{ inputs: Float32Array[]; tail: Float32Array; probs: Float32Array }>;
+  /** Stage `stage` on n pre-padded blocks of bh x bw. */
+  window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number): Promise<Float32Array>;
+  /** Stages from `from` on, in full, then the tail, on n whole padded inputs of stage `from` (or the tail). */
+  tail(from: number, x: Float32Array, n: number): Promise<Float32Array>;
+  dispose(): void;
+}
+
+/**
+ * Share of a stage's output at which its window is computed in full instead (Krypton's rule,
+ * planWindows). Measured with `node dist/bench/incremental-threshold.js` (ONNX Runtime, 2
+ * threads, 64->64 3x3 convolution on a 13x13 output, the seed classifier's conv4/conv5): a
+ * window plus its gathering costs as much as the full layer plus its gathering at about this
+ * share; see that benchmark's output in the issue 13 report.
+ */
+export const DEFAULT_FULL_THRESHOLD = 0.9;
+
+/** Items (patch positions of maps) per executor call: large enough to amortise a call. */
+export const DEFAULT_CHUNK = 512;
+
+export interface IncrementalOptions {
+  fullThreshold?: number;
+  chunk?: number;
+}
+
+export interface StageProfile {
+  name: string;
+  /** 'window hxw' or 'full'. */
+  mode: string;
+  /** Window share of the output. */
+  coverage: number;
+  runMs: number;
+  gatherMs: number;
+  flops: number;
+}
+
+/** What the engine did since it was created (or since resetStats). */
+export interface IncrementalStats {
+  maps: number;
+  /** Items recomputed (positions whose change reaches the output). */
+  items: number;
+  baseMs: number;
+  scatterMs: number;
+  /** FLOPs actually computed: unoccluded passes, windows and full stages. */
+  flops: number;
+  stages: StageProfile[];
+}
+
+/** The per-geometry arrays the gathering needs, computed once. */
+interface Layout {
+  plan: WindowPlan;
+  /** Per windowed stage: block size and each active position's block origin. */
+  blocks: { bh: number; bw: number; y0: Int32Array; x0: Int32Array }[];
+  /** Patch rectangle of each active position in stage 0's padded input (or the tail's). */
+  patchY: Interval[];
+  patchX: Interval[];
+  /** FLOPs per item of the windows and of the full part. */
+  windowFlops: number[];
+  fullFlops: number;
+}
+
+export class IncrementalEngine {
+  readonly shapes: ReturnType<typeof netShapes>;
+  private readonly layouts = new Map<string, Layout>();
+  private readonly threshold: number;
+  private readonly chunk: number;
+  stats: IncrementalStats;
+
+  constructor(
+    readonly net: Net,
+    readonly exec: NetExecutor,
+    opts: IncrementalOptions = {},
+  ) {
+    this.shapes = netShapes(net);
+    this.threshold = opts.fullThreshold ?? DEFAULT_FULL_THRESHOLD;
+    this.chunk = Math.max(1, opts.chunk ?? DEFAULT_CHUNK);
+    this.stats = this.emptyStats();
+  }
+
+  private emptyStats(): IncrementalStats {
+    return { maps: 0, items: 0, baseMs: 0, scatterMs: 0, flops: 0, stages: [] };
+  }
+
+  resetStats(): void {
+    this.stats = this.emptyStats();
+  }
+
+  /** The window plan for a geometry (positions, windows, where full computation starts). */
+  layout(g: Geometry): Layout {
+    const key = `${g.h}x${g.w}|${g.ph}x${g.pw}|${g.stride}|${g.pad}`;
+    let l = this.layouts.get(key);
+    if (!l) {
+      l = this.makeLayout(g);
+      this.layouts.set(key, l);
+    }
+    return l;
+  }
+
+  private makeLayout(g: Geometry): Layout {
+    const [h, w] = this.net.input;
+    if (g.h !== h || g.w !== w) throw new RangeError(`geometry ${g.h}x${g.w} on a ${h}x${w} model`);
+    const st = this.shapes.stages;
+    const plan = planWindows(g, st, this.threshold);
+    const blocks = plan.windows.map((win, i) => {
+      const ys = inputSpan(st[i].y, 0, win.h);
+      const xs = inputSpan(st[i].x, 0, win.w);
+      return { bh: ys.hi - ys.lo, bw: xs.hi - xs.lo, y0: win.oy.map((o) => o * st[i].y.stride), x0: win.ox.map((o) => o * st[i].x.stride) };
+    });
+    const [offY, offX] = st.length > 0 ? [st[0].y.offset, st[0].x.offset] : [this.shapes.tailInput.offY, this.shapes.tailInput.offX];
+    const patchY = plan.patch.map((r) => ({ lo: r.y.lo + offY, hi: r.y.hi + offY }));
+    const patchX = plan.patch.map((r) => ({ lo: r.x.lo + offX, hi: r.x.hi + offX }));
+    const windowFlops = plan.windows.map((win, i) => flopsPerCell(this.net.stages[i]) * win.h * win.w);
+    let fullFlops = tailFlops(this.net);
+    for (let i = plan.fullFrom; i < st.length; i++) fullFlops += flopsPerCell(this.net.stages[i]) * st[i].outShape[0] * st[i].outShape[1];
+    return { plan, blocks, patchY, patchX, windowFlops, fullFlops };
+  }
+
+  /** FLOPs one map costs on this engine for geometry g (counted from the windows computed). */
+  flopsPerMap(g: Geometry): number {
+    const l = this.layout(g);
+    const perItem = l.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops;
+    return netFlops(this.net) + l.plan.active.length * perItem;
+  }
+
+  private profile(l: Layout): StageProfile[] {
+    if (this.stats.stages.length === 0 || this.stats.stages.length !== l.plan.fullFrom + 1) {
+      this.stats.stages = l.plan.windows.map((win, i) => ({
+        name: this.net.stages[i].name,
+        mode: `window ${win.h}x${win.w}`,
+        coverage: l.plan.coverage[i],
+        runMs: 0,
+        gatherMs: 0,
+        flops: 0,
+      }));
+      const from = l.plan.fullFrom;
+      const names = this.net.stages.slice(from).map((s) => s.name);
+      this.stats.stages.push({ name: [...names, 'tail'].join('+'), mode: 'full', coverage: 1, runMs: 0, gatherMs: 0, flops: 0 });
+    }
+    return this.stats.stages;
+  }
+
+  /**
+   * Probabilities for n maps in exactMaps' group layout: (n, positions + 1, classes), item 0
+   * of each map the unoccluded image, item j the patch at position j - 1. `x` holds n model
+   * input images (NHWC), `fills` n x C fill values.
+   */
+  async occlusionProbs(x: Float32Array, n: number, g: Geometry, fills: Float32Array): Promise<Float32Array> {
+    const l = this.layout(g);
+    const k = this.net.numClasses;
+    const perMap = l.plan.positions + 1;
+    let t0 = performance.now();
+    const base = await this.exec.base(x, n);
+    this.stats.baseMs += performance.now() - t0;
+    t0 = performance.now();
+    const out = new Float32Array(n * perMap * k);
+    // Positions whose change never reaches the output score as the unoccluded image.
+    for (let i = 0; i < n; i++) {
+      const b = base.probs.subarray(i * k, (i + 1) * k);
+      for (let j = 0; j < perMap; j++) out.set(b, (i * perMap + j) * k);
+    }
+    this.stats.scatterMs += performance.now() - t0;
+    const planes: Plane[] = this.shapes.stages.map((s, i) => ({ data: base.inputs[i], h: s.inShape[0], w: s.inShape[1], c: s.inShape[2] }));
+    const ti = this.shapes.tailInput;
+    planes.push({ data: base.tail, h: ti.h, w: ti.w, c: ti.c });
+    const nActive = l.plan.active.length;
+    const items = n * nActive;
+    const prof = this.profile(l);
+    for (let from = 0; from < items; from += this.chunk) {
+      const m = Math.min(this.chunk, items - from);
+      const probs = await this.runChunk(l, planes, fills, from, m, nActive, prof);
+      t0 = performance.now();
+      for (let t = 0; t < m; t++) {
+        const item = from + t;
+        const i = Math.floor(item / nActive);
+        const p = l.plan.active[item % nActive];
+        out.set(probs.subarray(t * k, (t + 1) * k), (i * perMap + p + 1) * k);
+      }
+      this.stats.scatterMs += performance.now() - t0;
+    }
+    this.stats.maps += n;
+    this.stats.items += items;
+    this.stats.flops += n * (netFlops(this.net) + nActive * (l.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops));
+    return out;
+  }
+
+  /** Items [from, from + m) of the group (item = map * nActive + active position) through every stage. */
+  private async runChunk(l: Layout, planes: Plane[], fills: Float32Array, from: number, m: number, nActive: number, prof: StageProfile[]): Promise<Float32Array> {
+    const map = new Int32Array(m);
+    const pos = new Int32Array(m);
+    for (let t = 0; t < m; t++) {
+      map[t] = Math.floor((from + t) / nActive);
+      pos[t] = (from + t) % nActive;
+    }
+    const pick = (a: Int32Array, add = 0): Int32Array => pos.map((p) => a[p] + add);
+    const patch = { y: Array.from(pos, (p) => l.patchY[p]), x: Array.from(pos, (p) => l.patchX[p]) };
+    const F = l.plan.fullFrom;
+    const st = this.shapes.stages;
+    let ov: Overlay | null = null;
+    for (let s = 0; s <= F; s++) {
+      const full = s === F;
+      const plane = planes[s];
+      const blk = l.blocks[s];
+      const b: Blocks = full
+        ? { map, y0: new Int32Array(m), x0: new Int32Array(m), bh: plane.h, bw: plane.w }
+        : { map, y0: pick(blk.y0), x0: pick(blk.x0), bh: blk.bh, bw: blk.bw };
+      let t0 = performance.now();
+      const buf = new Float32Array(m * b.bh * b.bw * plane.c);
+      const input = ov ? gatherBlocks(buf, plane, b, ov) : gatherPatched(buf, plane, b, patch, fills);
+      prof[s].gatherMs += performance.now() - t0;
+      t0 = performance.now();
+      if (full) {
+        const probs = await this.exec.tail(s, input, m);
+        prof[s].runMs += performance.now() - t0;
+        prof[s].flops += m * l.fullFlops;
+        return probs;
+      }
+      const y = await this.exec.window(s, input, m, b.bh, b.bw);
+      prof[s].runMs += performance.now() - t0;
+      prof[s].flops += m * l.windowFlops[s];
+      const win = l.plan.windows[s];
+      const next = s + 1 < st.length ? { y: st[s + 1].y.offset, x: st[s + 1].x.offset } : { y: this.shapes.tailInput.offY, x: this.shapes.tailInput.offX };
+      ov = { data: y, y0: pick(win.oy, next.y), x0: pick(win.ox, next.x), oh: win.h, ow: win.w };
+    }
+    throw new Error('internal: no full stage');
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * Window arithmetic of the incremental occlusion engine (Krypton, SIGMOD 2019), pure: which
+ * part of every layer's output a patch changes, which input block (changed window plus the
+ * halo its kernel reads) recomputing that part needs, and from which layer on recomputing
+ * windows stops paying.
+ *
+ * Coordinates, per axis. A "stage" is a layer that reads a sliding window of its input
+ * (convolution or pooling). Its input is stored padded: the previous stage's output, then any
+ * ZeroPadding layers in between, then the stage's own padding ('same', or 0 for 'valid'), so
+ * that every output o reads padded input cells [o * stride, o * stride + kernel) and never
+ * needs a border test. `offset` is where coordinate 0 of the previous output sits in that
+ * padded input. Intervals are half-open [lo, hi); empty when lo >= hi.
+ */
+import { positions, type Geometry } from './geometry.js';
+
+export interface Interval {
+  lo: number;
+  hi: number;
+}
+
+export const EMPTY: Interval = { lo: 0, hi: 0 };
+
+export function isEmpty(r: Interval): boolean {
+  return r.hi <= r.lo;
+}
+
+export function length(r: Interval): number {
+  return Math.max(0, r.hi - r.lo);
+}
+
+export interface AxisMap {
+  /** Length of the stored (padded) input. */
+  size: number;
+  /** Position of the previous output's coordinate 0 in the padded input. */
+  offset: number;
+  /** Extent one output reads: (kernel - 1) * dilation + 1. */
+  kernel: number;
+  stride: number;
+  /** Output length: floor((size - kernel) / stride) + 1. */
+  out: number;
+}
+
+/**
+ * One axis of a stage whose input (the previous output) has length `prevOut`, padded by
+ * `before` / `after` cells in total (ZeroPadding plus the stage's own padding).
+ */
+export function axisMap(prevOut: number, before: number, after: number, kernel: number, stride: number, dilation = 1): AxisMap {
+  const size = prevOut + before + after;
+  const k = (kernel - 1) * dilation + 1;
+  if (!(stride >= 1 && k >= 1)) throw new RangeError(`bad kernel ${kernel} / stride ${stride} / dilation ${dilation}`);
+  if (size < k) throw new RangeError(`kernel extent ${k} does not fit in the padded input of ${size}`);
+  return { size, offset: before, kernel: k, stride, out: Math.floor((size - k) / stride) + 1 };
+}
+
+/**
+ * Outputs that read any cell of `changed` (in previous-output coordinates). With dilation > 1
+ * this is the hull of the affected outputs (a superset: some outputs inside may skip the change).
+ */
+export function changedOut(a: AxisMap, changed: Interval): Interval {
+  if (isEmpty(changed)) return EMPTY;
+  const lo = changed.lo + a.offset;
+  const hi = changed.hi + a.offset;
+  // o reads [o s, o s + k): it meets [lo, hi) iff o s < hi and o s + k > lo.
+  const first = Math.max(0, Math.floor((lo - a.kernel) / a.stride) + 1);
+  const last = Math.min(a.out, Math.ceil(hi / a.stride));
+  return first < last ? { lo: first, hi: last } : EMPTY;
+}
+
+/** Padded-input cells read by outputs [o0, o0 + n): the block a window of n outputs needs. */
+export function inputSpan(a: AxisMap, o0: number, n: number): Interval {
+  return { lo: o0 * a.stride, hi: (o0 + n - 1) * a.stride + a.kernel };
+}
+
+/**
+ * Origin of a fixed-size window of n outputs that contains `changed` and stays inside [0, out):
+ * windows are one size for every position so that all positions batch into one tensor; near the
+ * border the window slides inward (recomputing some unchanged outputs) instead of shrinking.
+ */
+export function placeWindow(changed: Interval, n: number, out: number): number {
+  if (n > out) throw new RangeError(`window ${n} larger than the output ${out}`);
+  if (length(changed) > n) throw new RangeError(`changed span ${length(changed)} larger than the window ${n}`);
+  return Math.max(0, Math.min(changed.lo, out - n));
+}
+
+export interface Rect {
+  y: Interval;
+  x: Interval;
+}
+
+export function rectEmpty(r: Rect): boolean {
+  return isEmpty(r.y) || isEmpty(r.x);
+}
+
+export interface StageAxes {
+  y: AxisMap;
+  x: AxisMap;
+}
+
+/**
+ * Image pixels the patch at padded-grid position (py, px) paints (the classifier pads
+ * internally, so the part over the padding changes nothing; see occludeInto).
+ */
+export function patchRegion(g: Geometry, py: number, px: number): Rect {
+  const clip = (start: number, len: number, size: number): Interval => {
+    const lo = Math.max(0, start);
+    const hi = Math.min(size, start + len);
+    return lo < hi ? { lo, hi } : EMPTY;
+  };
+  return { y: clip(py - g.pad, g.ph, g.h), x: clip(px - g.pad, g.pw, g.w) };
+}
+
+/** Changed region of every stage's output for one changed input region. */
+export function propagate(stages: readonly StageAxes[], input: Rect): Rect[] {
+  const out: Rect[] = [];
+  let r = input;
+  for (const s of stages) {
+    r = rectEmpty(r) ? { y: EMPTY, x: EMPTY } : { y: changedOut(s.y, r.y), x: changedOut(s.x, r.x) };
+    out.push(r);
+  }
+  return out;
+}
+
+/** Fixed windows of one stage: size, and each active position's origin (output coordinates). */
+export interface StageWindows {
+  h: number;
+  w: number;
+  oy: Int32Array;
+  ox: Int32Array;
+}
+
+export interface WindowPlan {
+  /** Patch positions of the geometry (row-major, as positions()). */
+  positions: number;
+  /** Positions whose change reaches the classifier's output; the others score as the unoccluded image. */
+  active: Int32Array;
+  /** Changed input region of each active position (image coordinates). */
+  patch: Rect[];
+  /** Stages [0, fullFrom) are recomputed on windows; stages from fullFrom on, in full. */
+  fullFrom: number;
+  /** One entry per windowed stage. */
+  windows: StageWindows[];
+  /** Per stage: the fixed window's share of the output (1 = the whole output). */
+  coverage: number[];
+}
+
+/**
+ * The plan for every patch position of `g` through `stages`. Krypton's rule: the first stage
+ * whose window covers at least `threshold` of its output (area share) and every stage after it
+ * are computed in full, since a window that large costs as much as the whole layer plus the
+ * gathering. threshold > 1 never switches (windows to the last stage); <= 0 computes all in full.
+ */
+export function planWindows(g: Geometry, stages: readonly StageAxes[], threshold: number): WindowPlan {
+  const pos = positions(g);
+  const active: number[] = [];
+  const patch: Rect[] = [];
+  const regions: Rect[][] = [];
+  for (let p = 0; p < pos.ys.length; p++) {
+    const r0 = patchRegion(g, pos.ys[p], pos.xs[p]);
+    if (rectEmpty(r0)) continue;
+    const rs = propagate(stages, r0);
+    if (rs.length > 0 && rectEmpty(rs[rs.length - 1])) continue;
+    active.push(p);
+    patch.push(r0);
+    regions.push(rs);
+  }
+  const sizes = stages.map((s, i) => {
+    let h = 0;
+    let w = 0;
+    for (const rs of regions) {
+      h = Math.max(h, length(rs[i].y));
+      w = Math.max(w, length(rs[i].x));
+    }
+    return { h, w, share: (h * w) / (s.y.out * s.x.out) };
+  });
+  let fullFrom = stages.length;
+  for (let i = 0; i < stages.length; i++) {
+    if (sizes[i].share >= threshold) {
+      fullFrom = i;
+      break;
+    }
+  }
+  const windows: StageWindows[] = [];
+  for (let i = 0; i < fullFrom; i++) {
+    const { h, w } = sizes[i];
+    const oy = new Int32Array(active.length);
+    const ox = new Int32Array(active.length);
+    regions.forEach((rs, a) => {
+      oy[a] = placeWindow(rs[i].y, h, stages[i].y.out);
+      ox[a] = placeWindow(rs[i].x, w, stages[i].x.out);
+    });
+    windows.push({ h, w, oy, ox });
+  }
+  return { positions: pos.ys.length, active: Int32Array.from(active), patch, fullFrom, windows, coverage: sizes.map((s) => s.share) };
+}
+
+/**
+ * Where one item's overlay (the previous stage's recomputed window, or the patch for the first
+ * stage) meets the block gathered for a stage, both in the stage's padded-input coordinates:
+ * the part of the block to take from the overlay instead of the unoccluded activations.
+ */
+export function overlap(block: Interval, overlay: Interval): Interval {
+  const lo = Math.max(block.lo, overlay.lo);
+  const hi = Math.min(block.hi, overlay.hi);
+  return lo < hi ? { lo, hi } : EMPTY;
+}

@@ -1,0 +1,199 @@
+/**
+ * The incremental engine on ONNX Runtime against the full engine (the exported model on ONNX
+ * Runtime, one inference per position): the same maps to < 1e-5 on the issue's model shapes;
+ * fallback notes for graphs it cannot run; exactMaps' engine option.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { tf, tfl, initTf } from '../src/runtime/tfjs.js';
+import { buildClassifier } from '../src/models/classifier.js';
+import { modelToOnnx } from '../src/models/to-onnx.js';
+import { loadOnnxPredictor } from '../src/runtime/onnx.js';
+import { exactMaps, SEED_PARAMS, type ExactOptions } from '../src/occlusion/exact.js';
+import { incrementalPredictorFor, type IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
+import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
+import type { Predictor } from '../src/models/predictor.js';
+import { Rng } from '../src/util/rng.js';
+
+type Model = InstanceType<typeof tfl.LayersModel>;
+
+/** Random weights (seeded), biases and batch-norm statistics included, so every term matters. */
+function randomize(model: Model, seed: number): Model {
+  const rng = new Rng(seed);
+  const names = model.weights.map((w) => w.originalName ?? w.name);
+  const values = model.getWeights().map((w, i) => {
+    const fanIn = w.shape.length === 4 ? w.shape[0] * w.shape[1] * w.shape[2] : w.shape.length === 2 ? w.shape[0] : 0;
+    const positive = /moving_variance|gamma/.test(names[i]);
+    const v = Float32Array.from({ length: w.size }, () =>
+      positive ? 0.5 + rng.next() : (rng.next() * 2 - 1) * (fanIn > 0 ? 1.7 / Math.sqrt(fanIn) : 0.2),
+    );
+    return tf.tensor(v, w.shape);
+  });
+  model.setWeights(values);
+  values.forEach((v) => v.dispose());
+  return model;
+}
+
+/** The maps carry a signal (else equal maps would prove nothing): spread of values within a map. */
+function spread(maps: Float32Array, n: number): number {
+  const m = maps.length / n;
+  let min = Infinity;
+  for (let i = 0; i < n; i++) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let j = 0; j < m; j++) {
+      lo = Math.min(lo, maps[i * m + j]);
+      hi = Math.max(hi, maps[i * m + j]);
+    }
+    min = Math.min(min, hi - lo);
+  }
+  return min;
+}
+
+const L = tfl.layers;
+
+function seqModel(input: [number, number, number], layers: InstanceType<typeof tfl.layers.Layer>[]): Model {
+  const m = tfl.sequential();
+  m.add(L.inputLayer({ inputShape: input }));
+  for (const l of layers) m.add(l);
+  return m;
+}
+
+interface Case {
+  name: string;
+  build: () => Model;
+  input: [number, number, number];
+  opts: Partial<ExactOptions>;
+}
+
+const CASES: Case[] = [
+  { name: 'seed classifier, relu (4x4 even kernel same, 3x3 same, max pool valid)', input: [21, 21, 1], build: () => buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 1 }), opts: {} },
+  { name: 'seed classifier, linear activations', input: [21, 21, 1], build: () => buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 2, activation: 'linear' }), opts: { normalize: 'none', score: 'drop' } },
+  {
+    name: "valid 5x5 stride 2, average pool, even 2x2 valid, 2 channels, fill mean",
+    input: [17, 15, 2],
+    build: () =>
+      seqModel([17, 15, 2], [
+        L.conv2d({ filters: 6, kernelSize: 5, strides: 2, padding: 'valid', activation: 'relu' }),
+        L.averagePooling2d({ poolSize: 2 }),
+        L.conv2d({ filters: 8, kernelSize: 2, padding: 'valid', activation: 'tanh' }),
+        L.flatten(),
+        L.dense({ units: 3, activation: 'softmax' }),
+      ]),
+    opts: { patch: [4, 3], stride: 2, pad: 2, fill: 'mean', normalize: 'none', aggregate: 'mean' },
+  },
+  {
+    name: 'asymmetric zero padding, 3x2 same stride 2, max pool 3x3/2 same, dilated conv, batch norm, leaky relu, dropout',
+    input: [14, 12, 1],
+    build: () =>
+      seqModel([14, 12, 1], [
+        L.zeroPadding2d({ padding: [[1, 2], [0, 3]] }),
+        L.conv2d({ filters: 8, kernelSize: [3, 2], strides: 2, padding: 'same' }),
+        L.batchNormalization(),
+        L.leakyReLU({ alpha: 0.1 }),
+        L.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }),
+        L.conv2d({ filters: 8, kernelSize: 3, dilationRate: 2, padding: 'same', activation: 'relu' }),
+        L.dropout({ rate: 0.3 }),
+        L.flatten(),
+        L.dense({ units: 16, activation: 'relu' }),
+        L.dense({ units: 4 }),
+        L.softmax(),
+      ]),
+    opts: { patch: [2, 2], stride: 1, pad: 1, fill: 0.5, normalize: 'seed' },
+  },
+];
+
+async function fullEngine(model: Model, dir: string, name: string): Promise<Predictor> {
+  const file = path.join(dir, `${name}.onnx`);
+  writeFileSync(file, modelToOnnx(model).bytes);
+  return loadOnnxPredictor(file, { threads: 2, outputs: 'probs', layout: 'NHWC' });
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+test('incremental maps equal the full engine\'s (< 1e-5) on four model shapes', async () => {
+  await initTf('cpu');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'occmap-incr-'));
+  try {
+    for (const [ci, c] of CASES.entries()) {
+      const model = randomize(c.build(), 10 + ci);
+      const rng = new Rng(20 + ci);
+      const n = 3;
+      const [h, w, ch] = c.input;
+      const images = Float32Array.from({ length: n * h * w * ch }, () => rng.next() * 2 - 1);
+      const opts: ExactOptions = { ...SEED_PARAMS, ...c.opts, batchSize: 2 * 700 };
+      const full = await fullEngine(model, dir, `m${ci}`);
+      const r = incrementalPredictorFor(model, { hash: 'test', threads: 2 });
+      assert.ok('predictor' in r, `${c.name}: ${'unsupported' in r ? r.unsupported : ''}`);
+      const inc = (r as { predictor: IncrementalPredictor }).predictor;
+      try {
+        const want = await exactMaps(full, images, [n, h, w, ch], opts);
+        const got = await exactMaps(inc, images, [n, h, w, ch], opts);
+        assert.equal(got.engine, 'incremental');
+        assert.equal(want.engine, 'full');
+        assert.deepEqual([...got.targets], [...want.targets], c.name);
+        assert.ok(maxDiff(got.baseProbs, want.baseProbs) < 1e-5, `${c.name}: base probabilities`);
+        const d = maxDiff(got.maps, want.maps);
+        assert.ok(d < 1e-5, `${c.name}: max abs diff ${d}`);
+        assert.ok(spread(want.maps, n) > 1e-3, `${c.name}: the test maps are flat`);
+        assert.equal(got.inferences, want.inferences);
+        // the windows really were used: positions recomputed, and at least one stage on windows
+        assert.ok(inc.stats.items > 0 && inc.stats.stages.some((st) => st.mode.startsWith('window')), c.name);
+        // plain predictions agree too
+        const p1 = await inc.predict(images, n);
+        const p2 = await full.predict(images, n);
+        assert.ok(maxDiff(p1, p2) < 1e-5);
+      } finally {
+        inc.dispose();
+        full.dispose();
+        model.dispose();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('graphs the engine cannot run are named in one line; exactMaps falls back to the full engine with that note', async () => {
+  await initTf('cpu');
+  const input = tfl.input({ shape: [8, 8, 1] });
+  const a = L.conv2d({ filters: 2, kernelSize: 3, padding: 'same' }).apply(input) as InstanceType<typeof tfl.SymbolicTensor>;
+  const b = L.conv2d({ filters: 2, kernelSize: 3, padding: 'same' }).apply(a) as InstanceType<typeof tfl.SymbolicTensor>;
+  const sum = L.add().apply([a, b]) as InstanceType<typeof tfl.SymbolicTensor>;
+  const out = L.dense({ units: 2, activation: 'softmax' }).apply(L.flatten().apply(sum)) as InstanceType<typeof tfl.SymbolicTensor>;
+  const residual = tfl.model({ inputs: input, outputs: out });
+  const r = incrementalPredictorFor(residual, { hash: 'x' });
+  assert.ok('unsupported' in r);
+  assert.match((r as { unsupported: string }).unsupported, /has 2 inputs \(not a sequential chain\)/);
+  const gap = seqModel([8, 8, 1], [L.conv2d({ filters: 2, kernelSize: 3 }), L.globalAveragePooling2d({}), L.dense({ units: 2, activation: 'softmax' })]);
+  const r2 = incrementalPredictorFor(gap, { hash: 'x' });
+  assert.match((r2 as { unsupported: string }).unsupported, /GlobalAveragePooling2D\) is not supported/);
+  const avgSame = seqModel([7, 7, 1], [L.averagePooling2d({ poolSize: 2, padding: 'same' }), L.flatten(), L.dense({ units: 2, activation: 'softmax' })]);
+  assert.match((incrementalPredictorFor(avgSame, { hash: 'x' }) as { unsupported: string }).unsupported, /AveragePooling2D with 'same' padding/);
+
+  // exactMaps with engine 'incremental' on a tfjs predictor of that model: full engine, with the note
+  const tp = new TfjsPredictor(randomize(residual, 3), { hash: 'x' });
+  const images = Float32Array.from({ length: 2 * 64 }, (_, i) => (i % 7) / 7);
+  const res = await exactMaps(tp, images, [2, 8, 8, 1], { ...SEED_PARAMS, engine: 'incremental' });
+  assert.equal(res.engine, 'full');
+  assert.match(res.note ?? '', /not a sequential chain/);
+  // and on a tfjs predictor of a sequential model it builds the engine for the call
+  const seq = randomize(buildClassifier({ inputShape: [9, 9, 1], numClasses: 3, seed: 4 }), 4);
+  const sp = new TfjsPredictor(seq, { hash: 'y' });
+  const img = Float32Array.from({ length: 2 * 81 }, (_, i) => Math.sin(i));
+  const viaInc = await exactMaps(sp, img, [2, 9, 9, 1], { ...SEED_PARAMS, normalize: 'none', engine: 'incremental' });
+  const viaFull = await exactMaps(sp, img, [2, 9, 9, 1], { ...SEED_PARAMS, normalize: 'none' });
+  assert.equal(viaInc.engine, 'incremental');
+  assert.equal(viaFull.engine, 'full');
+  assert.ok(maxDiff(viaInc.maps, viaFull.maps) < 1e-5);
+  tp.dispose();
+  sp.dispose();
+});
