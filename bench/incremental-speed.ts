@@ -24,7 +24,9 @@ import { loadOnnxPredictor } from '../src/runtime/onnx.js';
 import { exactMaps, geometryOf, inferencesPerMap, SEED_PARAMS, type OcclusionParams } from '../src/occlusion/exact.js';
 import { IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
 import { netFromModel } from '../src/occlusion/net-from-tfjs.js';
-import { DEFAULT_FULL_THRESHOLD, type StageProfile } from '../src/occlusion/incremental.js';
+import { DEFAULT_FULL_THRESHOLD, type IncrementalOptions, type StageProfile } from '../src/occlusion/incremental.js';
+import type { Net } from '../src/occlusion/net.js';
+import type { Geometry } from '../src/occlusion/geometry.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
@@ -53,24 +55,43 @@ export interface IncrementalBenchResult {
   threads: number;
   stamps: number;
   full: EngineFigures & { engine: string };
-  incremental: EngineFigures & { engine: string; fullFrom: string; threshold: number };
+  incremental: EngineFigures & { engine: string; fullFrom: string; threshold: number; classes: number };
   ratio: number;
   flopRatio: number;
   maxAbsDiff: number;
   /** Share of the incremental engine's wall time, and milliseconds per map. */
   profile: { part: string; msPerMap: number; share: number; gflops?: number }[];
-  sweep?: { fullFrom: string; threshold: number; coverage: number; mapsPerSec: number; flopsPerMap: number }[];
+  /** sweep: each variant's maps/s and its ratio to the full engine raced alongside. */
+  sweep?: { kind: 'switch' | 'groups'; label: string; mapsPerSec: number; ratio: number; flopsPerMap: number; classes: number; coverage?: number }[];
 }
 
-async function timeMaps(p: Predictor, images: Float32Array, n: number, params: OcclusionParams, ms: number): Promise<{ maps: number; secs: number }> {
-  let maps = 0;
-  const t0 = performance.now();
-  do {
-    await exactMaps(p, images, [n, 21, 21, 1], params);
-    maps += n;
-  } while (performance.now() - t0 < ms);
-  return { maps, secs: (performance.now() - t0) / 1000 };
+interface Contender {
+  name: string;
+  p: Predictor;
+  maps: number;
+  secs: number;
 }
+
+/**
+ * Time every contender in turn, `rounds` times, about `seconds` each in total: a change of
+ * machine load during the run hits all of them alike, so their ratios hold.
+ */
+async function race(cs: Contender[], images: Float32Array, n: number, params: OcclusionParams, seconds: number, rounds = 3, afterWarmup?: () => void): Promise<void> {
+  for (const c of cs) await exactMaps(c.p, images, [n, 21, 21, 1], params); // warm-up: sessions, JIT
+  afterWarmup?.();
+  for (let r = 0; r < rounds; r++) {
+    for (const c of cs) {
+      const t0 = performance.now();
+      do {
+        await exactMaps(c.p, images, [n, 21, 21, 1], params);
+        c.maps += n;
+      } while (performance.now() - t0 < (seconds * 1000) / rounds);
+      c.secs += (performance.now() - t0) / 1000;
+    }
+  }
+}
+
+const rate = (c: Contender): number => c.maps / c.secs;
 
 function profileOf(stages: StageProfile[], base: number, scatter: number, maps: number, totalMs: number): IncrementalBenchResult['profile'] {
   const rows: IncrementalBenchResult['profile'] = [];
@@ -86,6 +107,52 @@ function profileOf(stages: StageProfile[], base: number, scatter: number, maps: 
   const known = rows.reduce((a, r) => a + r.msPerMap * maps, 0);
   add('rest (maps, scores, calls)', Math.max(0, totalMs - known));
   return rows;
+}
+
+interface SweepCtx {
+  net: Net;
+  full: Predictor;
+  images: Float32Array;
+  stamps: number;
+  params: OcclusionParams;
+  seconds: number;
+  threads: number;
+  log: (l: string) => void;
+  coverage: number[];
+  g: Geometry;
+}
+
+const mf = (f: number): string => `${(f / 1e6).toFixed(0)} MFLOP`;
+
+/** Each variant raced against the full engine; figures are ratios to it from the same race. */
+async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult, x: SweepCtx): Promise<void> {
+  const { net, coverage, log } = x;
+  const variants: { kind: 'switch' | 'groups'; label: string; opts: IncrementalOptions; coverage?: number; fullFrom?: string; groups?: number }[] = [];
+  for (let s = 0; s <= net.stages.length; s++) {
+    // a threshold just at stage s's share (or above every share: windows to the end)
+    const threshold = s < net.stages.length ? coverage[s] : 2;
+    if (s < net.stages.length && coverage.slice(0, s).some((c) => c >= threshold)) continue;
+    const name = s < net.stages.length ? net.stages[s].name : 'tail';
+    variants.push({ kind: 'switch', label: `full from ${name}`, opts: { fullThreshold: threshold }, coverage: s < net.stages.length ? coverage[s] : 1, fullFrom: name });
+  }
+  for (const groups of [1, 2, 3, 4, 6]) variants.push({ kind: 'groups', label: `${groups} groups per axis`, opts: { groups }, groups });
+  for (const kind of ['switch', 'groups'] as const) {
+    const vs = variants.filter((v) => v.kind === kind);
+    const cs: Contender[] = vs.map((v) => ({ name: v.label, p: new IncrementalPredictor(net, { hash: 'bench', threads: x.threads, ...v.opts }), maps: 0, secs: 0 }));
+    const cf: Contender = { name: 'full', p: x.full, maps: 0, secs: 0 };
+    await race([cf, ...cs], x.images, x.stamps, x.params, x.seconds * (cs.length + 1) / 4, 2);
+    log(kind === 'switch'
+      ? "  switch to full computation at each stage (Krypton's rule; largest window's share of that stage's output), raced with the full engine:"
+      : '  window-size classes per axis (classes = groups^2: fewer FLOPs, more and smaller calls), raced with the full engine:');
+    vs.forEach((v, i) => {
+      const p = cs[i].p as IncrementalPredictor;
+      const row = { ...v, mapsPerSec: rate(cs[i]), ratio: rate(cs[i]) / rate(cf), flopsPerMap: p.flopsPerMap(x.g), classes: p.engineCore.layout(x.g).classes.length };
+      (result.sweep ??= []).push({ kind: v.kind, label: v.label, mapsPerSec: row.mapsPerSec, ratio: row.ratio, flopsPerMap: row.flopsPerMap, classes: row.classes, coverage: v.coverage });
+      const extra = kind === 'switch' ? `(share ${v.coverage!.toFixed(2)})` : `(${row.classes} classes)`;
+      log(`    ${v.label.padEnd(20)} ${extra.padEnd(14)} ${row.mapsPerSec.toFixed(2).padStart(7)} maps/s  ${row.ratio.toFixed(2)}x full  ${mf(row.flopsPerMap).padStart(11)}/map`);
+      p.dispose();
+    });
+  }
 }
 
 export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Promise<IncrementalBenchResult> {
@@ -114,25 +181,18 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
     let maxAbsDiff = 0;
     for (let i = 0; i < a.maps.length; i++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(a.maps[i] - b.maps[i]));
 
-    const rounds = 3;
-    const tf = { maps: 0, secs: 0 };
-    const ti = { maps: 0, secs: 0 };
-    inc.engineCore.resetStats();
-    for (let r = 0; r < rounds; r++) {
-      const x = await timeMaps(full, images, stamps, params, (seconds * 1000) / rounds);
-      tf.maps += x.maps;
-      tf.secs += x.secs;
-      const y = await timeMaps(inc, images, stamps, params, (seconds * 1000) / rounds);
-      ti.maps += y.maps;
-      ti.secs += y.secs;
-    }
+    const cf: Contender = { name: 'full', p: full, maps: 0, secs: 0 };
+    const ci: Contender = { name: 'incremental', p: inc, maps: 0, secs: 0 };
+    await race([cf, ci], images, stamps, params, seconds, 3, () => inc.engineCore.resetStats());
+    const tf = cf;
+    const ti = ci;
     const st = inc.stats;
     const fullFlops = perMap * modelFlops(clf);
     const incFlops = inc.flopsPerMap(g);
     const layout = inc.engineCore.layout(g);
     const fullFrom = layout.plan.fullFrom < net.stages.length ? net.stages[layout.plan.fullFrom].name : 'tail';
     const fr: EngineFigures & { engine: string } = { engine: full.engine, mapsPerSec: tf.maps / tf.secs, flopsPerMap: fullFlops, gflops: (tf.maps / tf.secs) * fullFlops / 1e9 };
-    const ir = { engine: inc.engine, mapsPerSec: ti.maps / ti.secs, flopsPerMap: incFlops, gflops: (ti.maps / ti.secs) * incFlops / 1e9, fullFrom, threshold: DEFAULT_FULL_THRESHOLD };
+    const ir = { engine: inc.engine, mapsPerSec: ti.maps / ti.secs, flopsPerMap: incFlops, gflops: (ti.maps / ti.secs) * incFlops / 1e9, fullFrom, threshold: DEFAULT_FULL_THRESHOLD, classes: layout.classes.length };
     const result: IncrementalBenchResult = {
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?', loadavg: os.loadavg() },
       threads,
@@ -144,33 +204,15 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
       maxAbsDiff,
       profile: profileOf(st.stages, st.baseMs, st.scatterMs, st.maps, ti.secs * 1000),
     };
-    const mf = (f: number): string => `${(f / 1e6).toFixed(0)} MFLOP`;
     log(`exact maps, seed classifier ${o.activation ?? 'relu'}, ${perMap - 1} positions, ${threads} thread(s), ${stamps} maps per call`);
     log(`  full engine        ${fr.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(fr.flopsPerMap).padStart(11)}/map  ${fr.gflops.toFixed(1)} GFLOP/s  (${fr.engine})`);
-    log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full)`);
+    log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full; ${ir.classes} window-size classes)`);
     log(`  incremental / full: ${result.ratio.toFixed(2)}x maps/s (FLOP ratio ${result.flopRatio.toFixed(2)}x); max |map difference| ${maxAbsDiff.toExponential(1)}`);
     log('  where the incremental engine\'s time goes (ms per map, share):');
     for (const p of result.profile) log(`    ${p.part.padEnd(34)} ${p.msPerMap.toFixed(2).padStart(7)} ms  ${(100 * p.share).toFixed(1).padStart(5)}%${p.gflops ? `  ${p.gflops.toFixed(0)} GFLOP/s` : ''}`);
     inc.dispose();
 
-    if (o.sweep) {
-      result.sweep = [];
-      log('  switch to full computation at each stage (Krypton\'s rule; window share of the output at that stage):');
-      const coverage = layout.plan.coverage;
-      for (let s = 0; s <= net.stages.length; s++) {
-        // a threshold just at stage s's coverage (or above every share: windows to the end)
-        const threshold = s < net.stages.length ? coverage[s] : 2;
-        if (s < net.stages.length && coverage.slice(0, s).some((c) => c >= threshold)) continue;
-        const p = new IncrementalPredictor(net, { hash: 'bench', threads, fullThreshold: threshold });
-        await exactMaps(p, images, [stamps, 21, 21, 1], params);
-        const t = await timeMaps(p, images, stamps, params, (seconds * 1000) / 2);
-        const name = s < net.stages.length ? net.stages[s].name : 'tail';
-        const row = { fullFrom: name, threshold, coverage: s < net.stages.length ? coverage[s] : 1, mapsPerSec: t.maps / t.secs, flopsPerMap: p.flopsPerMap(g) };
-        result.sweep.push(row);
-        log(`    full from ${name.padEnd(6)} (share ${row.coverage.toFixed(2)})  ${row.mapsPerSec.toFixed(2).padStart(7)} maps/s  ${mf(row.flopsPerMap).padStart(11)}/map`);
-        p.dispose();
-      }
-    }
+    if (o.sweep) await sweeps(o, result, { net, full, images, stamps, params, seconds, threads, log, coverage: layout.plan.coverage, g });
     log(`  machine: ${result.machine.cpus} cpus (${result.machine.model}), load average ${result.machine.loadavg.map((x) => x.toFixed(2)).join(' ')}`);
     full.dispose();
     return result;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axisMap, changedOut, inputSpan, placeWindow, planWindows, propagate, type AxisMap, type Rect } from '../src/occlusion/windows.js';
+import { axisMap, changedOut, groupLines, inputSpan, placeWindow, planWindows, propagate, type AxisMap, type Rect } from '../src/occlusion/windows.js';
 import { gatherBlocks } from '../src/occlusion/gather.js';
 import { netShapes, type Net } from '../src/occlusion/net.js';
 import { IncrementalEngine } from '../src/occlusion/incremental.js';
@@ -126,34 +126,78 @@ test('brute force: perturbing one input region changes exactly the propagated re
   }
 });
 
-test('planWindows: every window holds its position\'s change, fits the output, and positions left out change nothing', () => {
+test('planWindows: classes partition the positions that matter; every window holds its position\'s change and fits the output; positions left out change nothing', () => {
   const rng = new Rng(5);
   for (const st of STACKS) {
     const net = randomNet(rng, st.input, st.specs);
     const axes = netShapes(net).stages;
     const g: Geometry = { h: st.input[0], w: st.input[1], ph: 3, pw: 2, stride: 1, pad: 2 };
-    const plan = planWindows(g, axes, 2);
-    assert.equal(plan.fullFrom, axes.length);
-    const pos = positions(g);
-    const activeSet = new Set(plan.active);
-    for (let p = 0; p < pos.ys.length; p++) {
-      const y = pos.ys[p] - g.pad;
-      const x = pos.xs[p] - g.pad;
-      const r: Rect = { y: { lo: Math.max(0, y), hi: Math.min(g.h, y + g.ph) }, x: { lo: Math.max(0, x), hi: Math.min(g.w, x + g.pw) } };
-      const empty = r.y.hi <= r.y.lo || r.x.hi <= r.x.lo;
-      if (!activeSet.has(p)) {
-        assert.ok(empty || propagate(axes, r).some((q) => q.y.hi <= q.y.lo || q.x.hi <= q.x.lo));
-        continue;
+    for (const groups of [1, 2, 3, 5]) {
+      const plan = planWindows(g, axes, { threshold: 2, groups });
+      assert.equal(plan.fullFrom, axes.length);
+      assert.ok(plan.classes.length <= groups * groups);
+      const members = plan.classes.flatMap((c) => [...c.positions]).sort((a, b) => a - b);
+      assert.deepEqual(members, [...plan.active]);
+      const pos = positions(g);
+      const activeSet = new Set(plan.active);
+      for (let p = 0; p < pos.ys.length; p++) {
+        const y = pos.ys[p] - g.pad;
+        const x = pos.xs[p] - g.pad;
+        const r: Rect = { y: { lo: Math.max(0, y), hi: Math.min(g.h, y + g.ph) }, x: { lo: Math.max(0, x), hi: Math.min(g.w, x + g.pw) } };
+        const empty = r.y.hi <= r.y.lo || r.x.hi <= r.x.lo;
+        if (!activeSet.has(p)) {
+          assert.ok(empty || propagate(axes, r).some((q) => q.y.hi <= q.y.lo || q.x.hi <= q.x.lo));
+          continue;
+        }
+        const cl = plan.classes.find((c) => c.positions.includes(p))!;
+        const a = cl.positions.indexOf(p);
+        propagate(axes, r).forEach((q, i) => {
+          const win = cl.windows[i];
+          assert.ok(win.oy[a] >= 0 && win.oy[a] + win.h <= axes[i].y.out && win.ox[a] >= 0 && win.ox[a] + win.w <= axes[i].x.out);
+          assert.ok(win.oy[a] <= q.y.lo && q.y.hi <= win.oy[a] + win.h && win.ox[a] <= q.x.lo && q.x.hi <= win.ox[a] + win.w);
+        });
       }
-      const a = plan.active.indexOf(p);
-      propagate(axes, r).forEach((q, i) => {
-        const win = plan.windows[i];
-        assert.ok(win.oy[a] >= 0 && win.oy[a] + win.h <= axes[i].y.out && win.ox[a] >= 0 && win.ox[a] + win.w <= axes[i].x.out);
-        assert.ok(win.oy[a] <= q.y.lo && q.y.hi <= win.oy[a] + win.h && win.ox[a] <= q.x.lo && q.x.hi <= win.ox[a] + win.w);
-      });
     }
-    // Krypton's rule: a threshold of 0 computes everything in full; coverage only grows along a chain of same-size stages
+    // Krypton's rule: a threshold of 0 computes everything in full
     assert.equal(planWindows(g, axes, 0).fullFrom, 0);
+  }
+});
+
+test('groupLines: the cheapest cut of cost-ordered lines into k groups, against every cut', () => {
+  const rng = new Rng(11);
+  for (let trial = 0; trial < 40; trial++) {
+    const n = 1 + rng.int(7);
+    const stages = 1 + rng.int(3);
+    const lens = Array.from({ length: n }, () => Array.from({ length: stages }, () => 1 + rng.int(9)));
+    const weights = Array.from({ length: stages }, () => 1 + rng.int(5));
+    const k = 1 + rng.int(3);
+    const costOf = (gid: number[]): number => {
+      let c = 0;
+      for (const g of new Set(gid)) {
+        const m = lens.filter((_, i) => gid[i] === g);
+        c += m.length * weights.reduce((a, w, s) => a + w * Math.max(...m.map((l) => l[s])), 0);
+      }
+      return c;
+    };
+    const got = groupLines(lens, weights, k);
+    assert.ok(new Set(got).size <= k);
+    // brute force over every assignment of lines to k groups (an upper bound on what contiguous cuts can reach)
+    let best = Infinity;
+    const gid = new Array<number>(n).fill(0);
+    const rec = (i: number): void => {
+      if (i === n) {
+        best = Math.min(best, costOf(gid));
+        return;
+      }
+      for (let g = 0; g < k; g++) {
+        gid[i] = g;
+        rec(i + 1);
+      }
+    };
+    rec(0);
+    assert.ok(costOf(got) >= best);
+    // with one stage the order is total, so the contiguous cut is optimal
+    if (stages === 1) assert.equal(costOf(got), best);
   }
 });
 
@@ -201,13 +245,13 @@ test('the incremental engine (plain-JS executor) gives the probabilities of the 
     const fills = Float32Array.from({ length: n * c }, () => rng.next() - 0.5);
     for (const g of geoms(h, w)) {
       const want = await fullProbs(net, x, n, g, fills);
-      for (const threshold of [2, 0.5, 0]) {
-        const engine = new IncrementalEngine(net, refExecutor(net), { fullThreshold: threshold, chunk: 37 });
+      for (const [threshold, groups] of [[2, 1], [2, 3], [0.5, 2], [0, 1]]) {
+        const engine = new IncrementalEngine(net, refExecutor(net), { fullThreshold: threshold, groups, chunk: 37 });
         const got = await engine.occlusionProbs(x, n, g, fills);
         assert.equal(got.length, want.length);
         let max = 0;
         for (let i = 0; i < got.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]));
-        assert.ok(max < 1e-6, `${st.name}, ${JSON.stringify(g)}, threshold ${threshold}: max diff ${max}`);
+        assert.ok(max < 1e-6, `${st.name}, ${JSON.stringify(g)}, threshold ${threshold}, groups ${groups}: max diff ${max}`);
       }
     }
   }

@@ -30,7 +30,7 @@ export class OrtNetExecutor implements NetExecutor {
     if (this.disposed) throw new Error('incremental engine used after dispose()');
     let s = this.sessions.get(key);
     if (!s) {
-      s = createOnnxSession(build(), { threads: this.threads, cache: false, source: `incremental engine graph ${key}` });
+      s = createOnnxSession(build(), { threads: this.threads, cache: false, spinning: false, source: `incremental engine graph ${key}` });
       this.sessions.set(key, s);
     }
     return s;

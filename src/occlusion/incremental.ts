@@ -10,7 +10,7 @@
 import type { Geometry } from './geometry.js';
 import { gatherBlocks, gatherPatched, type Blocks, type Overlay, type Plane } from './gather.js';
 import { flopsPerCell, netFlops, netShapes, tailFlops, type Net } from './net.js';
-import { inputSpan, planWindows, type Interval, type WindowPlan } from './windows.js';
+import { inputSpan, planWindows, type Interval, type StageWindows, type WindowPlan } from './windows.js';
 
 /** Runs the pieces of a Net on batches (NHWC in, NHWC out). */
 export interface NetExecutor {
@@ -35,8 +35,12 @@ export const DEFAULT_FULL_THRESHOLD = 0.9;
 /** Items (patch positions of maps) per executor call: large enough to amortise a call. */
 export const DEFAULT_CHUNK = 512;
 
+/** Window-size classes per axis (see PlanOptions.groups). */
+export const DEFAULT_GROUPS = 3;
+
 export interface IncrementalOptions {
   fullThreshold?: number;
+  groups?: number;
   chunk?: number;
 }
 
@@ -63,16 +67,24 @@ export interface IncrementalStats {
   stages: StageProfile[];
 }
 
-/** The per-geometry arrays the gathering needs, computed once. */
-interface Layout {
-  plan: WindowPlan;
-  /** Per windowed stage: block size and each active position's block origin. */
+/** One window-size class of a geometry: the arrays its gathering needs, computed once. */
+interface ClassLayout {
+  /** Positions (indices into positions()). */
+  positions: Int32Array;
+  windows: StageWindows[];
+  /** Per windowed stage: block size and each member's block origin (padded input). */
   blocks: { bh: number; bw: number; y0: Int32Array; x0: Int32Array }[];
-  /** Patch rectangle of each active position in stage 0's padded input (or the tail's). */
+  /** Patch rectangle of each member in stage 0's padded input (or the tail's). */
   patchY: Interval[];
   patchX: Interval[];
-  /** FLOPs per item of the windows and of the full part. */
+  /** FLOPs per item of each windowed stage. */
   windowFlops: number[];
+}
+
+interface Layout {
+  plan: WindowPlan;
+  classes: ClassLayout[];
+  /** FLOPs per item of the stages computed in full and the tail. */
   fullFlops: number;
 }
 
@@ -80,7 +92,10 @@ export class IncrementalEngine {
   readonly shapes: ReturnType<typeof netShapes>;
   private readonly layouts = new Map<string, Layout>();
   private readonly threshold: number;
+  private readonly groups: number;
   private readonly chunk: number;
+  /** Reused input buffers, one per stage: fresh multi-megabyte arrays per call cost page faults and GC. */
+  private readonly buffers: Float32Array[] = [];
   stats: IncrementalStats;
 
   constructor(
@@ -90,8 +105,18 @@ export class IncrementalEngine {
   ) {
     this.shapes = netShapes(net);
     this.threshold = opts.fullThreshold ?? DEFAULT_FULL_THRESHOLD;
+    this.groups = opts.groups ?? DEFAULT_GROUPS;
     this.chunk = Math.max(1, opts.chunk ?? DEFAULT_CHUNK);
     this.stats = this.emptyStats();
+  }
+
+  private scratch(stage: number, size: number): Float32Array {
+    let b = this.buffers[stage];
+    if (!b || b.length < size) {
+      b = new Float32Array(size);
+      this.buffers[stage] = b;
+    }
+    return b;
   }
 
   private emptyStats(): IncrementalStats {
@@ -102,7 +127,7 @@ export class IncrementalEngine {
     this.stats = this.emptyStats();
   }
 
-  /** The window plan for a geometry (positions, windows, where full computation starts). */
+  /** The window plan for a geometry (positions, window classes, where full computation starts). */
   layout(g: Geometry): Layout {
     const key = `${g.h}x${g.w}|${g.ph}x${g.pw}|${g.stride}|${g.pad}`;
     let l = this.layouts.get(key);
@@ -117,40 +142,52 @@ export class IncrementalEngine {
     const [h, w] = this.net.input;
     if (g.h !== h || g.w !== w) throw new RangeError(`geometry ${g.h}x${g.w} on a ${h}x${w} model`);
     const st = this.shapes.stages;
-    const plan = planWindows(g, st, this.threshold);
-    const blocks = plan.windows.map((win, i) => {
-      const ys = inputSpan(st[i].y, 0, win.h);
-      const xs = inputSpan(st[i].x, 0, win.w);
-      return { bh: ys.hi - ys.lo, bw: xs.hi - xs.lo, y0: win.oy.map((o) => o * st[i].y.stride), x0: win.ox.map((o) => o * st[i].x.stride) };
-    });
+    const cellCost = this.net.stages.map((s) => Math.max(1, flopsPerCell(s)));
+    const plan = planWindows(g, st, { threshold: this.threshold, groups: this.groups, cellCost });
     const [offY, offX] = st.length > 0 ? [st[0].y.offset, st[0].x.offset] : [this.shapes.tailInput.offY, this.shapes.tailInput.offX];
-    const patchY = plan.patch.map((r) => ({ lo: r.y.lo + offY, hi: r.y.hi + offY }));
-    const patchX = plan.patch.map((r) => ({ lo: r.x.lo + offX, hi: r.x.hi + offX }));
-    const windowFlops = plan.windows.map((win, i) => flopsPerCell(this.net.stages[i]) * win.h * win.w);
+    const classes = plan.classes.map((c): ClassLayout => ({
+      positions: c.positions,
+      windows: c.windows,
+      blocks: c.windows.map((win, i) => {
+        const ys = inputSpan(st[i].y, 0, win.h);
+        const xs = inputSpan(st[i].x, 0, win.w);
+        return { bh: ys.hi - ys.lo, bw: xs.hi - xs.lo, y0: win.oy.map((o) => o * st[i].y.stride), x0: win.ox.map((o) => o * st[i].x.stride) };
+      }),
+      patchY: c.patch.map((r) => ({ lo: r.y.lo + offY, hi: r.y.hi + offY })),
+      patchX: c.patch.map((r) => ({ lo: r.x.lo + offX, hi: r.x.hi + offX })),
+      windowFlops: c.windows.map((win, i) => flopsPerCell(this.net.stages[i]) * win.h * win.w),
+    }));
     let fullFlops = tailFlops(this.net);
     for (let i = plan.fullFrom; i < st.length; i++) fullFlops += flopsPerCell(this.net.stages[i]) * st[i].outShape[0] * st[i].outShape[1];
-    return { plan, blocks, patchY, patchX, windowFlops, fullFlops };
+    return { plan, classes, fullFlops };
   }
 
-  /** FLOPs one map costs on this engine for geometry g (counted from the windows computed). */
+  /** FLOPs one map costs on this engine for geometry g, counted from the windows it computes. */
   flopsPerMap(g: Geometry): number {
     const l = this.layout(g);
-    const perItem = l.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops;
-    return netFlops(this.net) + l.plan.active.length * perItem;
+    let f = netFlops(this.net);
+    for (const c of l.classes) f += c.positions.length * (c.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops);
+    return f;
   }
 
   private profile(l: Layout): StageProfile[] {
-    if (this.stats.stages.length === 0 || this.stats.stages.length !== l.plan.fullFrom + 1) {
-      this.stats.stages = l.plan.windows.map((win, i) => ({
-        name: this.net.stages[i].name,
-        mode: `window ${win.h}x${win.w}`,
-        coverage: l.plan.coverage[i],
-        runMs: 0,
-        gatherMs: 0,
-        flops: 0,
-      }));
-      const from = l.plan.fullFrom;
-      const names = this.net.stages.slice(from).map((s) => s.name);
+    const F = l.plan.fullFrom;
+    if (this.stats.stages.length !== F + 1) {
+      this.stats.stages = [];
+      for (let i = 0; i < F; i++) {
+        const sizes = new Set(l.classes.map((c) => `${c.windows[i].h}x${c.windows[i].w}`));
+        const largest = l.classes.reduce((m, c) => Math.max(m, c.windows[i].h * c.windows[i].w), 0);
+        const big = l.classes.find((c) => c.windows[i].h * c.windows[i].w === largest)!.windows[i];
+        this.stats.stages.push({
+          name: this.net.stages[i].name,
+          mode: `window ${big.h}x${big.w}${sizes.size > 1 ? ` (+${sizes.size - 1} smaller)` : ''}`,
+          coverage: l.plan.coverage[i],
+          runMs: 0,
+          gatherMs: 0,
+          flops: 0,
+        });
+      }
+      const names = this.net.stages.slice(F).map((s) => s.name);
       this.stats.stages.push({ name: [...names, 'tail'].join('+'), mode: 'full', coverage: 1, runMs: 0, gatherMs: 0, flops: 0 });
     }
     return this.stats.stages;
@@ -179,49 +216,52 @@ export class IncrementalEngine {
     const planes: Plane[] = this.shapes.stages.map((s, i) => ({ data: base.inputs[i], h: s.inShape[0], w: s.inShape[1], c: s.inShape[2] }));
     const ti = this.shapes.tailInput;
     planes.push({ data: base.tail, h: ti.h, w: ti.w, c: ti.c });
-    const nActive = l.plan.active.length;
-    const items = n * nActive;
     const prof = this.profile(l);
-    for (let from = 0; from < items; from += this.chunk) {
-      const m = Math.min(this.chunk, items - from);
-      const probs = await this.runChunk(l, planes, fills, from, m, nActive, prof);
-      t0 = performance.now();
-      for (let t = 0; t < m; t++) {
-        const item = from + t;
-        const i = Math.floor(item / nActive);
-        const p = l.plan.active[item % nActive];
-        out.set(probs.subarray(t * k, (t + 1) * k), (i * perMap + p + 1) * k);
+    for (const cl of l.classes) {
+      const size = cl.positions.length;
+      const items = n * size;
+      for (let from = 0; from < items; from += this.chunk) {
+        const m = Math.min(this.chunk, items - from);
+        const probs = await this.runChunk(l, cl, planes, fills, from, m, prof);
+        t0 = performance.now();
+        for (let t = 0; t < m; t++) {
+          const item = from + t;
+          const i = Math.floor(item / size);
+          out.set(probs.subarray(t * k, (t + 1) * k), (i * perMap + cl.positions[item % size] + 1) * k);
+        }
+        this.stats.scatterMs += performance.now() - t0;
       }
-      this.stats.scatterMs += performance.now() - t0;
+      this.stats.flops += items * (cl.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops);
+      this.stats.items += items;
     }
     this.stats.maps += n;
-    this.stats.items += items;
-    this.stats.flops += n * (netFlops(this.net) + nActive * (l.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops));
+    this.stats.flops += n * netFlops(this.net);
     return out;
   }
 
-  /** Items [from, from + m) of the group (item = map * nActive + active position) through every stage. */
-  private async runChunk(l: Layout, planes: Plane[], fills: Float32Array, from: number, m: number, nActive: number, prof: StageProfile[]): Promise<Float32Array> {
+  /** Items [from, from + m) of one class (item = map * class size + member) through every stage. */
+  private async runChunk(l: Layout, cl: ClassLayout, planes: Plane[], fills: Float32Array, from: number, m: number, prof: StageProfile[]): Promise<Float32Array> {
+    const size = cl.positions.length;
     const map = new Int32Array(m);
-    const pos = new Int32Array(m);
+    const mem = new Int32Array(m);
     for (let t = 0; t < m; t++) {
-      map[t] = Math.floor((from + t) / nActive);
-      pos[t] = (from + t) % nActive;
+      map[t] = Math.floor((from + t) / size);
+      mem[t] = (from + t) % size;
     }
-    const pick = (a: Int32Array, add = 0): Int32Array => pos.map((p) => a[p] + add);
-    const patch = { y: Array.from(pos, (p) => l.patchY[p]), x: Array.from(pos, (p) => l.patchX[p]) };
+    const pick = (a: Int32Array, add = 0): Int32Array => mem.map((p) => a[p] + add);
+    const patch = { y: Array.from(mem, (p) => cl.patchY[p]), x: Array.from(mem, (p) => cl.patchX[p]) };
     const F = l.plan.fullFrom;
     const st = this.shapes.stages;
     let ov: Overlay | null = null;
     for (let s = 0; s <= F; s++) {
       const full = s === F;
       const plane = planes[s];
-      const blk = l.blocks[s];
+      const blk = cl.blocks[s];
       const b: Blocks = full
         ? { map, y0: new Int32Array(m), x0: new Int32Array(m), bh: plane.h, bw: plane.w }
         : { map, y0: pick(blk.y0), x0: pick(blk.x0), bh: blk.bh, bw: blk.bw };
       let t0 = performance.now();
-      const buf = new Float32Array(m * b.bh * b.bw * plane.c);
+      const buf = this.scratch(s, m * b.bh * b.bw * plane.c);
       const input = ov ? gatherBlocks(buf, plane, b, ov) : gatherPatched(buf, plane, b, patch, fills);
       prof[s].gatherMs += performance.now() - t0;
       t0 = performance.now();
@@ -233,8 +273,8 @@ export class IncrementalEngine {
       }
       const y = await this.exec.window(s, input, m, b.bh, b.bw);
       prof[s].runMs += performance.now() - t0;
-      prof[s].flops += m * l.windowFlops[s];
-      const win = l.plan.windows[s];
+      prof[s].flops += m * cl.windowFlops[s];
+      const win = cl.windows[s];
       const next = s + 1 < st.length ? { y: st[s + 1].y.offset, x: st[s + 1].x.offset } : { y: this.shapes.tailInput.offY, x: this.shapes.tailInput.offX };
       ov = { data: y, y0: pick(win.oy, next.y), x0: pick(win.ox, next.x), oh: win.h, ow: win.w };
     }

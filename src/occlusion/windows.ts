@@ -120,7 +120,7 @@ export function propagate(stages: readonly StageAxes[], input: Rect): Rect[] {
   return out;
 }
 
-/** Fixed windows of one stage: size, and each active position's origin (output coordinates). */
+/** Fixed windows of one stage: size, and each position's origin (output coordinates). */
 export interface StageWindows {
   h: number;
   w: number;
@@ -128,28 +128,97 @@ export interface StageWindows {
   ox: Int32Array;
 }
 
+/** Positions that share window sizes at every windowed stage, so they batch into one tensor. */
+export interface PlanClass {
+  /** Indices into positions(), increasing. */
+  positions: Int32Array;
+  /** Changed input region of each (image coordinates). */
+  patch: Rect[];
+  /** One entry per windowed stage. */
+  windows: StageWindows[];
+}
+
 export interface WindowPlan {
   /** Patch positions of the geometry (row-major, as positions()). */
   positions: number;
-  /** Positions whose change reaches the classifier's output; the others score as the unoccluded image. */
+  /** Positions whose change reaches the classifier's output, increasing; the others score as the unoccluded image. */
   active: Int32Array;
-  /** Changed input region of each active position (image coordinates). */
-  patch: Rect[];
   /** Stages [0, fullFrom) are recomputed on windows; stages from fullFrom on, in full. */
   fullFrom: number;
-  /** One entry per windowed stage. */
-  windows: StageWindows[];
-  /** Per stage: the fixed window's share of the output (1 = the whole output). */
+  /** Per stage: the largest window's share of the output (1 = the whole output). */
   coverage: number[];
+  classes: PlanClass[];
+}
+
+export interface PlanOptions {
+  /** Krypton's rule: the first stage whose largest window covers at least this share of its output, and all after it, run in full. */
+  threshold: number;
+  /**
+   * Window-size classes per axis (classes = groups^2). Positions near the border change less
+   * (the patch or a window is clipped), so a few classes cut the FLOPs of one-size windows
+   * at the cost of more, smaller executor calls. Default 1.
+   */
+  groups?: number;
+  /** Cost of one output cell per stage (FLOPs), for choosing the classes. */
+  cellCost?: number[];
 }
 
 /**
- * The plan for every patch position of `g` through `stages`. Krypton's rule: the first stage
- * whose window covers at least `threshold` of its output (area share) and every stage after it
- * are computed in full, since a window that large costs as much as the whole layer plus the
- * gathering. threshold > 1 never switches (windows to the last stage); <= 0 computes all in full.
+ * Split lines (the distinct patch rows, or columns) into at most k groups minimising the
+ * cost of giving each group its largest window at every stage: lines are ordered by their own
+ * cost and cut into contiguous runs (dynamic programming). lens[line][stage]; returns a group
+ * index per line.
  */
-export function planWindows(g: Geometry, stages: readonly StageAxes[], threshold: number): WindowPlan {
+export function groupLines(lens: number[][], weights: number[], k: number): number[] {
+  const n = lens.length;
+  if (n === 0) return [];
+  const own = lens.map((l) => l.reduce((a, v, s) => a + v * weights[s], 0));
+  const order = lens.map((_, i) => i).sort((a, b) => own[a] - own[b] || a - b);
+  const cost = (i: number, j: number): number => {
+    // lines order[i..j): count x the weighted sum of per-stage maxima
+    let c = 0;
+    for (let s = 0; s < weights.length; s++) {
+      let m = 0;
+      for (let t = i; t < j; t++) m = Math.max(m, lens[order[t]][s]);
+      c += weights[s] * m;
+    }
+    return (j - i) * c;
+  };
+  const groups = Math.max(1, Math.min(k, n));
+  // best[g][j]: the first j ordered lines in g groups
+  const best: number[][] = Array.from({ length: groups + 1 }, () => new Array<number>(n + 1).fill(Infinity));
+  const cut: number[][] = Array.from({ length: groups + 1 }, () => new Array<number>(n + 1).fill(0));
+  best[0][0] = 0;
+  for (let g = 1; g <= groups; g++) {
+    for (let j = 1; j <= n; j++) {
+      for (let i = g - 1; i < j; i++) {
+        const c = best[g - 1][i] + cost(i, j);
+        if (c < best[g][j]) {
+          best[g][j] = c;
+          cut[g][j] = i;
+        }
+      }
+    }
+  }
+  let g = 1;
+  for (let h = 1; h <= groups; h++) if (best[h][n] < best[g][n]) g = h;
+  const out = new Array<number>(n).fill(0);
+  for (let j = n; g > 0; g--) {
+    const i = cut[g][j];
+    for (let t = i; t < j; t++) out[order[t]] = g - 1;
+    j = i;
+  }
+  return out;
+}
+
+/**
+ * The plan for every patch position of `g` through `stages`: which positions matter, from
+ * which stage on everything is computed in full (Krypton's rule: a window that large costs as
+ * much as the whole layer plus the gathering; threshold > 1 never switches, <= 0 computes all
+ * in full), and the window-size classes with each position's window origins.
+ */
+export function planWindows(g: Geometry, stages: readonly StageAxes[], opts: PlanOptions | number): WindowPlan {
+  const o: PlanOptions = typeof opts === 'number' ? { threshold: opts } : opts;
   const pos = positions(g);
   const active: number[] = [];
   const patch: Rect[] = [];
@@ -163,34 +232,47 @@ export function planWindows(g: Geometry, stages: readonly StageAxes[], threshold
     patch.push(r0);
     regions.push(rs);
   }
-  const sizes = stages.map((s, i) => {
-    let h = 0;
-    let w = 0;
-    for (const rs of regions) {
-      h = Math.max(h, length(rs[i].y));
-      w = Math.max(w, length(rs[i].x));
-    }
-    return { h, w, share: (h * w) / (s.y.out * s.x.out) };
-  });
+  const max = (axis: 'y' | 'x', i: number, of: number[] = regions.map((_, a) => a)): number => of.reduce((m, a) => Math.max(m, length(regions[a][i][axis])), 0);
+  const coverage = stages.map((s, i) => (max('y', i) * max('x', i)) / (s.y.out * s.x.out));
   let fullFrom = stages.length;
   for (let i = 0; i < stages.length; i++) {
-    if (sizes[i].share >= threshold) {
+    if (coverage[i] >= o.threshold) {
       fullFrom = i;
       break;
     }
   }
-  const windows: StageWindows[] = [];
-  for (let i = 0; i < fullFrom; i++) {
-    const { h, w } = sizes[i];
-    const oy = new Int32Array(active.length);
-    const ox = new Int32Array(active.length);
-    regions.forEach((rs, a) => {
-      oy[a] = placeWindow(rs[i].y, h, stages[i].y.out);
-      ox[a] = placeWindow(rs[i].x, w, stages[i].x.out);
-    });
-    windows.push({ h, w, oy, ox });
-  }
-  return { positions: pos.ys.length, active: Int32Array.from(active), patch, fullFrom, windows, coverage: sizes.map((s) => s.share) };
+  // Window lengths depend on one axis only: group the distinct rows and columns separately.
+  const cost = o.cellCost ?? stages.map(() => 1);
+  const lineGroups = (axis: 'y' | 'x', starts: Int32Array): Map<number, number> => {
+    const lines = [...new Set(active.map((p) => starts[p]))].sort((a, b) => a - b);
+    const first = lines.map((v) => active.findIndex((p) => starts[p] === v));
+    const other = axis === 'y' ? 'x' : 'y';
+    const weights = stages.slice(0, fullFrom).map((_, i) => cost[i] * max(other, i));
+    const lens = first.map((a) => stages.slice(0, fullFrom).map((_, i) => length(regions[a][i][axis])));
+    const gid = groupLines(lens, weights, o.groups ?? 1);
+    return new Map(lines.map((v, i) => [v, gid[i]]));
+  };
+  const gy = lineGroups('y', pos.ys);
+  const gx = lineGroups('x', pos.xs);
+  const members = new Map<string, number[]>();
+  active.forEach((p, a) => {
+    const key = `${gy.get(pos.ys[p])},${gx.get(pos.xs[p])}`;
+    const list = members.get(key) ?? [];
+    list.push(a);
+    members.set(key, list);
+  });
+  const classes: PlanClass[] = [...members.values()].map((as) => {
+    const windows: StageWindows[] = [];
+    for (let i = 0; i < fullFrom; i++) {
+      const h = max('y', i, as);
+      const w = max('x', i, as);
+      const oy = Int32Array.from(as, (a) => placeWindow(regions[a][i].y, h, stages[i].y.out));
+      const ox = Int32Array.from(as, (a) => placeWindow(regions[a][i].x, w, stages[i].x.out));
+      windows.push({ h, w, oy, ox });
+    }
+    return { positions: Int32Array.from(as, (a) => active[a]), patch: as.map((a) => patch[a]), windows };
+  });
+  return { positions: pos.ys.length, active: Int32Array.from(active), fullFrom, coverage, classes };
 }
 
 /**
