@@ -5,7 +5,8 @@
  */
 import { tfl } from '../runtime/tfjs.js';
 import { samePadding } from '../models/to-onnx.js';
-import { ACTIVATIONS, type ActivationName, type Net, type Pads, type Pointwise, type Stage, type TailLayer } from './net.js';
+import { ACTIVATIONS, activationName } from '../models/onnx-export/activations.js';
+import { type Net, type Pads, type Pointwise, type Stage, type TailLayer } from './net.js';
 
 type Layer = InstanceType<typeof tfl.layers.Layer>;
 type Cfg = Record<string, unknown>;
@@ -52,19 +53,9 @@ function weight(layer: Layer, suffix: string): Float32Array | undefined {
   return undefined;
 }
 
-function activationName(cfg: Cfg): string {
-  const a = cfg.activation;
-  if (a === undefined || a === null) return 'linear';
-  if (typeof a === 'string') return a;
-  const cn = (a as { className?: string }).className;
-  return typeof cn === 'string' ? cn : JSON.stringify(a);
-}
-
 function activation(name: string, layer: Layer): Pointwise[] {
-  const alias: Record<string, ActivationName> = { hard_sigmoid: 'hardSigmoid' };
-  const fn = (alias[name] ?? name) as ActivationName;
-  if (!(ACTIVATIONS as readonly string[]).includes(fn)) fail(`layer '${layer.name}': activation '${name}'`);
-  return fn === 'linear' ? [] : [{ op: 'act', fn }];
+  if (!Object.hasOwn(ACTIVATIONS, name)) fail(`layer '${layer.name}': activation '${name}'`);
+  return name === 'linear' ? [] : [{ op: 'act', fn: name }];
 }
 
 /** The layer as pointwise ops, or undefined when it is not a pointwise layer. */

@@ -6,15 +6,10 @@
  */
 import { axisMap, type StageAxes } from './windows.js';
 
-/** Activations the engine emits (tfjs names, camelCase). */
-export const ACTIVATIONS = [
-  'linear', 'relu', 'relu6', 'elu', 'selu', 'sigmoid', 'hardSigmoid', 'softplus', 'softsign', 'tanh', 'swish', 'softmax',
-] as const;
-export type ActivationName = (typeof ACTIVATIONS)[number];
-
 /** A layer that maps each spatial cell on its own (so it changes exactly the cells that changed). */
 export type Pointwise =
-  | { op: 'act'; fn: ActivationName }
+  /** A Keras activation by its serialised name (one the ONNX exporter's table knows). */
+  | { op: 'act'; fn: string }
   | { op: 'leakyRelu'; alpha: number }
   | { op: 'elu'; alpha: number }
   | { op: 'clip'; min: number; max: number }
