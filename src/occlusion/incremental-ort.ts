@@ -3,7 +3,7 @@
  * (all stage inputs as outputs), one per (stage, block size) for windows, one per switch
  * point for the full tail; sessions are built on first use from net-onnx.ts graphs.
  */
-import type * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-common';
 import { createOnnxSession, releaseOnnxSession, runOnnxBatched, runOnnxOutputs } from '../runtime/onnx.js';
 import type { NetExecutor } from './incremental.js';
 import { netShapes, type Net } from './net.js';
