@@ -21,11 +21,12 @@ import { buildClassifier } from '../src/models/classifier.js';
 import { modelFlops } from '../src/models/flops.js';
 import { modelToOnnx } from '../src/models/to-onnx.js';
 import { loadOnnxPredictor } from '../src/runtime/onnx.js';
-import { exactMaps, geometryOf, inferencesPerMap, SEED_PARAMS, type OcclusionParams } from '../src/occlusion/exact.js';
+import { exactMaps, geometryOf, inferencesPerMap, SEED_PARAMS, type ExactOptions, type OcclusionParams } from '../src/occlusion/exact.js';
 import { IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
 import { netFromModel } from '../src/occlusion/net-from-tfjs.js';
 import { DEFAULT_FULL_THRESHOLD, type IncrementalOptions, type StageProfile } from '../src/occlusion/incremental.js';
 import type { Net } from '../src/occlusion/net.js';
+import { approximationError, type ApproximationError } from '../src/occlusion/approx.js';
 import type { Geometry } from '../src/occlusion/geometry.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
@@ -62,7 +63,7 @@ export interface IncrementalBenchResult {
   /** Share of the incremental engine's wall time, and milliseconds per map. */
   profile: { part: string; msPerMap: number; share: number; gflops?: number }[];
   /** sweep: each variant's maps/s and its ratio to the full engine raced alongside. */
-  sweep?: { kind: 'switch' | 'groups'; label: string; mapsPerSec: number; ratio: number; flopsPerMap: number; classes: number; coverage?: number }[];
+  sweep?: { kind: 'switch' | 'groups' | 'approx'; label: string; mapsPerSec: number; ratio: number; flopsPerMap: number; classes: number; coverage?: number; ssim?: number; maxAbsError?: number }[];
 }
 
 interface Contender {
@@ -76,14 +77,25 @@ interface Contender {
  * Time every contender in turn, `rounds` times, about `seconds` each in total: a change of
  * machine load during the run hits all of them alike, so their ratios hold.
  */
-async function race(cs: Contender[], images: Float32Array, n: number, params: OcclusionParams, seconds: number, rounds = 3, afterWarmup?: () => void): Promise<void> {
-  for (const c of cs) await exactMaps(c.p, images, [n, 21, 21, 1], params); // warm-up: sessions, JIT
+async function race(
+  cs: Contender[],
+  images: Float32Array,
+  n: number,
+  params: OcclusionParams,
+  seconds: number,
+  rounds = 3,
+  afterWarmup?: () => void,
+  /** Per contender after the first (which always runs `params`). */
+  own?: ExactOptions[],
+): Promise<void> {
+  const paramsOf = (i: number): ExactOptions => (i > 0 && own ? own[i - 1] : params);
+  for (const [i, c] of cs.entries()) await exactMaps(c.p, images, [n, 21, 21, 1], paramsOf(i)); // warm-up: sessions, JIT
   afterWarmup?.();
   for (let r = 0; r < rounds; r++) {
-    for (const c of cs) {
+    for (const [i, c] of cs.entries()) {
       const t0 = performance.now();
       do {
-        await exactMaps(c.p, images, [n, 21, 21, 1], params);
+        await exactMaps(c.p, images, [n, 21, 21, 1], paramsOf(i));
         c.maps += n;
       } while (performance.now() - t0 < (seconds * 1000) / rounds);
       c.secs += (performance.now() - t0) / 1000;
@@ -127,7 +139,7 @@ const mf = (f: number): string => `${(f / 1e6).toFixed(0)} MFLOP`;
 /** Each variant raced against the full engine; figures are ratios to it from the same race. */
 async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult, x: SweepCtx): Promise<void> {
   const { net, coverage, log } = x;
-  const variants: { kind: 'switch' | 'groups'; label: string; opts: IncrementalOptions; coverage?: number; fullFrom?: string; groups?: number }[] = [];
+  const variants: { kind: 'switch' | 'groups' | 'approx'; label: string; opts: IncrementalOptions; coverage?: number; fullFrom?: string; groups?: number; tau?: number }[] = [];
   for (let s = 0; s <= net.stages.length; s++) {
     // a threshold just at stage s's share (or above every share: windows to the end)
     const threshold = s < net.stages.length ? coverage[s] : 2;
@@ -136,22 +148,35 @@ async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult
     variants.push({ kind: 'switch', label: `full from ${name}`, opts: { fullThreshold: threshold }, coverage: s < net.stages.length ? coverage[s] : 1, fullFrom: name });
   }
   for (const groups of [1, 2, 3, 4, 6]) variants.push({ kind: 'groups', label: `${groups} groups per axis`, opts: { groups }, groups });
-  for (const kind of ['switch', 'groups'] as const) {
+  for (const tau of [0.6, 0.4, 0.25]) variants.push({ kind: 'approx', label: `approx tau ${tau}`, opts: {}, tau });
+  for (const kind of ['switch', 'groups', 'approx'] as const) {
     const vs = variants.filter((v) => v.kind === kind);
     const cs: Contender[] = vs.map((v) => ({ name: v.label, p: new IncrementalPredictor(net, { hash: 'bench', threads: x.threads, ...v.opts }), maps: 0, secs: 0 }));
     const cf: Contender = { name: 'full', p: x.full, maps: 0, secs: 0 };
-    await race([cf, ...cs], x.images, x.stamps, x.params, x.seconds * (cs.length + 1) / 4, 2);
-    log(kind === 'switch'
-      ? "  switch to full computation at each stage (Krypton's rule; largest window's share of that stage's output), raced with the full engine:"
-      : '  window-size classes per axis (classes = groups^2: fewer FLOPs, more and smaller calls), raced with the full engine:');
-    vs.forEach((v, i) => {
+    const paramsOf = (v: (typeof vs)[number]): ExactOptions => (v.tau ? { ...x.params, approx: v.tau } : x.params);
+    await race([cf, ...cs], x.images, x.stamps, x.params, x.seconds * (cs.length + 1) / 4, 2, undefined, cs.map((_, i) => paramsOf(vs[i])));
+    log(
+      {
+        switch: "  switch to full computation at each stage (Krypton's rule; largest window's share of that stage's output), raced with the full engine:",
+        groups: '  window-size classes per axis (classes = groups^2: fewer FLOPs, more and smaller calls), raced with the full engine:',
+        approx: '  approximate (projective-field threshold tau), raced with the full engine; error against exact maps of the same stamps:',
+      }[kind],
+    );
+    const exact = kind === 'approx' ? await exactMaps(x.full, x.images, [x.stamps, 21, 21, 1], { ...x.params, normalize: 'none' }) : undefined;
+    for (const [i, v] of vs.entries()) {
       const p = cs[i].p as IncrementalPredictor;
-      const row = { ...v, mapsPerSec: rate(cs[i]), ratio: rate(cs[i]) / rate(cf), flopsPerMap: p.flopsPerMap(x.g), classes: p.engineCore.layout(x.g).classes.length };
-      (result.sweep ??= []).push({ kind: v.kind, label: v.label, mapsPerSec: row.mapsPerSec, ratio: row.ratio, flopsPerMap: row.flopsPerMap, classes: row.classes, coverage: v.coverage });
-      const extra = kind === 'switch' ? `(share ${v.coverage!.toFixed(2)})` : `(${row.classes} classes)`;
+      const row = { mapsPerSec: rate(cs[i]), ratio: rate(cs[i]) / rate(cf), flopsPerMap: p.flopsPerMap(x.g, v.tau), classes: p.engineCore.layout(x.g, v.tau).classes.length };
+      let extra = kind === 'switch' ? `(share ${v.coverage!.toFixed(2)})` : `(${row.classes} classes)`;
+      let err: ApproximationError | undefined;
+      if (exact && v.tau) {
+        const a = await exactMaps(p, x.images, [x.stamps, 21, 21, 1], { ...x.params, normalize: 'none', approx: v.tau });
+        err = approximationError(a.raw, exact.raw, [x.stamps, 21, 21], x.params.score, 'none');
+        extra = `(SSIM ${err.ssim.toFixed(3)}, max err ${err.maxAbsError.toExponential(1)})`;
+      }
+      (result.sweep ??= []).push({ kind: v.kind, label: v.label, mapsPerSec: row.mapsPerSec, ratio: row.ratio, flopsPerMap: row.flopsPerMap, classes: row.classes, coverage: v.coverage, ...(err ? { ssim: err.ssim, maxAbsError: err.maxAbsError } : {}) });
       log(`    ${v.label.padEnd(20)} ${extra.padEnd(14)} ${row.mapsPerSec.toFixed(2).padStart(7)} maps/s  ${row.ratio.toFixed(2)}x full  ${mf(row.flopsPerMap).padStart(11)}/map`);
       p.dispose();
-    });
+    }
   }
 }
 

@@ -17,6 +17,7 @@ import { incrementalPredictorFor, type IncrementalPredictor } from '../src/occlu
 import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { Rng } from '../src/util/rng.js';
+import { approximationError } from '../src/occlusion/approx.js';
 
 type Model = InstanceType<typeof tfl.LayersModel>;
 
@@ -196,4 +197,30 @@ test('graphs the engine cannot run are named in one line; exactMaps falls back t
   assert.ok(maxDiff(viaInc.maps, viaFull.maps) < 1e-5);
   tp.dispose();
   sp.dispose();
+});
+
+test('approximate mode (projective-field threshold): tau 1 is exact; a small tau computes less, and its error is measured', async () => {
+  await initTf('cpu');
+  const model = randomize(buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 5 }), 5);
+  const r = incrementalPredictorFor(model, { hash: 'a', threads: 2 });
+  model.dispose();
+  const inc = (r as { predictor: IncrementalPredictor }).predictor;
+  try {
+    const rng = new Rng(6);
+    const images = Float32Array.from({ length: 2 * 441 }, () => rng.next());
+    const opts: ExactOptions = { ...SEED_PARAMS, normalize: 'none' };
+    const exact = await exactMaps(inc, images, [2, 21, 21, 1], opts);
+    const one = await exactMaps(inc, images, [2, 21, 21, 1], { ...opts, approx: 1 });
+    assert.deepEqual(one.maps, exact.maps);
+    const g = { h: 21, w: 21, ph: 3, pw: 3, stride: 1, pad: 3 };
+    const approx = await exactMaps(inc, images, [2, 21, 21, 1], { ...opts, approx: 0.3 });
+    assert.ok(inc.flopsPerMap(g, 0.3) < 0.8 * inc.flopsPerMap(g));
+    const e = approximationError(approx.raw, exact.raw, [2, 21, 21], 'prob', 'none');
+    assert.equal(e.maps, 2);
+    assert.ok(e.maxAbsError > 0, 'truncating the windows changes the maps');
+    assert.ok(e.ssim > 0 && e.ssim <= 1 && Number.isFinite(e.maxAbsError));
+    await assert.rejects(exactMaps(inc, images, [2, 21, 21, 1], { ...opts, approx: 1.5 }), /approx/);
+  } finally {
+    inc.dispose();
+  }
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { axisMap, changedOut, groupLines, inputSpan, placeWindow, planWindows, propagate, type AxisMap, type Rect } from '../src/occlusion/windows.js';
+import { axisMap, changedOut, groupLines, inputSpan, placeWindow, planWindows, propagate, truncate, type AxisMap, type Rect } from '../src/occlusion/windows.js';
 import { gatherBlocks } from '../src/occlusion/gather.js';
 import { netShapes, type Net } from '../src/occlusion/net.js';
 import { IncrementalEngine } from '../src/occlusion/incremental.js';
@@ -255,4 +255,15 @@ test('the incremental engine (plain-JS executor) gives the probabilities of the 
       }
     }
   }
+});
+
+test('truncate keeps the middle of a region; propagate with tau caps every stage at ceil(tau x output)', () => {
+  assert.deepEqual(truncate({ lo: 2, hi: 9 }, 3), { lo: 4, hi: 7 });
+  assert.deepEqual(truncate({ lo: 2, hi: 4 }, 3), { lo: 2, hi: 4 });
+  const axes = [0, 1, 2].map(() => ({ y: axisMap(13, 1, 1, 3, 1), x: axisMap(13, 1, 1, 3, 1) }));
+  const exact = propagate(axes, { y: { lo: 6, hi: 7 }, x: { lo: 6, hi: 7 } });
+  assert.deepEqual(exact.map((r) => r.y.hi - r.y.lo), [3, 5, 7]);
+  const approx = propagate(axes, { y: { lo: 6, hi: 7 }, x: { lo: 6, hi: 7 } }, 0.3);
+  assert.deepEqual(approx.map((r) => r.y.hi - r.y.lo), [3, 4, 4]); // ceil(0.3 * 13) = 4
+  assert.deepEqual(propagate(axes, { y: { lo: 6, hi: 7 }, x: { lo: 6, hi: 7 } }, 1), exact);
 });

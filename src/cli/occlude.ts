@@ -35,6 +35,7 @@ export interface RawOccludeOptions {
   queueName?: string;
   attempts?: string;
   pollMs?: string;
+  approx?: string;
 }
 
 /** The parsed command line: occludeDataset's options with the output file required. */
@@ -79,6 +80,7 @@ export function parseOccludeOptions(o: RawOccludeOptions): OccludeJob {
     shardSize: int('shard-size', o.shardSize, 1),
     engine: oneOf('engine', o.engine, ['auto', 'incremental', 'onnx', 'tfjs'] as const),
     threads: o.threads === undefined ? undefined : int('threads', o.threads, 1),
+    approx: o.approx === undefined ? undefined : fraction('approx', o.approx),
     quiet: o.quiet,
     queue:
       o.queue === undefined
@@ -90,6 +92,12 @@ export function parseOccludeOptions(o: RawOccludeOptions): OccludeJob {
             pollMs: o.pollMs === undefined ? undefined : int('poll-ms', o.pollMs, 10),
           },
   };
+}
+
+function fraction(name: string, text: string): number {
+  const v = Number(text);
+  if (text.trim() === '' || !(v > 0 && v <= 1)) throw new UserError(`--${name}: expected a number in (0, 1], got '${text}'`);
+  return v;
 }
 
 function queueName(name: string): string {
@@ -136,6 +144,7 @@ export function registerOcclude(program: Command): void {
     .option('--shard-size <n>', 'maps per shard file written while running', String(DEFAULT_SHARD_SIZE))
     .option('--engine <auto|incremental|onnx|tfjs>', 'incremental: recompute only what each patch changes (sequential conv nets in a tfjs model directory; same maps); onnx / tfjs: one whole inference per position; auto: incremental where it can run, else onnx, else tfjs', 'auto')
     .option('--threads <n>', 'threads per model copy for ONNX Runtime (default: cores / workers)')
+    .option('--approx <tau>', 'approximate maps on the incremental engine: each layer recomputes at most tau (0..1] of its output per axis around the change (Krypton); SSIM and max error against exact maps of the first images are printed and stored in meta.occlusion')
     .option('--quiet', 'no progress output')
     .option('--queue <redis://HOST:PORT/N>', "put the shards on a BullMQ queue in this Redis and wait while 'occmap worker' processes compute them")
     .option('--queue-name <name>', 'BullMQ queue name (--queue); workers must use the same', DEFAULT_QUEUE_NAME)

@@ -67,6 +67,13 @@ export interface ExactOptions extends OcclusionParams {
    * 'full': one whole inference per position. Default 'auto': incremental when the predictor offers it.
    */
   engine?: 'auto' | 'full' | 'incremental';
+  /**
+   * Approximate maps on the incremental engine (Krypton's projective-field threshold tau in
+   * (0, 1]: each layer recomputes at most tau of its output per axis around the change's centre,
+   * the rest is taken as unchanged). Off by default; ignored by the full engine. Check the
+   * error against exact maps with approximationError.
+   */
+  approx?: number;
 }
 
 export interface ExactResult {
@@ -149,7 +156,7 @@ interface Chunk {
 /** A predictor that scores every position of a group of maps itself (the incremental engine). */
 export interface OcclusionScorer {
   /** Probabilities (n, positions + 1, classes) in the layout of one predict call per group. */
-  occlusionProbs(images: Float32Array, n: number, g: Geometry, fills: Float32Array): Promise<Float32Array>;
+  occlusionProbs(images: Float32Array, n: number, g: Geometry, fills: Float32Array, approx?: number): Promise<Float32Array>;
 }
 
 export function isOcclusionScorer(p: unknown): p is OcclusionScorer {
@@ -208,6 +215,7 @@ export async function exactMaps(
       if (opts.labels[i] >= k) throw new UserError(`label ${opts.labels[i]} of image ${i} is not a class of the ${k}-class model`);
     }
   }
+  if (opts.approx !== undefined && !(opts.approx > 0 && opts.approx <= 1)) throw new UserError(`approx (projective-field threshold) must be in (0, 1], got ${opts.approx}`);
   const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
 
@@ -282,7 +290,7 @@ export async function exactMaps(
       for (let gi = 0; gi < nGroups; gi++) {
         const i0 = gi * group;
         const i1 = Math.min(n, i0 + group);
-        groupProbs.set(await scorer.occlusionProbs(x.subarray(i0 * px, i1 * px), i1 - i0, g, fills.subarray(i0 * c, i1 * c)));
+        groupProbs.set(await scorer.occlusionProbs(x.subarray(i0 * px, i1 * px), i1 - i0, g, fills.subarray(i0 * c, i1 * c), opts.approx));
         inferences += (i1 - i0) * perMap;
         finishGroup(gi);
       }

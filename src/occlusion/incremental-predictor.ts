@@ -61,14 +61,14 @@ export class IncrementalPredictor implements Predictor, OcclusionScorer {
     return this.finish(await this.exec.probs(images, n, this.opts.batchSize ?? 1024), n);
   }
 
-  async occlusionProbs(images: Float32Array, n: number, g: Geometry, fills: Float32Array): Promise<Float32Array> {
-    const raw = await this.engineCore.occlusionProbs(images, n, g, fills);
+  async occlusionProbs(images: Float32Array, n: number, g: Geometry, fills: Float32Array, approx?: number): Promise<Float32Array> {
+    const raw = await this.engineCore.occlusionProbs(images, n, g, fills, approx);
     return this.finish(raw, raw.length / this.numClasses);
   }
 
   /** FLOPs per map for geometry g, counted from the windows the plan computes. */
-  flopsPerMap(g: Geometry): number {
-    return this.engineCore.flopsPerMap(g);
+  flopsPerMap(g: Geometry, approx?: number): number {
+    return this.engineCore.flopsPerMap(g, approx);
   }
 
   get stats(): IncrementalStats {

@@ -128,22 +128,23 @@ export class IncrementalEngine {
   }
 
   /** The window plan for a geometry (positions, window classes, where full computation starts). */
-  layout(g: Geometry): Layout {
-    const key = `${g.h}x${g.w}|${g.ph}x${g.pw}|${g.stride}|${g.pad}`;
+  layout(g: Geometry, tau?: number): Layout {
+    const key = `${g.h}x${g.w}|${g.ph}x${g.pw}|${g.stride}|${g.pad}|${tau ?? 'exact'}`;
     let l = this.layouts.get(key);
     if (!l) {
-      l = this.makeLayout(g);
+      l = this.makeLayout(g, tau);
       this.layouts.set(key, l);
     }
     return l;
   }
 
-  private makeLayout(g: Geometry): Layout {
+  private makeLayout(g: Geometry, tau?: number): Layout {
+    if (tau !== undefined && !(tau > 0 && tau <= 1)) throw new RangeError(`projective-field threshold must be in (0, 1], got ${tau}`);
     const [h, w] = this.net.input;
     if (g.h !== h || g.w !== w) throw new RangeError(`geometry ${g.h}x${g.w} on a ${h}x${w} model`);
     const st = this.shapes.stages;
     const cellCost = this.net.stages.map((s) => Math.max(1, flopsPerCell(s)));
-    const plan = planWindows(g, st, { threshold: this.threshold, groups: this.groups, cellCost });
+    const plan = planWindows(g, st, { threshold: this.threshold, groups: this.groups, cellCost, tau });
     const [offY, offX] = st.length > 0 ? [st[0].y.offset, st[0].x.offset] : [this.shapes.tailInput.offY, this.shapes.tailInput.offX];
     const classes = plan.classes.map((c): ClassLayout => ({
       positions: c.positions,
@@ -163,8 +164,8 @@ export class IncrementalEngine {
   }
 
   /** FLOPs one map costs on this engine for geometry g, counted from the windows it computes. */
-  flopsPerMap(g: Geometry): number {
-    const l = this.layout(g);
+  flopsPerMap(g: Geometry, tau?: number): number {
+    const l = this.layout(g, tau);
     let f = netFlops(this.net);
     for (const c of l.classes) f += c.positions.length * (c.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops);
     return f;
@@ -196,10 +197,10 @@ export class IncrementalEngine {
   /**
    * Probabilities for n maps in exactMaps' group layout: (n, positions + 1, classes), item 0
    * of each map the unoccluded image, item j the patch at position j - 1. `x` holds n model
-   * input images (NHWC), `fills` n x C fill values.
+   * input images (NHWC), `fills` n x C fill values. `tau`: approximate (planWindows).
    */
-  async occlusionProbs(x: Float32Array, n: number, g: Geometry, fills: Float32Array): Promise<Float32Array> {
-    const l = this.layout(g);
+  async occlusionProbs(x: Float32Array, n: number, g: Geometry, fills: Float32Array, tau?: number): Promise<Float32Array> {
+    const l = this.layout(g, tau);
     const k = this.net.numClasses;
     const perMap = l.plan.positions + 1;
     let t0 = performance.now();

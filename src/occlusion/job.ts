@@ -16,7 +16,8 @@ import { assertWritable } from '../util/atomic.js';
 import { refuseOutputOverInput } from '../util/paths.js';
 import { fileError, OptionError } from '../util/errors.js';
 import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
-import { DEFAULT_BATCH_SIZE, SEED_PARAMS, geometryOf, inferencesPerMap, inputMismatch, isOcclusionScorer, mapsPerGroup, type OcclusionParams } from './exact.js';
+import { approximationError, type ApproximationError } from './approx.js';
+import { DEFAULT_BATCH_SIZE, SEED_PARAMS, exactMaps, geometryOf, inferencesPerMap, inputMismatch, isOcclusionScorer, mapsPerGroup, type OcclusionParams } from './exact.js';
 import { geometryProblem } from './geometry.js';
 import { ShardStore, shardDirFor } from './shards.js';
 import { runOcclusionJob, type JobResult, type PredictorSource } from './workers.js';
@@ -60,6 +61,8 @@ export interface OccludeDatasetOptions {
   engine?: NonNullable<LoadOptions['engine']>;
   /** Engine threads per model copy (ONNX Runtime); default: cores / workers. */
   threads?: number;
+  /** Approximate maps (incremental engine, Krypton's projective-field threshold in (0, 1]); off by default. */
+  approx?: number;
   /** Shards computed by `occmap worker` processes through BullMQ (needs `out` and a data file). */
   queue?: OccludeQueueOptions;
   /** Recorded in meta.command. */
@@ -99,6 +102,7 @@ interface Job {
   shardSize: number;
   engine: NonNullable<LoadOptions['engine']>;
   threads: number;
+  approx?: number;
   queue?: Required<Omit<OccludeQueueOptions, 'pollMs'>> & { pollMs?: number };
 }
 
@@ -123,6 +127,7 @@ function resolveJob(o: OccludeDatasetOptions): Job {
     engine: o.engine ?? 'auto',
     // Each worker holds its own model copy: split the cores between them, not multiply.
     threads: o.threads ?? Math.max(1, Math.floor(availableParallelism() / workers)),
+    approx: o.approx === undefined ? undefined : fraction('approx', o.approx),
     queue: o.queue && {
       url: o.queue.url,
       name: o.queue.name ?? DEFAULT_QUEUE_NAME,
@@ -152,6 +157,27 @@ function checkJob(job: Job, ds: Dataset, predictor: Predictor, n: number): void 
       if (ds.labels[i] >= k) throw fileError(job.dataName, `label ${ds.labels[i]} of item ${i} is not a class of the ${k}-class model ${job.model}`);
     }
   }
+}
+
+function fraction(field: string, v: number): number {
+  if (!(v > 0 && v <= 1)) throw new OptionError([field], `must be a number in (0, 1], got ${String(v)}`);
+  return v;
+}
+
+/** Maps checked against exact ones when approx is used (the first ones of the job). */
+const APPROX_CHECK_MAPS = 8;
+
+/** The approximation's error on the run: exact maps of the first images, compared with the approximate ones. */
+async function checkApproximation(r: Run, approxRaw: Float32Array): Promise<ApproximationError> {
+  const k = Math.min(r.n, APPROX_CHECK_MAPS);
+  const [, h, w, c] = r.ds.shape;
+  const exact = await exactMaps(r.predictor, r.ds.images.subarray(0, k * h * w * c), [k, h, w, c], {
+    ...r.job.params,
+    normalize: 'none',
+    batchSize: r.job.batchSize,
+    labels: r.ds.labels?.subarray(0, k),
+  });
+  return approximationError(approxRaw, exact.raw, [k, h, w], r.job.params.score, 'none');
 }
 
 function roundUp(x: number, m: number): number {
@@ -224,7 +250,7 @@ async function locally(r: Run, queued: boolean): Promise<{ result: JobResult; se
     shape: r.ds.shape,
     labels: r.ds.labels,
     n: r.n,
-    opts: { ...r.job.params, batchSize: r.job.batchSize },
+    opts: { ...r.job.params, batchSize: r.job.batchSize, approx: r.job.approx },
     store: r.store,
     workers: r.job.workers,
     onReused: (reused) => {
@@ -288,7 +314,7 @@ async function openStore(job: Job, ds: Dataset, predictor: Predictor, o: Occlude
   const store = await ShardStore.open(
     shardDir,
     {
-      params: { ...job.params, batchSize: job.batchSize },
+      params: { ...job.params, batchSize: job.batchSize, ...(job.approx ? { approx: job.approx } : {}) },
       modelHash: predictor.hash,
       engine,
       dataHash: jobDataHash(ds, job.params.target),
@@ -361,6 +387,14 @@ export async function occludeDataset(o: OccludeDatasetOptions): Promise<OccludeD
       seconds = queued.seconds + (result.computed > 0 ? seconds : 0);
     }
     const dataset = outputDataset(r, result.maps, result.raw, result.targets);
+    if (job.approx) {
+      const check = await checkApproximation(r, result.raw);
+      dataset.meta!.occlusion = { ...(dataset.meta!.occlusion as object), method: 'approximate', approx: job.approx, approximation: check };
+      o.log?.(
+        `approximate maps (projective-field threshold ${job.approx}) against exact ones on the first ${check.maps}: SSIM ${check.ssim.toFixed(4)}, max |error| ${check.maxAbsError.toExponential(2)} (unnormalised units)`,
+        'info',
+      );
+    }
     if (o.out) await writeDataset(o.out, dataset);
     store.remove();
     return {

@@ -109,12 +109,28 @@ export function patchRegion(g: Geometry, py: number, px: number): Rect {
   return { y: clip(py - g.pad, g.ph, g.h), x: clip(px - g.pad, g.pw, g.w) };
 }
 
-/** Changed region of every stage's output for one changed input region. */
-export function propagate(stages: readonly StageAxes[], input: Rect): Rect[] {
+/**
+ * At most `cap` cells of `r`, around its centre: Krypton's projective-field threshold keeps
+ * only the middle of a growing change (where the patch's effect is largest) and treats the rest
+ * as unchanged, an approximation.
+ */
+export function truncate(r: Interval, cap: number): Interval {
+  const n = length(r);
+  if (n <= cap) return r;
+  const lo = r.lo + Math.floor((n - cap) / 2);
+  return { lo, hi: lo + cap };
+}
+
+/**
+ * Changed region of every stage's output for one changed input region; with `tau` (0, 1], each
+ * stage's region is truncated to ceil(tau x output length) per axis (approximate, see truncate).
+ */
+export function propagate(stages: readonly StageAxes[], input: Rect, tau?: number): Rect[] {
   const out: Rect[] = [];
   let r = input;
   for (const s of stages) {
     r = rectEmpty(r) ? { y: EMPTY, x: EMPTY } : { y: changedOut(s.y, r.y), x: changedOut(s.x, r.x) };
+    if (tau !== undefined && !rectEmpty(r)) r = { y: truncate(r.y, Math.max(1, Math.ceil(tau * s.y.out))), x: truncate(r.x, Math.max(1, Math.ceil(tau * s.x.out))) };
     out.push(r);
   }
   return out;
@@ -161,6 +177,8 @@ export interface PlanOptions {
   groups?: number;
   /** Cost of one output cell per stage (FLOPs), for choosing the classes. */
   cellCost?: number[];
+  /** Approximate: Krypton's projective-field threshold (see propagate); undefined = exact. */
+  tau?: number;
 }
 
 /**
@@ -226,7 +244,7 @@ export function planWindows(g: Geometry, stages: readonly StageAxes[], opts: Pla
   for (let p = 0; p < pos.ys.length; p++) {
     const r0 = patchRegion(g, pos.ys[p], pos.xs[p]);
     if (rectEmpty(r0)) continue;
-    const rs = propagate(stages, r0);
+    const rs = propagate(stages, r0, o.tau);
     if (rs.length > 0 && rectEmpty(rs[rs.length - 1])) continue;
     active.push(p);
     patch.push(r0);
