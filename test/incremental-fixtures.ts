@@ -197,10 +197,16 @@ export function refExecutor(net: Net): NetExecutor & { calls: { window: number; 
       }
       return { inputs: inputs.map(join), tail: join(tails), probs: Float32Array.from(probs.flatMap((p) => [...p])) };
     },
-    async window(stage, blocks, n, bh, bw) {
+    async window(stage, blocks, n, bh, bw, last = stage) {
       calls.window++;
       const s = net.stages[stage];
-      return join(items(blocks, n, bh, bw, s.cin).map((b) => validStage(s, b)));
+      return join(
+        items(blocks, n, bh, bw, s.cin).map((b) => {
+          let v = round(validStage(s, b));
+          for (let j = stage + 1; j <= last; j++) v = round(validStage(net.stages[j], v));
+          return v;
+        }),
+      );
     },
     async tail(from, x, n) {
       calls.tail++;

@@ -245,13 +245,13 @@ test('the incremental engine (plain-JS executor) gives the probabilities of the 
     const fills = Float32Array.from({ length: n * c }, () => rng.next() - 0.5);
     for (const g of geoms(h, w)) {
       const want = await fullProbs(net, x, n, g, fills);
-      for (const [threshold, groups] of [[2, 1], [2, 3], [0.5, 2], [0, 1]]) {
-        const engine = new IncrementalEngine(net, refExecutor(net), { fullThreshold: threshold, groups, chunk: 37 });
+      for (const [threshold, groups, fuse] of [[2, 1, 0], [2, 3, 1], [0.5, 2, 1], [0, 1, 0], [0.9, 1, 1]]) {
+        const engine = new IncrementalEngine(net, refExecutor(net), { fullThreshold: threshold, groups, chunk: 37, fusePools: fuse === 1 });
         const got = await engine.occlusionProbs(x, n, g, fills);
         assert.equal(got.length, want.length);
         let max = 0;
         for (let i = 0; i < got.length; i++) max = Math.max(max, Math.abs(got[i] - want[i]));
-        assert.ok(max < 1e-6, `${st.name}, ${JSON.stringify(g)}, threshold ${threshold}, groups ${groups}: max diff ${max}`);
+        assert.ok(max < 1e-6, `${st.name}, ${JSON.stringify(g)}, threshold ${threshold}, groups ${groups}, fuse ${fuse}: max diff ${max}`);
       }
     }
   }

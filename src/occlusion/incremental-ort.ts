@@ -48,8 +48,8 @@ export class OrtNetExecutor implements NetExecutor {
     return (await runOnnxBatched(s, [{ name: 'x', data: own(x), shape: [...this.net.input] }], n, { batchSize, output: 'probs' })).data;
   }
 
-  async window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number): Promise<Float32Array> {
-    const s = await this.session(`window ${stage} ${bh}x${bw}`, () => windowGraph(this.net, stage, bh, bw));
+  async window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number, last = stage): Promise<Float32Array> {
+    const s = await this.session(`window ${stage}-${last} ${bh}x${bw}`, () => windowGraph(this.net, stage, bh, bw, last));
     return (await runOnnxBatched(s, [{ name: 'x', data: blocks, shape: [bh, bw, this.net.stages[stage].cin] }], n, { batchSize: n })).data;
   }
 

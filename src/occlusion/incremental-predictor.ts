@@ -12,10 +12,10 @@ import type { OcclusionScorer } from './exact.js';
 import { IncrementalEngine, type IncrementalOptions, type IncrementalStats } from './incremental.js';
 import { OrtNetExecutor } from './incremental-ort.js';
 import { netFromModel } from './net-from-tfjs.js';
+import { INCREMENTAL_ENGINE } from './incremental-engine-name.js';
 import type { Net } from './net.js';
 
-/** Engine name recorded in shard identities and outputs (thread count stripped there). */
-export const INCREMENTAL_ENGINE = 'onnxruntime-incremental';
+export { INCREMENTAL_ENGINE };
 
 export interface IncrementalPredictorOptions extends IncrementalOptions {
   /** ONNX Runtime intra-op threads; default: the machine's cores. */

@@ -16,8 +16,8 @@ import { inputSpan, planWindows, type Interval, type StageWindows, type WindowPl
 export interface NetExecutor {
   /** n unoccluded images: each stage's padded input, the tail's padded input, the model outputs. */
   base(x: Float32Array, n: number): Promise<{ inputs: Float32Array[]; tail: Float32Array; probs: Float32Array }>;
-  /** Stage `stage` on n pre-padded blocks of bh x bw. */
-  window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number): Promise<Float32Array>;
+  /** Stages `stage`..`last` (default: just `stage`) on n pre-padded blocks of bh x bw, one after the other, without padding. */
+  window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number, last?: number): Promise<Float32Array>;
   /** Stages from `from` on, in full, then the tail, on n whole padded inputs of stage `from` (or the tail). */
   tail(from: number, x: Float32Array, n: number): Promise<Float32Array>;
   dispose(): void;
@@ -38,8 +38,12 @@ export const DEFAULT_CHUNK = 512;
 /** Window-size classes per axis (see PlanOptions.groups). */
 export const DEFAULT_GROUPS = 3;
 
+/** Compute a pooling without padding in one step with the convolution before it (PlanOptions.fuse). */
+export const DEFAULT_FUSE_POOLS = true;
+
 export interface IncrementalOptions {
   fullThreshold?: number;
+  fusePools?: boolean;
   groups?: number;
   chunk?: number;
 }
@@ -71,18 +75,26 @@ export interface IncrementalStats {
 interface ClassLayout {
   /** Positions (indices into positions()). */
   positions: Int32Array;
+  /** Per step: the window of its last stage (what the next step reads). */
   windows: StageWindows[];
-  /** Per windowed stage: block size and each member's block origin (padded input). */
+  /** Per step: block size and each member's block origin in its first stage's padded input. */
   blocks: { bh: number; bw: number; y0: Int32Array; x0: Int32Array }[];
   /** Patch rectangle of each member in stage 0's padded input (or the tail's). */
   patchY: Interval[];
   patchX: Interval[];
-  /** FLOPs per item of each windowed stage. */
+  /** FLOPs per item of each step. */
   windowFlops: number[];
+}
+
+/** Windowed stages first..last computed by one executor call (a convolution and the pooling fused into it). */
+export interface Step {
+  first: number;
+  last: number;
 }
 
 interface Layout {
   plan: WindowPlan;
+  steps: Step[];
   classes: ClassLayout[];
   /** FLOPs per item of the stages computed in full and the tail. */
   fullFlops: number;
@@ -94,6 +106,7 @@ export class IncrementalEngine {
   private readonly threshold: number;
   private readonly groups: number;
   private readonly chunk: number;
+  private readonly fusePools: boolean;
   /** Reused input buffers, one per stage: fresh multi-megabyte arrays per call cost page faults and GC. */
   private readonly buffers: Float32Array[] = [];
   stats: IncrementalStats;
@@ -107,6 +120,7 @@ export class IncrementalEngine {
     this.threshold = opts.fullThreshold ?? DEFAULT_FULL_THRESHOLD;
     this.groups = opts.groups ?? DEFAULT_GROUPS;
     this.chunk = Math.max(1, opts.chunk ?? DEFAULT_CHUNK);
+    this.fusePools = opts.fusePools ?? DEFAULT_FUSE_POOLS;
     this.stats = this.emptyStats();
   }
 
@@ -144,23 +158,34 @@ export class IncrementalEngine {
     if (g.h !== h || g.w !== w) throw new RangeError(`geometry ${g.h}x${g.w} on a ${h}x${w} model`);
     const st = this.shapes.stages;
     const cellCost = this.net.stages.map((s) => Math.max(1, flopsPerCell(s)));
-    const plan = planWindows(g, st, { threshold: this.threshold, groups: this.groups, cellCost, tau });
+    const fuse = this.net.stages.map((s) => this.fusePools && s.kind !== 'conv');
+    const plan = planWindows(g, st, { threshold: this.threshold, groups: this.groups, cellCost, tau, fuse });
+    const steps: Step[] = [];
+    for (let i = 0; i < plan.fullFrom; i++) {
+      if (plan.fused[i] && steps.length > 0) steps[steps.length - 1].last = i;
+      else steps.push({ first: i, last: i });
+    }
     const [offY, offX] = st.length > 0 ? [st[0].y.offset, st[0].x.offset] : [this.shapes.tailInput.offY, this.shapes.tailInput.offX];
     const classes = plan.classes.map((c): ClassLayout => ({
       positions: c.positions,
-      windows: c.windows,
-      blocks: c.windows.map((win, i) => {
+      windows: steps.map((sp) => c.windows[sp.last]),
+      blocks: steps.map(({ first: i }) => {
+        const win = c.windows[i];
         const ys = inputSpan(st[i].y, 0, win.h);
         const xs = inputSpan(st[i].x, 0, win.w);
         return { bh: ys.hi - ys.lo, bw: xs.hi - xs.lo, y0: win.oy.map((o) => o * st[i].y.stride), x0: win.ox.map((o) => o * st[i].x.stride) };
       }),
       patchY: c.patch.map((r) => ({ lo: r.y.lo + offY, hi: r.y.hi + offY })),
       patchX: c.patch.map((r) => ({ lo: r.x.lo + offX, hi: r.x.hi + offX })),
-      windowFlops: c.windows.map((win, i) => flopsPerCell(this.net.stages[i]) * win.h * win.w),
+      windowFlops: steps.map((sp) => {
+        let f = 0;
+        for (let i = sp.first; i <= sp.last; i++) f += flopsPerCell(this.net.stages[i]) * c.windows[i].h * c.windows[i].w;
+        return f;
+      }),
     }));
     let fullFlops = tailFlops(this.net);
     for (let i = plan.fullFrom; i < st.length; i++) fullFlops += flopsPerCell(this.net.stages[i]) * st[i].outShape[0] * st[i].outShape[1];
-    return { plan, classes, fullFlops };
+    return { plan, steps, classes, fullFlops };
   }
 
   /** FLOPs one map costs on this engine for geometry g, counted from the windows it computes. */
@@ -172,23 +197,23 @@ export class IncrementalEngine {
   }
 
   private profile(l: Layout): StageProfile[] {
-    const F = l.plan.fullFrom;
-    if (this.stats.stages.length !== F + 1) {
-      this.stats.stages = [];
-      for (let i = 0; i < F; i++) {
+    const steps = l.steps;
+    if (this.stats.stages.length !== steps.length + 1) {
+      this.stats.stages = steps.map((sp, i) => {
         const sizes = new Set(l.classes.map((c) => `${c.windows[i].h}x${c.windows[i].w}`));
         const largest = l.classes.reduce((m, c) => Math.max(m, c.windows[i].h * c.windows[i].w), 0);
         const big = l.classes.find((c) => c.windows[i].h * c.windows[i].w === largest)!.windows[i];
-        this.stats.stages.push({
-          name: this.net.stages[i].name,
+        const names = this.net.stages.slice(sp.first, sp.last + 1).map((s) => s.name);
+        return {
+          name: names.join('+'),
           mode: `window ${big.h}x${big.w}${sizes.size > 1 ? ` (+${sizes.size - 1} smaller)` : ''}`,
-          coverage: l.plan.coverage[i],
+          coverage: l.plan.coverage[sp.last],
           runMs: 0,
           gatherMs: 0,
           flops: 0,
-        });
-      }
-      const names = this.net.stages.slice(F).map((s) => s.name);
+        };
+      });
+      const names = this.net.stages.slice(l.plan.fullFrom).map((s) => s.name);
       this.stats.stages.push({ name: [...names, 'tail'].join('+'), mode: 'full', coverage: 1, runMs: 0, gatherMs: 0, flops: 0 });
     }
     return this.stats.stages;
@@ -254,29 +279,31 @@ export class IncrementalEngine {
     const F = l.plan.fullFrom;
     const st = this.shapes.stages;
     let ov: Overlay | null = null;
-    for (let s = 0; s <= F; s++) {
-      const full = s === F;
-      const plane = planes[s];
-      const blk = cl.blocks[s];
+    for (let k = 0; k <= l.steps.length; k++) {
+      const full = k === l.steps.length;
+      const first = full ? F : l.steps[k].first;
+      const plane = planes[first];
+      const blk = cl.blocks[k];
       const b: Blocks = full
         ? { map, y0: new Int32Array(m), x0: new Int32Array(m), bh: plane.h, bw: plane.w }
         : { map, y0: pick(blk.y0), x0: pick(blk.x0), bh: blk.bh, bw: blk.bw };
       let t0 = performance.now();
-      const buf = this.scratch(s, m * b.bh * b.bw * plane.c);
+      const buf = this.scratch(k, m * b.bh * b.bw * plane.c);
       const input = ov ? gatherBlocks(buf, plane, b, ov) : gatherPatched(buf, plane, b, patch, fills);
-      prof[s].gatherMs += performance.now() - t0;
+      prof[k].gatherMs += performance.now() - t0;
       t0 = performance.now();
       if (full) {
-        const probs = await this.exec.tail(s, input, m);
-        prof[s].runMs += performance.now() - t0;
-        prof[s].flops += m * l.fullFlops;
+        const probs = await this.exec.tail(F, input, m);
+        prof[k].runMs += performance.now() - t0;
+        prof[k].flops += m * l.fullFlops;
         return probs;
       }
-      const y = await this.exec.window(s, input, m, b.bh, b.bw);
-      prof[s].runMs += performance.now() - t0;
-      prof[s].flops += m * cl.windowFlops[s];
-      const win = cl.windows[s];
-      const next = s + 1 < st.length ? { y: st[s + 1].y.offset, x: st[s + 1].x.offset } : { y: this.shapes.tailInput.offY, x: this.shapes.tailInput.offX };
+      const last = l.steps[k].last;
+      const y = await this.exec.window(first, input, m, b.bh, b.bw, last);
+      prof[k].runMs += performance.now() - t0;
+      prof[k].flops += m * cl.windowFlops[k];
+      const win = cl.windows[k];
+      const next = last + 1 < st.length ? { y: st[last + 1].y.offset, x: st[last + 1].x.offset } : { y: this.shapes.tailInput.offY, x: this.shapes.tailInput.offX };
       ov = { data: y, y0: pick(win.oy, next.y), x0: pick(win.ox, next.x), oh: win.h, ow: win.w };
     }
     throw new Error('internal: no full stage');

@@ -22,6 +22,7 @@ import { geometryProblem } from './geometry.js';
 import { ShardStore, shardDirFor } from './shards.js';
 import { runOcclusionJob, type JobResult, type PredictorSource } from './workers.js';
 import { incrementalNote, noteFallback } from './incremental-load.js';
+import { INCREMENTAL_ENGINE } from './incremental-engine-name.js';
 import { DEFAULT_ATTEMPTS, DEFAULT_QUEUE_NAME, jobDataHash, probeRedis, redactUrl, runQueueCoordinator } from './queue.js';
 
 export const DEFAULT_SHARD_SIZE = 256;
@@ -358,8 +359,11 @@ export async function occludeDataset(o: OccludeDatasetOptions): Promise<OccludeD
   for (const w of notes) o.log?.(`${job.dataName}: ${w}`, 'warning');
   const [total, h, w] = ds.shape;
   const n = Math.min(total, job.limit ?? total);
-  // auto: the incremental engine wherever it can run the model (it falls back with a note).
-  const load: LoadOptions = { engine: job.engine === 'auto' ? 'incremental' : job.engine, threads: job.threads };
+  // auto: the incremental engine wherever it can run the model (it falls back with a note),
+  // except when resuming a run that an older occmap started on the full engine: its shards.
+  const recorded = o.resume && o.out ? ShardStore.recordedEngine(shardDirFor(o.out)) : undefined;
+  const keepFull = recorded !== undefined && !recorded.startsWith(INCREMENTAL_ENGINE);
+  const load: LoadOptions = { engine: job.engine === 'auto' ? (keepFull ? 'auto' : 'incremental') : job.engine, threads: job.threads };
   // A model whose input is the stamp padded by `pad` (the seed's Keras classifier: 27x27 for
   // 21x21 stamps, pad 3) is fed the padded stamps; its maps equal an internally padding model's.
   const fitted = fitToStamps(await loadFitting(job.model, load, h, w), h, w, job.params.pad);

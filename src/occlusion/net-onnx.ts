@@ -152,16 +152,24 @@ export function baseGraph(net: Net): Uint8Array {
   return model(b, 'incremental_base', [nhwcInfo('x', h, w, c)], outputs);
 }
 
-/** Stage `i` on pre-padded blocks of bh x bw: input `x` (N,bh,bw,cin), output `y` (N,oh,ow,cout), NHWC. */
-export function windowGraph(net: Net, i: number, bh: number, bw: number): Uint8Array {
+/**
+ * Stages i..last on pre-padded blocks of bh x bw (the later ones without padding: fused
+ * poolings): input `x` (N,bh,bw,cin), output `y` (N,oh,ow,cout), NHWC.
+ */
+export function windowGraph(net: Net, i: number, bh: number, bw: number, last = i): Uint8Array {
   const b = new Builder();
   ['x', 'y'].forEach((n) => b.reserve(n));
-  const s = net.stages[i];
-  const oh = Math.floor((bh - ((s.kernel[0] - 1) * s.dilation[0] + 1)) / s.strides[0]) + 1;
-  const ow = Math.floor((bw - ((s.kernel[1] - 1) * s.dilation[1] + 1)) / s.strides[1]) + 1;
-  const y = stageOp(b, s, { name: 'x', shape: R4, nchw: false }, [0, 0, 0, 0]);
+  let [oh, ow] = [bh, bw];
+  let y: Val = { name: 'x', shape: R4, nchw: false };
+  for (let j = i; j <= last; j++) {
+    const s = net.stages[j];
+    oh = Math.floor((oh - ((s.kernel[0] - 1) * s.dilation[0] + 1)) / s.strides[0]) + 1;
+    ow = Math.floor((ow - ((s.kernel[1] - 1) * s.dilation[1] + 1)) / s.strides[1]) + 1;
+    y = stageOp(b, s, y, [0, 0, 0, 0]);
+  }
   b.op('Identity', [nhwc(b, y).name], 'y', {}, 'y');
-  return model(b, `incremental_${s.name}_window`, [nhwcInfo('x', bh, bw, s.cin)], [nhwcInfo('y', oh, ow, s.cout)]);
+  const names = net.stages.slice(i, last + 1).map((s) => s.name).join('_');
+  return model(b, `incremental_${names}_window`, [nhwcInfo('x', bh, bw, net.stages[i].cin)], [nhwcInfo('y', oh, ow, net.stages[last].cout)]);
 }
 
 /**

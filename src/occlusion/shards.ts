@@ -126,6 +126,16 @@ export class ShardStore {
     return new ShardStore(dir, job);
   }
 
+  /** The engine recorded by an earlier run's job.json in `dir`, if one is there and readable. */
+  static recordedEngine(dir: string): string | undefined {
+    try {
+      const job = JSON.parse(readFileSync(path.join(dir, 'job.json'), 'utf8')) as Partial<JobFile>;
+      return typeof job.engine === 'string' ? job.engine : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   shardPath(index: number): string {
     return path.join(this.dir, `shard-${String(index).padStart(6, '0')}.npz`);
   }

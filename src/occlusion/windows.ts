@@ -161,6 +161,8 @@ export interface WindowPlan {
   active: Int32Array;
   /** Stages [0, fullFrom) are recomputed on windows; stages from fullFrom on, in full. */
   fullFrom: number;
+  /** Per stage: computed together with the stage before it (PlanOptions.fuse, where it applies). */
+  fused: boolean[];
   /** Per stage: the largest window's share of the output (1 = the whole output). */
   coverage: number[];
   classes: PlanClass[];
@@ -179,6 +181,12 @@ export interface PlanOptions {
   cellCost?: number[];
   /** Approximate: Krypton's projective-field threshold (see propagate); undefined = exact. */
   tau?: number;
+  /**
+   * Per stage: compute it in one step with the stage before (a pooling without padding right
+   * after a convolution). The earlier stage's window becomes the block the later one's window
+   * reads, so the later stage needs no gathering of its own; costs the halo's FLOPs.
+   */
+  fuse?: boolean[];
 }
 
 /**
@@ -259,6 +267,14 @@ export function planWindows(g: Geometry, stages: readonly StageAxes[], opts: Pla
       break;
     }
   }
+  // A fusable stage at the switch point is computed with the stage before instead.
+  const fused = stages.map((st, i) => {
+    if (!o.fuse?.[i] || i === 0) return false;
+    const prev = stages[i - 1];
+    return st.y.offset === 0 && st.x.offset === 0 && st.y.size === prev.y.out && st.x.size === prev.x.out;
+  });
+  if (fullFrom < stages.length && fused[fullFrom]) fullFrom++;
+  for (let i = fullFrom; i < stages.length; i++) fused[i] = false;
   // Window lengths depend on one axis only: group the distinct rows and columns separately.
   const cost = o.cellCost ?? stages.map(() => 1);
   const lineGroups = (axis: 'y' | 'x', starts: Int32Array): Map<number, number> => {
@@ -288,9 +304,16 @@ export function planWindows(g: Geometry, stages: readonly StageAxes[], opts: Pla
       const ox = Int32Array.from(as, (a) => placeWindow(regions[a][i].x, w, stages[i].x.out));
       windows.push({ h, w, oy, ox });
     }
+    // A fused stage's window fixes the window of the stage before: the block it reads.
+    for (let i = fullFrom - 1; i >= 1; i--) {
+      if (!fused[i]) continue;
+      const wi = windows[i];
+      const [sy, sx] = [stages[i].y, stages[i].x];
+      windows[i - 1] = { h: (wi.h - 1) * sy.stride + sy.kernel, w: (wi.w - 1) * sx.stride + sx.kernel, oy: wi.oy.map((v) => v * sy.stride), ox: wi.ox.map((v) => v * sx.stride) };
+    }
     return { positions: Int32Array.from(as, (a) => active[a]), patch: as.map((a) => patch[a]), windows };
   });
-  return { positions: pos.ys.length, active: Int32Array.from(active), fullFrom, coverage, classes };
+  return { positions: pos.ys.length, active: Int32Array.from(active), fullFrom, fused, coverage, classes };
 }
 
 /**
