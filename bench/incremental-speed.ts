@@ -24,7 +24,7 @@ import { loadOnnxPredictor } from '../src/runtime/onnx.js';
 import { exactMaps, geometryOf, inferencesPerMap, SEED_PARAMS, type ExactOptions, type OcclusionParams } from '../src/occlusion/exact.js';
 import { IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
 import { netFromModel } from '../src/occlusion/net-from-tfjs.js';
-import { DEFAULT_FULL_THRESHOLD, type IncrementalOptions, type StageProfile } from '../src/occlusion/incremental.js';
+import { DEFAULT_CHUNK, DEFAULT_FULL_THRESHOLD, type IncrementalOptions, type StageProfile } from '../src/occlusion/incremental.js';
 import type { Net } from '../src/occlusion/net.js';
 import { approximationError, type ApproximationError } from '../src/occlusion/approx.js';
 import type { Geometry } from '../src/occlusion/geometry.js';
@@ -56,14 +56,15 @@ export interface IncrementalBenchResult {
   threads: number;
   stamps: number;
   full: EngineFigures & { engine: string };
-  incremental: EngineFigures & { engine: string; fullFrom: string; threshold: number; classes: number };
+  /** calls: block sizes summed over the steps (executor calls per chunk of maps). */
+  incremental: EngineFigures & { engine: string; fullFrom: string; threshold: number; calls: number };
   ratio: number;
   flopRatio: number;
   maxAbsDiff: number;
   /** Share of the incremental engine's wall time, and milliseconds per map. */
   profile: { part: string; msPerMap: number; share: number; gflops?: number }[];
   /** sweep: each variant's maps/s and its ratio to the full engine raced alongside. */
-  sweep?: { kind: 'switch' | 'groups' | 'approx'; label: string; mapsPerSec: number; ratio: number; flopsPerMap: number; classes: number; coverage?: number; ssim?: number; maxAbsError?: number }[];
+  sweep?: { kind: 'switch' | 'groups' | 'approx' | 'other'; label: string; mapsPerSec: number; ratio: number; flopsPerMap: number; calls: number; coverage?: number; ssim?: number; maxAbsError?: number }[];
 }
 
 interface Contender {
@@ -74,8 +75,9 @@ interface Contender {
 }
 
 /**
- * Time every contender in turn, `rounds` times, about `seconds` each in total: a change of
- * machine load during the run hits all of them alike, so their ratios hold.
+ * Time the contenders call by call in turn (one exactMaps call each per round, rounds until
+ * about `seconds` per contender have passed): a change of machine load during the run hits
+ * all of them alike, so their ratios hold.
  */
 async function race(
   cs: Contender[],
@@ -83,7 +85,6 @@ async function race(
   n: number,
   params: OcclusionParams,
   seconds: number,
-  rounds = 3,
   afterWarmup?: () => void,
   /** Per contender after the first (which always runs `params`). */
   own?: ExactOptions[],
@@ -91,16 +92,22 @@ async function race(
   const paramsOf = (i: number): ExactOptions => (i > 0 && own ? own[i - 1] : params);
   for (const [i, c] of cs.entries()) await exactMaps(c.p, images, [n, 21, 21, 1], paramsOf(i)); // warm-up: sessions, JIT
   afterWarmup?.();
-  for (let r = 0; r < rounds; r++) {
+  const t0 = performance.now();
+  let rounds = 0;
+  while (rounds < 2 || performance.now() - t0 < seconds * 1000 * cs.length) {
     for (const [i, c] of cs.entries()) {
-      const t0 = performance.now();
-      do {
-        await exactMaps(c.p, images, [n, 21, 21, 1], paramsOf(i));
-        c.maps += n;
-      } while (performance.now() - t0 < (seconds * 1000) / rounds);
-      c.secs += (performance.now() - t0) / 1000;
+      const t = performance.now();
+      await exactMaps(c.p, images, [n, 21, 21, 1], paramsOf(i));
+      c.maps += n;
+      c.secs += (performance.now() - t) / 1000;
     }
+    rounds++;
   }
+}
+
+/** Block sizes summed over the windowed steps: executor calls per group of maps, before chunking. */
+function callsOf(p: IncrementalPredictor, g: Geometry, tau?: number): number {
+  return p.engineCore.layout(g, tau).steps.reduce((a, s) => a + s.buckets.length, 0);
 }
 
 const rate = (c: Contender): number => c.maps / c.secs;
@@ -139,7 +146,7 @@ const mf = (f: number): string => `${(f / 1e6).toFixed(0)} MFLOP`;
 /** Each variant raced against the full engine; figures are ratios to it from the same race. */
 async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult, x: SweepCtx): Promise<void> {
   const { net, coverage, log } = x;
-  const variants: { kind: 'switch' | 'groups' | 'approx'; label: string; opts: IncrementalOptions; coverage?: number; fullFrom?: string; groups?: number; tau?: number }[] = [];
+  const variants: { kind: 'switch' | 'groups' | 'approx' | 'other'; label: string; opts: IncrementalOptions; coverage?: number; fullFrom?: string; groups?: number; tau?: number }[] = [];
   for (let s = 0; s <= net.stages.length; s++) {
     // a threshold just at stage s's share (or above every share: windows to the end)
     const threshold = s < net.stages.length ? coverage[s] : 2;
@@ -148,32 +155,35 @@ async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult
     variants.push({ kind: 'switch', label: `full from ${name}`, opts: { fullThreshold: threshold }, coverage: s < net.stages.length ? coverage[s] : 1, fullFrom: name });
   }
   for (const groups of [1, 2, 3, 4, 6]) variants.push({ kind: 'groups', label: `${groups} groups per axis`, opts: { groups }, groups });
+  variants.push({ kind: 'other', label: 'no pool fusion', opts: { fusePools: false } });
+  for (const chunk of [256, 1024, 2048]) variants.push({ kind: 'other', label: `chunk ${chunk}`, opts: { chunk } });
   for (const tau of [0.6, 0.4, 0.25]) variants.push({ kind: 'approx', label: `approx tau ${tau}`, opts: {}, tau });
-  for (const kind of ['switch', 'groups', 'approx'] as const) {
+  for (const kind of ['switch', 'groups', 'other', 'approx'] as const) {
     const vs = variants.filter((v) => v.kind === kind);
     const cs: Contender[] = vs.map((v) => ({ name: v.label, p: new IncrementalPredictor(net, { hash: 'bench', threads: x.threads, ...v.opts }), maps: 0, secs: 0 }));
     const cf: Contender = { name: 'full', p: x.full, maps: 0, secs: 0 };
     const paramsOf = (v: (typeof vs)[number]): ExactOptions => (v.tau ? { ...x.params, approx: v.tau } : x.params);
-    await race([cf, ...cs], x.images, x.stamps, x.params, x.seconds * (cs.length + 1) / 4, 2, undefined, cs.map((_, i) => paramsOf(vs[i])));
+    await race([cf, ...cs], x.images, x.stamps, x.params, x.seconds / 2, undefined, cs.map((_, i) => paramsOf(vs[i])));
     log(
       {
         switch: "  switch to full computation at each stage (Krypton's rule; largest window's share of that stage's output), raced with the full engine:",
-        groups: '  window-size classes per axis (classes = groups^2: fewer FLOPs, more and smaller calls), raced with the full engine:',
+        groups: '  window sizes per axis and stage (block sizes over all steps: fewer FLOPs, more and smaller calls), raced with the full engine:',
         approx: '  approximate (projective-field threshold tau), raced with the full engine; error against exact maps of the same stamps:',
+        other: `  other settings (default: pool fusion on, chunk ${DEFAULT_CHUNK}), raced with the full engine:`,
       }[kind],
     );
     const exact = kind === 'approx' ? await exactMaps(x.full, x.images, [x.stamps, 21, 21, 1], { ...x.params, normalize: 'none' }) : undefined;
     for (const [i, v] of vs.entries()) {
       const p = cs[i].p as IncrementalPredictor;
-      const row = { mapsPerSec: rate(cs[i]), ratio: rate(cs[i]) / rate(cf), flopsPerMap: p.flopsPerMap(x.g, v.tau), classes: p.engineCore.layout(x.g, v.tau).classes.length };
-      let extra = kind === 'switch' ? `(share ${v.coverage!.toFixed(2)})` : `(${row.classes} classes)`;
+      const row = { mapsPerSec: rate(cs[i]), ratio: rate(cs[i]) / rate(cf), flopsPerMap: p.flopsPerMap(x.g, v.tau), calls: callsOf(p, x.g, v.tau) };
+      let extra = kind === 'switch' ? `(share ${v.coverage!.toFixed(2)})` : kind === 'groups' ? `(${row.calls} sizes)` : '';
       let err: ApproximationError | undefined;
       if (exact && v.tau) {
         const a = await exactMaps(p, x.images, [x.stamps, 21, 21, 1], { ...x.params, normalize: 'none', approx: v.tau });
         err = approximationError(a.raw, exact.raw, [x.stamps, 21, 21], x.params.score, 'none');
         extra = `(SSIM ${err.ssim.toFixed(3)}, max err ${err.maxAbsError.toExponential(1)})`;
       }
-      (result.sweep ??= []).push({ kind: v.kind, label: v.label, mapsPerSec: row.mapsPerSec, ratio: row.ratio, flopsPerMap: row.flopsPerMap, classes: row.classes, coverage: v.coverage, ...(err ? { ssim: err.ssim, maxAbsError: err.maxAbsError } : {}) });
+      (result.sweep ??= []).push({ kind: v.kind, label: v.label, mapsPerSec: row.mapsPerSec, ratio: row.ratio, flopsPerMap: row.flopsPerMap, calls: row.calls, coverage: v.coverage, ...(err ? { ssim: err.ssim, maxAbsError: err.maxAbsError } : {}) });
       log(`    ${v.label.padEnd(20)} ${extra.padEnd(14)} ${row.mapsPerSec.toFixed(2).padStart(7)} maps/s  ${row.ratio.toFixed(2)}x full  ${mf(row.flopsPerMap).padStart(11)}/map`);
       p.dispose();
     }
@@ -189,7 +199,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
   const clf = buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 1, activation: o.activation });
   const g = geometryOf(params, 21, 21);
   const perMap = inferencesPerMap(params, 21, 21);
-  const stamps = o.stamps ?? 6;
+  const stamps = o.stamps ?? 3;
   const rng = new Rng(1);
   const images = Float32Array.from({ length: stamps * 441 }, () => rng.next());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'occmap-incr-bench-'));
@@ -208,7 +218,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
 
     const cf: Contender = { name: 'full', p: full, maps: 0, secs: 0 };
     const ci: Contender = { name: 'incremental', p: inc, maps: 0, secs: 0 };
-    await race([cf, ci], images, stamps, params, seconds, 3, () => inc.engineCore.resetStats());
+    await race([cf, ci], images, stamps, params, seconds, () => inc.engineCore.resetStats());
     const tf = cf;
     const ti = ci;
     const st = inc.stats;
@@ -217,7 +227,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
     const layout = inc.engineCore.layout(g);
     const fullFrom = layout.plan.fullFrom < net.stages.length ? net.stages[layout.plan.fullFrom].name : 'tail';
     const fr: EngineFigures & { engine: string } = { engine: full.engine, mapsPerSec: tf.maps / tf.secs, flopsPerMap: fullFlops, gflops: (tf.maps / tf.secs) * fullFlops / 1e9 };
-    const ir = { engine: inc.engine, mapsPerSec: ti.maps / ti.secs, flopsPerMap: incFlops, gflops: (ti.maps / ti.secs) * incFlops / 1e9, fullFrom, threshold: DEFAULT_FULL_THRESHOLD, classes: layout.classes.length };
+    const ir = { engine: inc.engine, mapsPerSec: ti.maps / ti.secs, flopsPerMap: incFlops, gflops: (ti.maps / ti.secs) * incFlops / 1e9, fullFrom, threshold: DEFAULT_FULL_THRESHOLD, calls: callsOf(inc, g) };
     const result: IncrementalBenchResult = {
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '?', loadavg: os.loadavg() },
       threads,
@@ -231,7 +241,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
     };
     log(`exact maps, seed classifier ${o.activation ?? 'relu'}, ${perMap - 1} positions, ${threads} thread(s), ${stamps} maps per call`);
     log(`  full engine        ${fr.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(fr.flopsPerMap).padStart(11)}/map  ${fr.gflops.toFixed(1)} GFLOP/s  (${fr.engine})`);
-    log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full; ${ir.classes} window-size classes)`);
+    log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full; ${ir.calls} block sizes over all steps)`);
     log(`  incremental / full: ${result.ratio.toFixed(2)}x maps/s (FLOP ratio ${result.flopRatio.toFixed(2)}x); max |map difference| ${maxAbsDiff.toExponential(1)}`);
     log('  where the incremental engine\'s time goes (ms per map, share):');
     for (const p of result.profile) log(`    ${p.part.padEnd(34)} ${p.msPerMap.toFixed(2).padStart(7)} ms  ${(100 * p.share).toFixed(1).padStart(5)}%${p.gflops ? `  ${p.gflops.toFixed(0)} GFLOP/s` : ''}`);
@@ -256,7 +266,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const r = await runIncrementalBench({
     seconds: Number(arg('--seconds') ?? 6),
     threads: Number(arg('--threads') ?? 2),
-    stamps: Number(arg('--stamps') ?? 6),
+    stamps: Number(arg('--stamps') ?? 3),
     sweep: args.includes('--sweep'),
     activation: arg('--activation') === 'linear' ? 'linear' : 'relu',
   });

@@ -25,13 +25,17 @@ export interface Blocks {
   bw: number;
 }
 
-/** Each item's overlay: a window of oh x ow x c values at (y0, x0) of the padded input. */
+/**
+ * Each item's overlay, in the block's coordinates (the stage's padded input): a window of
+ * oh x ow x c values at (y0, x0), stored at data[item] from element off[item] (NHWC).
+ */
 export interface Overlay {
-  data: Float32Array;
+  data: Float32Array[];
+  off: Int32Array;
   y0: Int32Array;
   x0: Int32Array;
-  oh: number;
-  ow: number;
+  oh: Int32Array;
+  ow: Int32Array;
 }
 
 /** Copy `rows` rows of `run` floats from src (row stride sStride) to dst (row stride dStride). */
@@ -51,14 +55,14 @@ export function gatherBlocks(dst: Float32Array, plane: Plane, b: Blocks, ov: Ove
   const rowIn = plane.w * c;
   const bRow = b.bw * c;
   const blockSize = b.bh * bRow;
-  const ovSize = ov.oh * ov.ow * c;
   for (let t = 0; t < count; t++) {
     const i = from + t;
     const by = b.y0[i];
     const bx = b.x0[i];
+    const [oy, ox, oh, ow] = [ov.y0[i], ov.x0[i], ov.oh[i], ov.ow[i]];
     const d = t * blockSize;
-    const ys = overlap({ lo: by, hi: by + b.bh }, { lo: ov.y0[i], hi: ov.y0[i] + ov.oh });
-    const xs = overlap({ lo: bx, hi: bx + b.bw }, { lo: ov.x0[i], hi: ov.x0[i] + ov.ow });
+    const ys = overlap({ lo: by, hi: by + b.bh }, { lo: oy, hi: oy + oh });
+    const xs = overlap({ lo: bx, hi: bx + b.bw }, { lo: ox, hi: ox + ow });
     const base = b.map[i] * mapSize + by * rowIn + bx * c;
     const full = xs.lo === bx && xs.hi === bx + b.bw && ys.hi > ys.lo;
     if (full) {
@@ -69,8 +73,8 @@ export function gatherBlocks(dst: Float32Array, plane: Plane, b: Blocks, ov: Ove
       copyRows(dst, d, bRow, plane.data, base, rowIn, b.bh, bRow);
     }
     if (ys.hi > ys.lo && xs.hi > xs.lo) {
-      const s = i * ovSize + ((ys.lo - ov.y0[i]) * ov.ow + (xs.lo - ov.x0[i])) * c;
-      copyRows(dst, d + ((ys.lo - by) * b.bw + (xs.lo - bx)) * c, bRow, ov.data, s, ov.ow * c, ys.hi - ys.lo, (xs.hi - xs.lo) * c);
+      const s = ov.off[i] + ((ys.lo - oy) * ow + (xs.lo - ox)) * c;
+      copyRows(dst, d + ((ys.lo - by) * b.bw + (xs.lo - bx)) * c, bRow, ov.data[i], s, ow * c, ys.hi - ys.lo, (xs.hi - xs.lo) * c);
     }
   }
   return dst.subarray(0, count * blockSize);

@@ -10,7 +10,7 @@
 import type { Geometry } from './geometry.js';
 import { gatherBlocks, gatherPatched, type Blocks, type Overlay, type Plane } from './gather.js';
 import { flopsPerCell, netFlops, netShapes, tailFlops, type Net } from './net.js';
-import { inputSpan, planWindows, type Interval, type StageWindows, type WindowPlan } from './windows.js';
+import { planWindows, type Interval, type WindowPlan } from './windows.js';
 
 /** Runs the pieces of a Net on batches (NHWC in, NHWC out). */
 export interface NetExecutor {
@@ -32,10 +32,16 @@ export interface NetExecutor {
  */
 export const DEFAULT_FULL_THRESHOLD = 0.9;
 
-/** Items (patch positions of maps) per executor call: large enough to amortise a call. */
-export const DEFAULT_CHUNK = 512;
+/**
+ * Items (patch positions of maps) per executor call at most: a block size's items of a whole
+ * group of maps in one call where memory allows (measured: fewer, larger calls are faster).
+ */
+export const DEFAULT_CHUNK = 2048;
 
-/** Window-size classes per axis (see PlanOptions.groups). */
+/** Floats of gathered input per call at most (64 MB): bounds memory whatever the chunk. */
+const MAX_CALL_FLOATS = 1 << 24;
+
+/** Window sizes per axis and stage (see PlanOptions.groups). */
 export const DEFAULT_GROUPS = 3;
 
 /** Compute a pooling without padding in one step with the convolution before it (PlanOptions.fuse). */
@@ -71,33 +77,44 @@ export interface IncrementalStats {
   stages: StageProfile[];
 }
 
-/** One window-size class of a geometry: the arrays its gathering needs, computed once. */
-interface ClassLayout {
-  /** Positions (indices into positions()). */
-  positions: Int32Array;
-  /** Per step: the window of its last stage (what the next step reads). */
-  windows: StageWindows[];
-  /** Per step: block size and each member's block origin in its first stage's padded input. */
-  blocks: { bh: number; bw: number; y0: Int32Array; x0: Int32Array }[];
-  /** Patch rectangle of each member in stage 0's padded input (or the tail's). */
-  patchY: Interval[];
-  patchX: Interval[];
-  /** FLOPs per item of each step. */
-  windowFlops: number[];
-}
-
 /** Windowed stages first..last computed by one executor call (a convolution and the pooling fused into it). */
 export interface Step {
   first: number;
   last: number;
 }
 
+/** What one step of a geometry's plan needs, per active position, computed once. */
+interface StepLayout extends Step {
+  /** Block (first stage's padded input) size and origin per position. */
+  bh: Int32Array;
+  bw: Int32Array;
+  y0: Int32Array;
+  x0: Int32Array;
+  /** The step's output window per position, in the next stage's padded-input coordinates. */
+  oy: Int32Array;
+  ox: Int32Array;
+  oh: Int32Array;
+  ow: Int32Array;
+  /** Positions of one block size, batched together: [bh, bw, members]. */
+  buckets: { bh: number; bw: number; members: Int32Array }[];
+  /** FLOPs per position. */
+  flops: Float64Array;
+}
+
 interface Layout {
   plan: WindowPlan;
-  steps: Step[];
-  classes: ClassLayout[];
+  steps: StepLayout[];
+  /** Patch rectangle of each active position in stage 0's padded input (or the tail's). */
+  patchY: Interval[];
+  patchX: Interval[];
   /** FLOPs per item of the stages computed in full and the tail. */
   fullFlops: number;
+}
+
+/** Per item (map x active position), where its latest recomputed window is. */
+interface ItemState {
+  data: Float32Array[];
+  off: Int32Array;
 }
 
 export class IncrementalEngine {
@@ -107,8 +124,8 @@ export class IncrementalEngine {
   private readonly groups: number;
   private readonly chunk: number;
   private readonly fusePools: boolean;
-  /** Reused input buffers, one per stage: fresh multi-megabyte arrays per call cost page faults and GC. */
-  private readonly buffers: Float32Array[] = [];
+  /** The reused input buffer: fresh multi-megabyte arrays per call cost page faults and GC. */
+  private buffer = new Float32Array(0);
   stats: IncrementalStats;
 
   constructor(
@@ -124,13 +141,14 @@ export class IncrementalEngine {
     this.stats = this.emptyStats();
   }
 
-  private scratch(stage: number, size: number): Float32Array {
-    let b = this.buffers[stage];
-    if (!b || b.length < size) {
-      b = new Float32Array(size);
-      this.buffers[stage] = b;
-    }
-    return b;
+  private scratch(size: number): Float32Array {
+    if (this.buffer.length < size) this.buffer = new Float32Array(size);
+    return this.buffer;
+  }
+
+  /** Items per call for blocks of `floats` values. */
+  private perCall(floats: number): number {
+    return Math.max(1, Math.min(this.chunk, Math.floor(MAX_CALL_FLOATS / floats)));
   }
 
   private emptyStats(): IncrementalStats {
@@ -141,7 +159,7 @@ export class IncrementalEngine {
     this.stats = this.emptyStats();
   }
 
-  /** The window plan for a geometry (positions, window classes, where full computation starts). */
+  /** The window plan for a geometry (positions, windows, where full computation starts). */
   layout(g: Geometry, tau?: number): Layout {
     const key = `${g.h}x${g.w}|${g.ph}x${g.pw}|${g.stride}|${g.pad}|${tau ?? 'exact'}`;
     let l = this.layouts.get(key);
@@ -157,56 +175,81 @@ export class IncrementalEngine {
     const [h, w] = this.net.input;
     if (g.h !== h || g.w !== w) throw new RangeError(`geometry ${g.h}x${g.w} on a ${h}x${w} model`);
     const st = this.shapes.stages;
-    const cellCost = this.net.stages.map((s) => Math.max(1, flopsPerCell(s)));
     const fuse = this.net.stages.map((s) => this.fusePools && s.kind !== 'conv');
-    const plan = planWindows(g, st, { threshold: this.threshold, groups: this.groups, cellCost, tau, fuse });
-    const steps: Step[] = [];
+    const plan = planWindows(g, st, { threshold: this.threshold, groups: this.groups, tau, fuse });
+    const ranges: Step[] = [];
     for (let i = 0; i < plan.fullFrom; i++) {
-      if (plan.fused[i] && steps.length > 0) steps[steps.length - 1].last = i;
-      else steps.push({ first: i, last: i });
+      if (plan.fused[i] && ranges.length > 0) ranges[ranges.length - 1].last = i;
+      else ranges.push({ first: i, last: i });
     }
+    const steps = ranges.map((r) => this.stepLayout(plan, r));
     const [offY, offX] = st.length > 0 ? [st[0].y.offset, st[0].x.offset] : [this.shapes.tailInput.offY, this.shapes.tailInput.offX];
-    const classes = plan.classes.map((c): ClassLayout => ({
-      positions: c.positions,
-      windows: steps.map((sp) => c.windows[sp.last]),
-      blocks: steps.map(({ first: i }) => {
-        const win = c.windows[i];
-        const ys = inputSpan(st[i].y, 0, win.h);
-        const xs = inputSpan(st[i].x, 0, win.w);
-        return { bh: ys.hi - ys.lo, bw: xs.hi - xs.lo, y0: win.oy.map((o) => o * st[i].y.stride), x0: win.ox.map((o) => o * st[i].x.stride) };
-      }),
-      patchY: c.patch.map((r) => ({ lo: r.y.lo + offY, hi: r.y.hi + offY })),
-      patchX: c.patch.map((r) => ({ lo: r.x.lo + offX, hi: r.x.hi + offX })),
-      windowFlops: steps.map((sp) => {
-        let f = 0;
-        for (let i = sp.first; i <= sp.last; i++) f += flopsPerCell(this.net.stages[i]) * c.windows[i].h * c.windows[i].w;
-        return f;
-      }),
-    }));
     let fullFlops = tailFlops(this.net);
     for (let i = plan.fullFrom; i < st.length; i++) fullFlops += flopsPerCell(this.net.stages[i]) * st[i].outShape[0] * st[i].outShape[1];
-    return { plan, steps, classes, fullFlops };
+    return {
+      plan,
+      steps,
+      patchY: plan.patch.map((r) => ({ lo: r.y.lo + offY, hi: r.y.hi + offY })),
+      patchX: plan.patch.map((r) => ({ lo: r.x.lo + offX, hi: r.x.hi + offX })),
+      fullFlops,
+    };
+  }
+
+  private stepLayout(plan: WindowPlan, r: Step): StepLayout {
+    const st = this.shapes.stages;
+    const win = plan.windows[r.first];
+    const [ay, ax] = [st[r.first].y, st[r.first].x];
+    const bh = win.h.map((v) => (v - 1) * ay.stride + ay.kernel);
+    const bw = win.w.map((v) => (v - 1) * ax.stride + ax.kernel);
+    const out = plan.windows[r.last];
+    const next = r.last + 1 < st.length ? { y: st[r.last + 1].y.offset, x: st[r.last + 1].x.offset } : { y: this.shapes.tailInput.offY, x: this.shapes.tailInput.offX };
+    const bySize = new Map<string, number[]>();
+    bh.forEach((v, a) => {
+      const key = `${v}x${bw[a]}`;
+      const list = bySize.get(key) ?? [];
+      list.push(a);
+      bySize.set(key, list);
+    });
+    const buckets = [...bySize.values()].map((ms) => ({ bh: bh[ms[0]], bw: bw[ms[0]], members: Int32Array.from(ms) }));
+    const flops = new Float64Array(bh.length);
+    for (let i = r.first; i <= r.last; i++) {
+      const wi = plan.windows[i];
+      const f = flopsPerCell(this.net.stages[i]);
+      for (let a = 0; a < flops.length; a++) flops[a] += f * wi.h[a] * wi.w[a];
+    }
+    return {
+      ...r,
+      bh,
+      bw,
+      y0: win.oy.map((o) => o * ay.stride),
+      x0: win.ox.map((o) => o * ax.stride),
+      oy: out.oy.map((o) => o + next.y),
+      ox: out.ox.map((o) => o + next.x),
+      oh: out.h,
+      ow: out.w,
+      buckets,
+      flops,
+    };
   }
 
   /** FLOPs one map costs on this engine for geometry g, counted from the windows it computes. */
   flopsPerMap(g: Geometry, tau?: number): number {
     const l = this.layout(g, tau);
-    let f = netFlops(this.net);
-    for (const c of l.classes) f += c.positions.length * (c.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops);
+    let f = netFlops(this.net) + l.plan.active.length * l.fullFlops;
+    for (const sp of l.steps) f += sp.flops.reduce((a, b) => a + b, 0);
     return f;
   }
 
   private profile(l: Layout): StageProfile[] {
-    const steps = l.steps;
-    if (this.stats.stages.length !== steps.length + 1) {
-      this.stats.stages = steps.map((sp, i) => {
-        const sizes = new Set(l.classes.map((c) => `${c.windows[i].h}x${c.windows[i].w}`));
-        const largest = l.classes.reduce((m, c) => Math.max(m, c.windows[i].h * c.windows[i].w), 0);
-        const big = l.classes.find((c) => c.windows[i].h * c.windows[i].w === largest)!.windows[i];
+    if (this.stats.stages.length !== l.steps.length + 1) {
+      this.stats.stages = l.steps.map((sp) => {
         const names = this.net.stages.slice(sp.first, sp.last + 1).map((s) => s.name);
+        let big = 0;
+        for (let a = 0; a < sp.oh.length; a++) if (sp.oh[a] * sp.ow[a] > sp.oh[big] * sp.ow[big]) big = a;
+        const sizes = new Set(Array.from(sp.oh, (v, a) => `${v}x${sp.ow[a]}`)).size;
         return {
           name: names.join('+'),
-          mode: `window ${big.h}x${big.w}${sizes.size > 1 ? ` (+${sizes.size - 1} smaller)` : ''}`,
+          mode: `window ${sp.oh[big]}x${sp.ow[big]}${sizes > 1 ? ` (+${sizes - 1} smaller)` : ''}`,
           coverage: l.plan.coverage[sp.last],
           runMs: 0,
           gatherMs: 0,
@@ -228,6 +271,7 @@ export class IncrementalEngine {
     const l = this.layout(g, tau);
     const k = this.net.numClasses;
     const perMap = l.plan.positions + 1;
+    const nActive = l.plan.active.length;
     let t0 = performance.now();
     const base = await this.exec.base(x, n);
     this.stats.baseMs += performance.now() - t0;
@@ -243,69 +287,88 @@ export class IncrementalEngine {
     const ti = this.shapes.tailInput;
     planes.push({ data: base.tail, h: ti.h, w: ti.w, c: ti.c });
     const prof = this.profile(l);
-    for (const cl of l.classes) {
-      const size = cl.positions.length;
-      const items = n * size;
-      for (let from = 0; from < items; from += this.chunk) {
-        const m = Math.min(this.chunk, items - from);
-        const probs = await this.runChunk(l, cl, planes, fills, from, m, prof);
-        t0 = performance.now();
-        for (let t = 0; t < m; t++) {
-          const item = from + t;
-          const i = Math.floor(item / size);
-          out.set(probs.subarray(t * k, (t + 1) * k), (i * perMap + cl.positions[item % size] + 1) * k);
+    // Step by step over all items (item = map * nActive + active position), one call per block size and chunk.
+    const items = n * nActive;
+    const state: ItemState = { data: new Array<Float32Array>(items), off: new Int32Array(items) };
+    for (const [s, sp] of l.steps.entries()) {
+      for (const bk of sp.buckets) {
+        const ids = new Int32Array(n * bk.members.length);
+        for (let i = 0, t = 0; i < n; i++) for (const a of bk.members) ids[t++] = i * nActive + a;
+        const per = this.perCall(bk.bh * bk.bw * planes[sp.first].c);
+        for (let from = 0; from < ids.length; from += per) {
+          await this.runWindows(l, s, bk, ids.subarray(from, Math.min(ids.length, from + per)), nActive, planes, fills, state, prof[s]);
         }
-        this.stats.scatterMs += performance.now() - t0;
       }
-      this.stats.flops += items * (cl.windowFlops.reduce((a, b) => a + b, 0) + l.fullFlops);
-      this.stats.items += items;
+    }
+    const all = Int32Array.from({ length: items }, (_, i) => i);
+    const fp = planes[l.plan.fullFrom];
+    const per = this.perCall(fp.h * fp.w * fp.c);
+    for (let from = 0; from < items; from += per) {
+      const ids = all.subarray(from, Math.min(items, from + per));
+      const probs = await this.runFull(l, ids, nActive, planes, fills, state, prof[l.steps.length]);
+      t0 = performance.now();
+      ids.forEach((item, t) => {
+        const i = Math.floor(item / nActive);
+        out.set(probs.subarray(t * k, (t + 1) * k), (i * perMap + l.plan.active[item % nActive] + 1) * k);
+      });
+      this.stats.scatterMs += performance.now() - t0;
     }
     this.stats.maps += n;
-    this.stats.flops += n * netFlops(this.net);
+    this.stats.items += items;
+    this.stats.flops += n * this.flopsPerMap(g, tau);
     return out;
   }
 
-  /** Items [from, from + m) of one class (item = map * class size + member) through every stage. */
-  private async runChunk(l: Layout, cl: ClassLayout, planes: Plane[], fills: Float32Array, from: number, m: number, prof: StageProfile[]): Promise<Float32Array> {
-    const size = cl.positions.length;
-    const map = new Int32Array(m);
-    const mem = new Int32Array(m);
-    for (let t = 0; t < m; t++) {
-      map[t] = Math.floor((from + t) / size);
-      mem[t] = (from + t) % size;
-    }
-    const pick = (a: Int32Array, add = 0): Int32Array => mem.map((p) => a[p] + add);
-    const patch = { y: Array.from(mem, (p) => cl.patchY[p]), x: Array.from(mem, (p) => cl.patchX[p]) };
+  /** Blocks of `ids` for a stage whose padded input is `plane`: the previous step's windows (or the patch) over the unoccluded input. */
+  private gather(l: Layout, s: number, ids: Int32Array, nActive: number, plane: Plane, b: Blocks, fills: Float32Array, state: ItemState, buf: Float32Array): Float32Array {
+    const pos = ids.map((item) => item % nActive);
+    if (s === 0) return gatherPatched(buf, plane, b, { y: Array.from(pos, (a) => l.patchY[a]), x: Array.from(pos, (a) => l.patchX[a]) }, fills);
+    const prev = l.steps[s - 1];
+    const ov: Overlay = {
+      data: Array.from(ids, (item) => state.data[item]),
+      off: ids.map((item) => state.off[item]),
+      y0: pos.map((a) => prev.oy[a]),
+      x0: pos.map((a) => prev.ox[a]),
+      oh: pos.map((a) => prev.oh[a]),
+      ow: pos.map((a) => prev.ow[a]),
+    };
+    return gatherBlocks(buf, plane, b, ov);
+  }
+
+  /** One executor call: step s on the items `ids` (one block size). */
+  private async runWindows(l: Layout, s: number, bk: { bh: number; bw: number }, ids: Int32Array, nActive: number, planes: Plane[], fills: Float32Array, state: ItemState, prof: StageProfile): Promise<void> {
+    const sp = l.steps[s];
+    const plane = planes[sp.first];
+    const m = ids.length;
+    const pos = ids.map((item) => item % nActive);
+    const b: Blocks = { map: ids.map((item) => Math.floor(item / nActive)), y0: pos.map((a) => sp.y0[a]), x0: pos.map((a) => sp.x0[a]), bh: bk.bh, bw: bk.bw };
+    let t0 = performance.now();
+    const input = this.gather(l, s, ids, nActive, plane, b, fills, state, this.scratch(m * bk.bh * bk.bw * plane.c));
+    prof.gatherMs += performance.now() - t0;
+    t0 = performance.now();
+    const y = await this.exec.window(sp.first, input, m, bk.bh, bk.bw, sp.last);
+    prof.runMs += performance.now() - t0;
+    const size = y.length / m;
+    ids.forEach((item, t) => {
+      state.data[item] = y;
+      state.off[item] = t * size;
+      prof.flops += sp.flops[pos[t]];
+    });
+  }
+
+  /** One executor call: the stages from fullFrom and the tail on the items `ids`, whole. */
+  private async runFull(l: Layout, ids: Int32Array, nActive: number, planes: Plane[], fills: Float32Array, state: ItemState, prof: StageProfile): Promise<Float32Array> {
     const F = l.plan.fullFrom;
-    const st = this.shapes.stages;
-    let ov: Overlay | null = null;
-    for (let k = 0; k <= l.steps.length; k++) {
-      const full = k === l.steps.length;
-      const first = full ? F : l.steps[k].first;
-      const plane = planes[first];
-      const blk = cl.blocks[k];
-      const b: Blocks = full
-        ? { map, y0: new Int32Array(m), x0: new Int32Array(m), bh: plane.h, bw: plane.w }
-        : { map, y0: pick(blk.y0), x0: pick(blk.x0), bh: blk.bh, bw: blk.bw };
-      let t0 = performance.now();
-      const buf = this.scratch(k, m * b.bh * b.bw * plane.c);
-      const input = ov ? gatherBlocks(buf, plane, b, ov) : gatherPatched(buf, plane, b, patch, fills);
-      prof[k].gatherMs += performance.now() - t0;
-      t0 = performance.now();
-      if (full) {
-        const probs = await this.exec.tail(F, input, m);
-        prof[k].runMs += performance.now() - t0;
-        prof[k].flops += m * l.fullFlops;
-        return probs;
-      }
-      const last = l.steps[k].last;
-      const y = await this.exec.window(first, input, m, b.bh, b.bw, last);
-      prof[k].runMs += performance.now() - t0;
-      prof[k].flops += m * cl.windowFlops[k];
-      const win = cl.windows[k];
-      const next = last + 1 < st.length ? { y: st[last + 1].y.offset, x: st[last + 1].x.offset } : { y: this.shapes.tailInput.offY, x: this.shapes.tailInput.offX };
-      ov = { data: y, y0: pick(win.oy, next.y), x0: pick(win.ox, next.x), oh: win.h, ow: win.w };
-    }
-    throw new Error('internal: no full stage');
+    const plane = planes[F];
+    const m = ids.length;
+    const b: Blocks = { map: ids.map((item) => Math.floor(item / nActive)), y0: new Int32Array(m), x0: new Int32Array(m), bh: plane.h, bw: plane.w };
+    let t0 = performance.now();
+    const input = this.gather(l, l.steps.length, ids, nActive, plane, b, fills, state, this.scratch(m * plane.h * plane.w * plane.c));
+    prof.gatherMs += performance.now() - t0;
+    t0 = performance.now();
+    const probs = await this.exec.tail(F, input, m);
+    prof.runMs += performance.now() - t0;
+    prof.flops += m * l.fullFlops;
+    return probs;
   }
 }

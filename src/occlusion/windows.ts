@@ -136,22 +136,16 @@ export function propagate(stages: readonly StageAxes[], input: Rect, tau?: numbe
   return out;
 }
 
-/** Fixed windows of one stage: size, and each position's origin (output coordinates). */
+/**
+ * The windows of one stage: for each active position its size and origin (output
+ * coordinates). Sizes come in few values (PlanOptions.groups) so that positions of one size
+ * batch into one tensor.
+ */
 export interface StageWindows {
-  h: number;
-  w: number;
+  h: Int32Array;
+  w: Int32Array;
   oy: Int32Array;
   ox: Int32Array;
-}
-
-/** Positions that share window sizes at every windowed stage, so they batch into one tensor. */
-export interface PlanClass {
-  /** Indices into positions(), increasing. */
-  positions: Int32Array;
-  /** Changed input region of each (image coordinates). */
-  patch: Rect[];
-  /** One entry per windowed stage. */
-  windows: StageWindows[];
 }
 
 export interface WindowPlan {
@@ -159,26 +153,27 @@ export interface WindowPlan {
   positions: number;
   /** Positions whose change reaches the classifier's output, increasing; the others score as the unoccluded image. */
   active: Int32Array;
+  /** Changed input region of each active position (image coordinates). */
+  patch: Rect[];
   /** Stages [0, fullFrom) are recomputed on windows; stages from fullFrom on, in full. */
   fullFrom: number;
   /** Per stage: computed together with the stage before it (PlanOptions.fuse, where it applies). */
   fused: boolean[];
   /** Per stage: the largest window's share of the output (1 = the whole output). */
   coverage: number[];
-  classes: PlanClass[];
+  /** One entry per windowed stage. */
+  windows: StageWindows[];
 }
 
 export interface PlanOptions {
   /** Krypton's rule: the first stage whose largest window covers at least this share of its output, and all after it, run in full. */
   threshold: number;
   /**
-   * Window-size classes per axis (classes = groups^2). Positions near the border change less
-   * (the patch or a window is clipped), so a few classes cut the FLOPs of one-size windows
-   * at the cost of more, smaller executor calls. Default 1.
+   * Window sizes per axis and stage. Positions near the border change less (the patch or a
+   * window is clipped), so a few sizes cut the FLOPs of one-size windows at the cost of more,
+   * smaller executor calls (up to groups^2 per stage). Default 1.
    */
   groups?: number;
-  /** Cost of one output cell per stage (FLOPs), for choosing the classes. */
-  cellCost?: number[];
   /** Approximate: Krypton's projective-field threshold (see propagate); undefined = exact. */
   tau?: number;
   /**
@@ -190,13 +185,14 @@ export interface PlanOptions {
 }
 
 /**
- * Split lines (the distinct patch rows, or columns) into at most k groups minimising the
- * cost of giving each group its largest window at every stage: lines are ordered by their own
- * cost and cut into contiguous runs (dynamic programming). lens[line][stage]; returns a group
- * index per line.
+ * Split lines (e.g. the distinct window lengths of a stage) into at most k groups minimising
+ * the cost of giving each group its largest window at every stage, a line standing for
+ * counts[line] positions (default 1): lines are ordered by their own cost and cut into
+ * contiguous runs (dynamic programming). lens[line][stage]; returns a group index per line.
  */
-export function groupLines(lens: number[][], weights: number[], k: number): number[] {
+export function groupLines(lens: number[][], weights: number[], k: number, counts?: number[]): number[] {
   const n = lens.length;
+  const count = (t: number): number => counts?.[t] ?? 1;
   if (n === 0) return [];
   const own = lens.map((l) => l.reduce((a, v, s) => a + v * weights[s], 0));
   const order = lens.map((_, i) => i).sort((a, b) => own[a] - own[b] || a - b);
@@ -208,7 +204,9 @@ export function groupLines(lens: number[][], weights: number[], k: number): numb
       for (let t = i; t < j; t++) m = Math.max(m, lens[order[t]][s]);
       c += weights[s] * m;
     }
-    return (j - i) * c;
+    let m = 0;
+    for (let t = i; t < j; t++) m += count(order[t]);
+    return m * c;
   };
   const groups = Math.max(1, Math.min(k, n));
   // best[g][j]: the first j ordered lines in g groups
@@ -241,7 +239,7 @@ export function groupLines(lens: number[][], weights: number[], k: number): numb
  * The plan for every patch position of `g` through `stages`: which positions matter, from
  * which stage on everything is computed in full (Krypton's rule: a window that large costs as
  * much as the whole layer plus the gathering; threshold > 1 never switches, <= 0 computes all
- * in full), and the window-size classes with each position's window origins.
+ * in full), and every position's window at every windowed stage.
  */
 export function planWindows(g: Geometry, stages: readonly StageAxes[], opts: PlanOptions | number): WindowPlan {
   const o: PlanOptions = typeof opts === 'number' ? { threshold: opts } : opts;
@@ -258,7 +256,7 @@ export function planWindows(g: Geometry, stages: readonly StageAxes[], opts: Pla
     patch.push(r0);
     regions.push(rs);
   }
-  const max = (axis: 'y' | 'x', i: number, of: number[] = regions.map((_, a) => a)): number => of.reduce((m, a) => Math.max(m, length(regions[a][i][axis])), 0);
+  const max = (axis: 'y' | 'x', i: number): number => regions.reduce((m, rs) => Math.max(m, length(rs[i][axis])), 0);
   const coverage = stages.map((s, i) => (max('y', i) * max('x', i)) / (s.y.out * s.x.out));
   let fullFrom = stages.length;
   for (let i = 0; i < stages.length; i++) {
@@ -275,45 +273,37 @@ export function planWindows(g: Geometry, stages: readonly StageAxes[], opts: Pla
   });
   if (fullFrom < stages.length && fused[fullFrom]) fullFrom++;
   for (let i = fullFrom; i < stages.length; i++) fused[i] = false;
-  // Window lengths depend on one axis only: group the distinct rows and columns separately.
-  const cost = o.cellCost ?? stages.map(() => 1);
-  const lineGroups = (axis: 'y' | 'x', starts: Int32Array): Map<number, number> => {
-    const lines = [...new Set(active.map((p) => starts[p]))].sort((a, b) => a - b);
-    const first = lines.map((v) => active.findIndex((p) => starts[p] === v));
-    const other = axis === 'y' ? 'x' : 'y';
-    const weights = stages.slice(0, fullFrom).map((_, i) => cost[i] * max(other, i));
-    const lens = first.map((a) => stages.slice(0, fullFrom).map((_, i) => length(regions[a][i][axis])));
-    const gid = groupLines(lens, weights, o.groups ?? 1);
-    return new Map(lines.map((v, i) => [v, gid[i]]));
-  };
-  const gy = lineGroups('y', pos.ys);
-  const gx = lineGroups('x', pos.xs);
-  const members = new Map<string, number[]>();
-  active.forEach((p, a) => {
-    const key = `${gy.get(pos.ys[p])},${gx.get(pos.xs[p])}`;
-    const list = members.get(key) ?? [];
-    list.push(a);
-    members.set(key, list);
-  });
-  const classes: PlanClass[] = [...members.values()].map((as) => {
-    const windows: StageWindows[] = [];
-    for (let i = 0; i < fullFrom; i++) {
-      const h = max('y', i, as);
-      const w = max('x', i, as);
-      const oy = Int32Array.from(as, (a) => placeWindow(regions[a][i].y, h, stages[i].y.out));
-      const ox = Int32Array.from(as, (a) => placeWindow(regions[a][i].x, w, stages[i].x.out));
-      windows.push({ h, w, oy, ox });
-    }
-    // A fused stage's window fixes the window of the stage before: the block it reads.
-    for (let i = fullFrom - 1; i >= 1; i--) {
-      if (!fused[i]) continue;
-      const wi = windows[i];
-      const [sy, sx] = [stages[i].y, stages[i].x];
-      windows[i - 1] = { h: (wi.h - 1) * sy.stride + sy.kernel, w: (wi.w - 1) * sx.stride + sx.kernel, oy: wi.oy.map((v) => v * sy.stride), ox: wi.ox.map((v) => v * sx.stride) };
-    }
-    return { positions: Int32Array.from(as, (a) => active[a]), patch: as.map((a) => patch[a]), windows };
-  });
-  return { positions: pos.ys.length, active: Int32Array.from(active), fullFrom, fused, coverage, classes };
+  const windows: StageWindows[] = [];
+  for (let i = 0; i < fullFrom; i++) {
+    // Window lengths depend on one axis only: group the lines' lengths per axis.
+    const sizes = (axis: 'y' | 'x'): Int32Array => {
+      const lens = regions.map((rs) => length(rs[i][axis]));
+      const distinct = [...new Set(lens)].sort((a, b) => a - b);
+      const counts = distinct.map((l) => lens.filter((v) => v === l).length);
+      const gid = groupLines(distinct.map((l) => [l]), [1], o.groups ?? 1, counts);
+      const top = new Map<number, number>();
+      distinct.forEach((l, j) => top.set(gid[j], Math.max(top.get(gid[j]) ?? 0, l)));
+      return Int32Array.from(lens, (l) => top.get(gid[distinct.indexOf(l)])!);
+    };
+    const h = sizes('y');
+    const w = sizes('x');
+    const oy = Int32Array.from(regions, (rs, a) => placeWindow(rs[i].y, h[a], stages[i].y.out));
+    const ox = Int32Array.from(regions, (rs, a) => placeWindow(rs[i].x, w[a], stages[i].x.out));
+    windows.push({ h, w, oy, ox });
+  }
+  // A fused stage's window fixes the window of the stage before: the block it reads.
+  for (let i = fullFrom - 1; i >= 1; i--) {
+    if (!fused[i]) continue;
+    const wi = windows[i];
+    const [sy, sx] = [stages[i].y, stages[i].x];
+    windows[i - 1] = {
+      h: wi.h.map((v) => (v - 1) * sy.stride + sy.kernel),
+      w: wi.w.map((v) => (v - 1) * sx.stride + sx.kernel),
+      oy: wi.oy.map((v) => v * sy.stride),
+      ox: wi.ox.map((v) => v * sx.stride),
+    };
+  }
+  return { positions: pos.ys.length, active: Int32Array.from(active), patch, fullFrom, fused, coverage, windows };
 }
 
 /**
