@@ -15,6 +15,7 @@ import { loadOnnxPredictor } from '../src/runtime/onnx.js';
 import { exactMaps, SEED_PARAMS, type ExactOptions } from '../src/occlusion/exact.js';
 import { incrementalPredictorFor, type IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
 import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
+import { withIncrementalEngine } from '../src/occlusion/incremental-load.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { Rng } from '../src/util/rng.js';
 import { approximationError } from '../src/occlusion/approx.js';
@@ -181,7 +182,8 @@ test('graphs the engine cannot run are named in one line; exactMaps falls back t
   assert.match((incrementalPredictorFor(avgSame, { hash: 'x' }) as { unsupported: string }).unsupported, /AveragePooling2D with 'same' padding/);
 
   // exactMaps with engine 'incremental' on a tfjs predictor of that model: full engine, with the note
-  const tp = new TfjsPredictor(randomize(residual, 3), { hash: 'x' });
+  const tp = await withIncrementalEngine(new TfjsPredictor(randomize(residual, 3), { hash: 'x' }));
+  assert.ok(tp instanceof TfjsPredictor);
   const images = Float32Array.from({ length: 2 * 64 }, (_, i) => (i % 7) / 7);
   const res = await exactMaps(tp, images, [2, 8, 8, 1], { ...SEED_PARAMS, engine: 'incremental' });
   assert.equal(res.engine, 'full');
@@ -189,14 +191,16 @@ test('graphs the engine cannot run are named in one line; exactMaps falls back t
   // and on a tfjs predictor of a sequential model it builds the engine for the call
   const seq = randomize(buildClassifier({ inputShape: [9, 9, 1], numClasses: 3, seed: 4 }), 4);
   const sp = new TfjsPredictor(seq, { hash: 'y' });
+  const spInc = await withIncrementalEngine(sp);
   const img = Float32Array.from({ length: 2 * 81 }, (_, i) => Math.sin(i));
-  const viaInc = await exactMaps(sp, img, [2, 9, 9, 1], { ...SEED_PARAMS, normalize: 'none', engine: 'incremental' });
+  const viaInc = await exactMaps(spInc, img, [2, 9, 9, 1], { ...SEED_PARAMS, normalize: 'none', engine: 'incremental' });
   const viaFull = await exactMaps(sp, img, [2, 9, 9, 1], { ...SEED_PARAMS, normalize: 'none' });
   assert.equal(viaInc.engine, 'incremental');
   assert.equal(viaFull.engine, 'full');
   assert.ok(maxDiff(viaInc.maps, viaFull.maps) < 1e-5);
   tp.dispose();
   sp.dispose();
+  spInc.dispose();
 });
 
 test('approximate mode (projective-field threshold): tau 1 is exact; a small tau computes less, and its error is measured', async () => {

@@ -35,7 +35,7 @@ import {
 } from './model-dir.js';
 import { TfjsCore, outputKind } from './tfjs-predictor.js';
 import { openOnnxCore, nhwcToNchw, type InputLayout } from './onnx-predictor.js';
-import { noteFallback } from '../occlusion/incremental-load.js';
+import { noteFallback } from '../occlusion/incremental-engine-name.js';
 import { ModelPredictor, looksLikeProbabilities, probeImages, type ModelCore, type OutputKind } from './predictor-head.js';
 
 /** A classifier as a plain function: n images in (NHWC, or NCHW with layout 'NCHW'), n x K values out. */

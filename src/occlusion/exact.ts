@@ -5,7 +5,7 @@
  */
 import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { UserError } from '../util/errors.js';
-
+import { incrementalNote } from './incremental-engine-name.js';
 import {
   accumulate,
   channelMeans,
@@ -62,8 +62,8 @@ export interface ExactOptions extends OcclusionParams {
   modelChannels?: boolean;
   /**
    * 'incremental': recompute only what each patch changes (incremental.ts), on a predictor
-   * that offers it (loadPredictor engine 'incremental') or built here from a tfjs predictor's
-   * model; models it cannot run fall back to 'full' with the reason in the result's note.
+   * that offers it (loadPredictor engine 'incremental', or withIncrementalEngine on a tfjs
+   * predictor); otherwise 'full' runs, with the reason in the result's note.
    * 'full': one whole inference per position. Default 'auto': incremental when the predictor offers it.
    */
   engine?: 'auto' | 'full' | 'incremental';
@@ -149,10 +149,6 @@ interface Chunk {
   count: number;
 }
 
-/**
- * The incremental scorer exactMaps uses for `engine`, if any: the predictor's own, or (engine
- * 'incremental') one built from a tfjs predictor's model for this call; otherwise why not.
- */
 /** A predictor that scores every position of a group of maps itself (the incremental engine). */
 export interface OcclusionScorer {
   /** Probabilities (n, positions + 1, classes) in the layout of one predict call per group. */
@@ -163,24 +159,20 @@ export function isOcclusionScorer(p: unknown): p is OcclusionScorer {
   return typeof (p as Partial<OcclusionScorer>)?.occlusionProbs === 'function';
 }
 
-async function scorerFor(
-  predictor: Predictor,
-  engine: NonNullable<ExactOptions['engine']>,
-): Promise<{ scorer?: OcclusionScorer; dispose?: () => void; note?: string }> {
+/**
+ * The incremental scorer exactMaps uses for `engine`: the predictor's own (loadPredictor engine
+ * 'incremental', or withIncrementalEngine), otherwise none and, when it was asked for, why not.
+ * Nothing is loaded here: this module is part of the browser bundle.
+ */
+function scorerFor(predictor: Predictor, engine: NonNullable<ExactOptions['engine']>): { scorer?: OcclusionScorer; note?: string } {
   if (engine === 'full') return {};
   if (isOcclusionScorer(predictor)) return { scorer: predictor };
   if (engine === 'auto') return {};
-  // Loaded on demand: the full engine never loads ONNX Runtime or tfjs through this module.
-  const { incrementalNote } = await import('./incremental-load.js');
-  const { tfl } = await import('../runtime/tfjs.js');
-  const model = (predictor as { model?: unknown }).model;
-  if (!(model instanceof tfl.LayersModel)) {
-    return { note: incrementalNote(predictor) ?? `the ${predictor.engine} predictor has no tfjs layer model for the incremental engine` };
-  }
-  const { incrementalPredictorFor } = await import('./incremental-predictor.js');
-  const r = incrementalPredictorFor(model, { hash: predictor.hash, channels: predictor.channels });
-  if ('unsupported' in r) return { note: r.unsupported };
-  return { scorer: r.predictor, dispose: () => r.predictor.dispose() };
+  return {
+    note:
+      incrementalNote(predictor) ??
+      `the ${predictor.engine} predictor does not run the incremental engine (load the model with engine 'incremental', or wrap it with withIncrementalEngine)`,
+  };
 }
 
 /**
@@ -283,19 +275,15 @@ export async function exactMaps(
     onProgress?.({ stamps: done, inferences });
   };
 
-  const inc = await scorerFor(predictor, opts.engine ?? 'auto');
+  const inc = scorerFor(predictor, opts.engine ?? 'auto');
   if (inc.scorer) {
     const scorer = inc.scorer;
-    try {
-      for (let gi = 0; gi < nGroups; gi++) {
-        const i0 = gi * group;
-        const i1 = Math.min(n, i0 + group);
-        groupProbs.set(await scorer.occlusionProbs(x.subarray(i0 * px, i1 * px), i1 - i0, g, fills.subarray(i0 * c, i1 * c), opts.approx));
-        inferences += (i1 - i0) * perMap;
-        finishGroup(gi);
-      }
-    } finally {
-      inc.dispose?.();
+    for (let gi = 0; gi < nGroups; gi++) {
+      const i0 = gi * group;
+      const i1 = Math.min(n, i0 + group);
+      groupProbs.set(await scorer.occlusionProbs(x.subarray(i0 * px, i1 * px), i1 - i0, g, fills.subarray(i0 * c, i1 * c), opts.approx));
+      inferences += (i1 - i0) * perMap;
+      finishGroup(gi);
     }
     return { maps, raw, targets, baseProbs, inferences, engine: 'incremental' };
   }
