@@ -20,7 +20,7 @@ import { initTf } from '../src/runtime/tfjs.js';
 import { buildClassifier } from '../src/models/classifier.js';
 import { modelFlops } from '../src/models/flops.js';
 import { modelToOnnx } from '../src/models/to-onnx.js';
-import { loadOnnxPredictor } from '../src/runtime/onnx.js';
+import { loadModel } from '../src/models/load.js';
 import { exactMaps, geometryOf, inferencesPerMap, SEED_PARAMS, type ExactOptions, type OcclusionParams } from '../src/occlusion/exact.js';
 import { IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
 import { netFromModel } from '../src/occlusion/net-from-tfjs.js';
@@ -208,7 +208,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
   const net = read.net;
   try {
     writeFileSync(path.join(dir, 'c.onnx'), modelToOnnx(clf).bytes);
-    const full = await loadOnnxPredictor(path.join(dir, 'c.onnx'), { threads, outputs: 'probs', layout: 'NHWC', batchSize: 4096 });
+    const full = await loadModel(path.join(dir, 'c.onnx'), { threads, outputs: 'probs', layout: 'NHWC', batchSize: 4096 });
     const inc = new IncrementalPredictor(net, { hash: 'bench', threads });
     // warm-up (sessions, JIT) and the equality check
     const a = await exactMaps(full, images, [stamps, 21, 21, 1], params);

@@ -15,7 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { initTf } from '../src/runtime/tfjs.js';
 import { buildClassifier } from '../src/models/classifier.js';
 import { modelToOnnx } from '../src/models/to-onnx.js';
-import { loadOnnxPredictor } from '../src/runtime/onnx.js';
+import { loadModel } from '../src/models/load.js';
 import { SEED_PARAMS } from '../src/occlusion/exact.js';
 import { incrementalPredictorFor } from '../src/occlusion/incremental-predictor.js';
 import { ShardStore } from '../src/occlusion/shards.js';
@@ -32,7 +32,7 @@ export interface BenchPredictorArg {
 
 /** Worker-side factory (PredictorSource 'module'): the seed classifier (seed 1) on either engine. */
 export async function benchPredictor(arg: BenchPredictorArg): Promise<Predictor> {
-  if (arg.engine === 'full') return loadOnnxPredictor(arg.onnx, { threads: arg.threads, outputs: 'probs', layout: 'NHWC', batchSize: 4096 });
+  if (arg.engine === 'full') return loadModel(arg.onnx, { threads: arg.threads, outputs: 'probs', layout: 'NHWC', batchSize: 4096 });
   await initTf('cpu');
   const clf = buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 1 });
   const r = incrementalPredictorFor(clf, { hash: 'bench', threads: arg.threads });

@@ -1,7 +1,7 @@
 /**
  * occlude with the incremental engine: the default where it can run, the same maps as the full
  * engine, the one-line fallback note, --approx's report, and a resumed run keeping the engine
- * its shards were made with.
+ * its shards were made with; identical maps whatever the job's split.
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readDataset, writeDataset } from '../src/data/dataset.js';
-import { saveModelDir } from '../src/models/io.js';
+import { occludeDataset } from '../src/occlusion/job.js';
+import { saveModelDir } from '../src/models/model-dir.js';
 import { modelToOnnx } from '../src/models/to-onnx.js';
 import { tf, tfl, initTf } from '../src/runtime/tfjs.js';
 import { randomImages } from './occlusion-fixtures.js';
@@ -112,4 +113,24 @@ test('--resume of a run made on the full engine keeps that engine (its shards st
   assert.equal(r.code, 0, r.err);
   const d = await readDataset(out);
   assert.match(String(d.meta.occlusion!.engine), /^tfjs/);
+});
+
+test('incremental engine through the job runner: identical maps whatever the split (maps per call, shard size, worker threads)', async () => {
+  const ds = await readDataset(data);
+  const splits = [
+    { workers: 1, batchSize: 2048, shardSize: 256 }, // 9 maps per call, one shard
+    { workers: 2, batchSize: 226, shardSize: 1 }, // 1 map per call, a shard per map
+    { workers: 3, batchSize: 678, shardSize: 4 }, // 3 maps per call, shards of 6
+  ];
+  const runs = [];
+  for (const s of splits) {
+    const r = await occludeDataset({ model, data: ds, limit: 12, engine: 'incremental', params: { normalize: 'none' }, ...s });
+    assert.match(r.summary.engine, /^onnxruntime-incremental/);
+    assert.equal(r.summary.computed, 12);
+    runs.push(r.dataset.maps!);
+  }
+  assert.equal(runs[0].length, 12 * 121);
+  assert.ok(runs[0].some((v) => v !== 0));
+  assert.deepEqual(runs[1], runs[0]);
+  assert.deepEqual(runs[2], runs[0]);
 });

@@ -11,11 +11,10 @@ import path from 'node:path';
 import { tf, tfl, initTf } from '../src/runtime/tfjs.js';
 import { buildClassifier } from '../src/models/classifier.js';
 import { modelToOnnx } from '../src/models/to-onnx.js';
-import { loadOnnxPredictor } from '../src/runtime/onnx.js';
+import { loadModel } from '../src/models/load.js';
 import { exactMaps, SEED_PARAMS, type ExactOptions } from '../src/occlusion/exact.js';
 import { incrementalPredictorFor, type IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
 import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
-import { withIncrementalEngine } from '../src/occlusion/incremental-load.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { Rng } from '../src/util/rng.js';
 import { approximationError } from '../src/occlusion/approx.js';
@@ -111,7 +110,7 @@ const CASES: Case[] = [
 async function fullEngine(model: Model, dir: string, name: string): Promise<Predictor> {
   const file = path.join(dir, `${name}.onnx`);
   writeFileSync(file, modelToOnnx(model).bytes);
-  return loadOnnxPredictor(file, { threads: 2, outputs: 'probs', layout: 'NHWC' });
+  return loadModel(file, { threads: 2, outputs: 'probs', layout: 'NHWC' });
 }
 
 function maxDiff(a: Float32Array, b: Float32Array): number {
@@ -182,16 +181,17 @@ test('graphs the engine cannot run are named in one line; exactMaps falls back t
   assert.match((incrementalPredictorFor(avgSame, { hash: 'x' }) as { unsupported: string }).unsupported, /AveragePooling2D with 'same' padding/);
 
   // exactMaps with engine 'incremental' on a tfjs predictor of that model: full engine, with the note
-  const tp = await withIncrementalEngine(new TfjsPredictor(randomize(residual, 3), { hash: 'x' }));
-  assert.ok(tp instanceof TfjsPredictor);
+  const tp = new TfjsPredictor(randomize(residual, 3), { hash: 'x' });
   const images = Float32Array.from({ length: 2 * 64 }, (_, i) => (i % 7) / 7);
   const res = await exactMaps(tp, images, [2, 8, 8, 1], { ...SEED_PARAMS, engine: 'incremental' });
   assert.equal(res.engine, 'full');
-  assert.match(res.note ?? '', /not a sequential chain/);
-  // and on a tfjs predictor of a sequential model it builds the engine for the call
+  assert.match(res.note ?? '', /does not run the incremental engine/);
+  // a sequential model's incremental engine (incrementalPredictorFor) against its tfjs predictor
   const seq = randomize(buildClassifier({ inputShape: [9, 9, 1], numClasses: 3, seed: 4 }), 4);
   const sp = new TfjsPredictor(seq, { hash: 'y' });
-  const spInc = await withIncrementalEngine(sp);
+  const built = incrementalPredictorFor(seq, { hash: 'y' });
+  assert.ok(!('unsupported' in built));
+  const spInc = built.predictor;
   const img = Float32Array.from({ length: 2 * 81 }, (_, i) => Math.sin(i));
   const viaInc = await exactMaps(spInc, img, [2, 9, 9, 1], { ...SEED_PARAMS, normalize: 'none', engine: 'incremental' });
   const viaFull = await exactMaps(sp, img, [2, 9, 9, 1], { ...SEED_PARAMS, normalize: 'none' });

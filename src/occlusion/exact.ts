@@ -62,8 +62,8 @@ export interface ExactOptions extends OcclusionParams {
   modelChannels?: boolean;
   /**
    * 'incremental': recompute only what each patch changes (incremental.ts), on a predictor
-   * that offers it (loadPredictor engine 'incremental', or withIncrementalEngine on a tfjs
-   * predictor); otherwise 'full' runs, with the reason in the result's note.
+   * that offers it (loadPredictor engine 'incremental', or incrementalPredictorFor on a tfjs
+   * model); otherwise 'full' runs, with the reason in the result's note.
    * 'full': one whole inference per position. Default 'auto': incremental when the predictor offers it.
    */
   engine?: 'auto' | 'full' | 'incremental';
@@ -161,7 +161,7 @@ export function isOcclusionScorer(p: unknown): p is OcclusionScorer {
 
 /**
  * The incremental scorer exactMaps uses for `engine`: the predictor's own (loadPredictor engine
- * 'incremental', or withIncrementalEngine), otherwise none and, when it was asked for, why not.
+ * 'incremental', or incrementalPredictorFor), otherwise none and, when it was asked for, why not.
  * Nothing is loaded here: this module is part of the browser bundle.
  */
 function scorerFor(predictor: Predictor, engine: NonNullable<ExactOptions['engine']>): { scorer?: OcclusionScorer; note?: string } {
@@ -171,7 +171,7 @@ function scorerFor(predictor: Predictor, engine: NonNullable<ExactOptions['engin
   return {
     note:
       incrementalNote(predictor) ??
-      `the ${predictor.engine} predictor does not run the incremental engine (load the model with engine 'incremental', or wrap it with withIncrementalEngine)`,
+      `the ${predictor.engine} predictor does not run the incremental engine (load the model with engine 'incremental', or build the engine with incrementalPredictorFor)`,
   };
 }
 

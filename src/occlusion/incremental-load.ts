@@ -8,23 +8,9 @@ import { loadModelDir, openModelDir } from '../models/model-dir.js';
 import type { LoadOptions } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
 import { fileError } from '../util/errors.js';
-import { incrementalNote, noteFallback } from './incremental-engine-name.js';
+import { noteFallback } from './incremental-engine-name.js';
 
 export { incrementalNote, noteFallback } from './incremental-engine-name.js';
-
-/**
- * The incremental engine for a predictor loaded otherwise (a TfjsPredictor: its layer model is
- * read once; the caller disposes the result): an IncrementalPredictor, or `p` itself carrying
- * the reason it cannot run incrementally (exactMaps with engine 'incremental' then reports it).
- */
-export async function withIncrementalEngine(p: Predictor, opts: { threads?: number } = {}): Promise<Predictor> {
-  const { tfl } = await import('../runtime/tfjs.js');
-  const model = (p as { model?: unknown }).model;
-  if (!(model instanceof tfl.LayersModel)) return noteFallback(p, incrementalNote(p) ?? `the ${p.engine} predictor has no tfjs layer model for the incremental engine`);
-  const { incrementalPredictorFor } = await import('./incremental-predictor.js');
-  const r = incrementalPredictorFor(model, { hash: p.hash, channels: p.channels, threads: opts.threads });
-  return 'unsupported' in r ? noteFallback(p, r.unsupported) : r.predictor;
-}
 
 export async function loadIncremental(dir: string, opts: LoadOptions, fullEngine: () => Promise<Predictor>): Promise<Predictor> {
   // verified against card.json's hashes like every load

@@ -6,7 +6,8 @@
  */
 import type { tfl } from '../runtime/tfjs.js';
 import type { Predictor } from '../models/predictor.js';
-import { defaultThreads, softmaxRows } from '../runtime/onnx.js';
+import { defaultThreads } from '../runtime/onnx.js';
+import { softmaxRows } from '../runtime/onnx-arrays.js';
 import type { Geometry } from './geometry.js';
 import type { OcclusionScorer } from './exact.js';
 import { IncrementalEngine, type IncrementalOptions, type IncrementalStats } from './incremental.js';

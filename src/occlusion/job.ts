@@ -362,8 +362,8 @@ export async function occludeDataset(o: OccludeDatasetOptions): Promise<OccludeD
   // auto: the incremental engine wherever it can run the model (it falls back with a note),
   // except when resuming a run that an older occmap started on the full engine: its shards.
   const recorded = o.resume && o.out ? ShardStore.recordedEngine(shardDirFor(o.out)) : undefined;
-  const keepFull = recorded !== undefined && !recorded.startsWith(INCREMENTAL_ENGINE);
-  const load: LoadOptions = { engine: job.engine === 'auto' ? (keepFull ? 'auto' : 'incremental') : job.engine, threads: job.threads };
+  const kept = recorded === undefined || recorded.startsWith(INCREMENTAL_ENGINE) ? 'incremental' : recorded.startsWith('tfjs') ? 'tfjs' : 'auto';
+  const load: LoadOptions = { engine: job.engine === 'auto' ? kept : job.engine, threads: job.threads };
   // A model whose input is the stamp padded by `pad` (the seed's Keras classifier: 27x27 for
   // 21x21 stamps, pad 3) is fed the padded stamps; its maps equal an internally padding model's.
   const fitted = fitToStamps(await loadFitting(job.model, load, h, w), h, w, job.params.pad);
