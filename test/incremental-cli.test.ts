@@ -5,7 +5,6 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import { modelToOnnx } from '../src/models/to-onnx.js';
 import { tf, tfl, initTf } from '../src/runtime/tfjs.js';
 import { randomImages } from './occlusion-fixtures.js';
 import { Rng } from '../src/util/rng.js';
+import { runOccmap } from './cli-run.js';
 
 const bin = fileURLToPath(new URL('../../bin/occmap.js', import.meta.url));
 const tmp = mkdtempSync(path.join(tmpdir(), 'occ-incr-cli-'));
@@ -24,27 +24,7 @@ const model = path.join(tmp, 'clf');
 const onnx = path.join(tmp, 'clf.onnx');
 const data = path.join(tmp, 'data.npz');
 
-function run(args: string[], killWhen?: () => boolean): Promise<{ code: number | null; signal: string | null; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    let timer: NodeJS.Timeout | undefined;
-    if (killWhen) {
-      timer = setInterval(() => {
-        if (killWhen()) {
-          clearInterval(timer);
-          child.kill('SIGKILL');
-        }
-      }, 5);
-    }
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearInterval(timer);
-      resolve({ code, signal, err });
-    });
-  });
-}
+const run = (args: string[], killWhen?: () => boolean) => runOccmap(args, killWhen);
 
 before(async () => {
   await initTf('cpu');

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,31 +14,12 @@ import { assertWritable, ensureDir, removeStaleTemps } from '../src/util/atomic.
 import { assertModelDirWritable } from '../src/models/model-dir.js';
 import { writeDataset } from '../src/data/dataset.js';
 import { UserError } from '../src/util/errors.js';
+import { runOccmap } from './cli-run.js';
 
 const bin = fileURLToPath(new URL('../../bin/occmap.js', import.meta.url));
 const tmp = mkdtempSync(path.join(tmpdir(), 'occ-guard-'));
 
-function run(args: string[], killWhen?: () => boolean): Promise<{ code: number | null; signal: string | null; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    let timer: NodeJS.Timeout | undefined;
-    if (killWhen) {
-      timer = setInterval(() => {
-        if (killWhen()) {
-          clearInterval(timer);
-          child.kill('SIGKILL');
-        }
-      }, 2);
-    }
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      clearInterval(timer);
-      resolve({ code, signal, err });
-    });
-  });
-}
+const run = (args: string[], killWhen?: () => boolean) => runOccmap(args, killWhen, 2);
 
 /** A pid that no process has any more (a child that has exited). */
 function deadPid(): number {
