@@ -14,6 +14,8 @@ import { loadExplainer, occlusionParamsOf, readExplainerCard, type Explainer } f
 import { compareMaps, importanceOf, type MapComparison } from '../metrics/compare.js';
 import { fitToStamps, loadPredictor } from '../models/load.js';
 import { pretrained } from '../models/pretrained.js';
+import { classNames } from '../models/condition.js';
+import { toRows } from '../serve/stamp.js';
 import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
 import { exactMaps } from '../occlusion/exact.js';
 import { assertWritable, writeFileAtomic } from '../util/atomic.js';
@@ -138,17 +140,14 @@ export async function runExplain(opts: ExplainCliOptions): Promise<ExplainSummar
     if (predictor && typeof card.classifierHash === 'string' && predictor.hash !== card.classifierHash && !o.quiet) {
       process.stderr.write(`explain: note: ${o.model} is not the classifier the explainer was trained with (${card.classifier ?? 'unknown'})\n`);
     }
-    // The classifier's probabilities: printed and stored with the maps, and the predicted class.
-    let probabilities: Float32Array | undefined;
-    if (predictor) {
-      const p = predictor;
-      probabilities = await p.predict(selectChannels(images, n, h, w, c, p.channels && p.channels.every((k) => k < c) ? p.channels : undefined), n);
-    }
-    const predict = async (): Promise<Int32Array> => argmaxRows(probabilities!, n, predictor!.numClasses);
-    const classes = classNames(card.classes, predictor?.numClasses ?? card.numClasses);
-
     // The explainer holds this classifier in one graph: the predicted class comes with the estimate.
     const oneCall = !!predictor && explainer.fusedClassifierHash !== undefined && explainer.fusedClassifierHash === predictor.hash;
+    // The classifier's probabilities (printed and stored with the maps): from the fused call
+    // when there is one, else from one classifier call that also gives the predicted class.
+    const classify = (p: Predictor): Promise<Float32Array> => p.predict(selectChannels(images, n, h, w, c, p.channels && p.channels.every((k) => k < c) ? p.channels : undefined), n);
+    let probabilities = predictor && !oneCall ? await classify(predictor) : undefined;
+    const predict = async (): Promise<Int32Array> => argmaxRows(probabilities!, n, predictor!.numClasses);
+    const classes = classNames(card.classes, predictor?.numClasses ?? card.numClasses);
     // Conditioning class: explicit, else predicted (when trained so and possible), else data labels, else predicted.
     let condLabels: Int32Array | undefined;
     let labelSource: string | undefined;
@@ -178,6 +177,8 @@ export async function runExplain(opts: ExplainCliOptions): Promise<ExplainSummar
     const t0 = performance.now();
     const { maps, std, probs } = await explainer.estimate(images, shape, condLabels);
     const msPerMap = (performance.now() - t0) / n;
+    // A fused explainer given the class (--label, data labels) runs without its classifier.
+    probabilities ??= probs ?? (predictor ? await classify(predictor) : undefined);
     const fusedCall = !!(labelSource && !condLabels && probs);
     if (fusedCall) condLabels = argmaxRows(probs!, n, card.numClasses);
 
@@ -255,15 +256,10 @@ export async function runExplain(opts: ExplainCliOptions): Promise<ExplainSummar
   }
 }
 
-function classNames(fromCard: unknown, k: number): string[] {
-  const named = Array.isArray(fromCard) && fromCard.length === k ? (fromCard as unknown[]).map(String) : undefined;
-  return named ?? Array.from({ length: k }, (_, i) => `class ${i}`);
-}
-
 /** The .json output: one object per stamp. */
 function explainJson(r: { n: number; h: number; w: number; maps: Float32Array; exact?: Float32Array; probabilities?: Float32Array; classes: string[]; explained?: Int32Array; ids?: string[] }): object {
   const hw = r.h * r.w;
-  const rows = (a: Float32Array, i: number) => Array.from({ length: r.h }, (_, y) => Array.from(a.subarray(i * hw + y * r.w, i * hw + (y + 1) * r.w), (v) => Math.round(v * 1e6) / 1e6));
+  const rows = (a: Float32Array, i: number) => toRows(Array.from(a.subarray(i * hw, (i + 1) * hw), (v) => Math.round(v * 1e6) / 1e6), r.h, r.w);
   const k = r.classes.length;
   return {
     legend: MAP_LEGEND,

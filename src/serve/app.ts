@@ -40,6 +40,7 @@ import {
 } from './stamp.js';
 import { checkModelsFit, explainerProblem } from './fit.js';
 import { buildWebSite, type WebSite } from './site.js';
+import { classNames } from '../models/condition.js';
 
 export const DEFAULT_BODY_LIMIT = 1 << 20;
 export const BINARY_TYPES = ['application/octet-stream', 'application/x-npy', 'image/png'];
@@ -103,7 +104,7 @@ export async function loadServeContext(o: ServeOptions): Promise<ServeContext> {
       { classifier: o.classifier, engine, threads: o.exactThreads ?? Math.max(1, cores - 1), nice: o.exactNice ?? 10, ...(modelPad ? { pad: modelPad } : {}) },
       { maxQueue: o.maxExactQueue ?? 16 },
     );
-    const classes = Array.isArray(card.classes) ? (card.classes as string[]).map(String) : Array.from({ length: predictor.numClasses }, (_, k) => `class ${k}`);
+    const classes = classNames(card.classes, predictor.numClasses);
     let site: WebSite | null = null;
     let siteError: string | undefined;
     try {

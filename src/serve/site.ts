@@ -21,6 +21,7 @@ import type { ChannelRange, DataManifest, Manifest } from '../web/manifest.js';
 import { MANIFEST_VERSION } from '../web/manifest.js';
 import { checkModelsFit } from './fit.js';
 import { loadClassifier } from './models.js';
+import { classNames } from '../models/condition.js';
 
 /** One file of the site: where it goes (a URL path relative to the site) and where it comes from. */
 export interface SiteFile {
@@ -189,7 +190,7 @@ export async function buildWebSite(o: WebSiteOptions, loaded: { predictor?: Pred
     ds = loaded.dataset ?? (o.data ? await readDataset(o.data) : undefined);
     checkModelsFit(o, predictor, { card }, ds);
     const dataSha = o.data ? await hashFile(o.data) : '';
-    const classes = Array.isArray(card.classes) ? (card.classes as unknown[]).map(String) : Array.from({ length: predictor.numClasses }, (_, k) => `class ${k}`);
+    const classes = classNames(card.classes, predictor.numClasses);
     const clfCard = readJson(path.join(path.dirname(clfFile), 'card.json')) as { channelNames?: unknown } | undefined;
     const params = occlusionParamsOf(card);
     const [h, w] = predictor.inputShape;
