@@ -5,14 +5,13 @@
  * shipped figures are the measured ones, not typed in. The folder is staged, then renamed.
  */
 import { cpSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { readDataset, writeDataset } from '../src/data/dataset.js';
 import { subsetDataset, type Dataset } from '../src/data/dataset-bytes.js';
 import { augmentTransforms } from '../src/data/hits2015/build.js';
 import { readExplainerCard } from '../src/explainer/estimate.js';
 import { occmapVersion } from '../src/util/version.js';
-import { hashModelDir, loadModelDir, MODEL_ONNX, writeCard } from '../src/models/model-dir.js';
+import { hashFile, hashModelDir, loadModelDir, MODEL_ONNX, readCard, writeCard } from '../src/models/model-dir.js';
 import { exportModelToOnnx, META_SOURCE_HASH } from '../src/models/to-onnx.js';
 import { initTf } from '../src/runtime/tfjs.js';
 
@@ -49,10 +48,6 @@ export function sampleRows(ds: Dataset, heldOut: number[], perClass: number): nu
     byLabel.get(l)!.push(r);
   }
   return [...byLabel.keys()].sort((a, b) => a - b).flatMap((l) => spread(byLabel.get(l)!, perClass)).sort((a, b) => a - b);
-}
-
-function sha256(file: string): string {
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
 const f3 = (v: unknown): string => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(3) : 'n/a');
@@ -101,7 +96,7 @@ function modelCard(o: InstallOptions, ctx: { clf: Record<string, any>; expl: Rec
     '',
     `Classifier: accuracy ${f3(best?.valAcc)} on ${tr.split?.val} held-out stamps (epoch ${tr.bestEpoch} of ${tr.epochsRun}).`,
     '',
-    `Explainer vs exact maps on ${evaluation.indices?.length ?? '?'} held-out maps:`,
+    `Explainer vs exact maps on ${evaluation.indices?.length ?? '?'} held-out maps (\`occmap evaluate --explainer explainer --data maps.npz --out evaluation.json\` in the work directory):`,
     '',
     '| method | SSIM | Spearman | Spearman, top 10% | top-10% IoU | deletion AUC | insertion AUC |',
     '|---|---|---|---|---|---|---|',
@@ -164,7 +159,8 @@ export async function installPretrained(o: InstallOptions): Promise<void> {
     if (!existsSync(w(f))) throw new Error(`${w(f)}: missing; run the earlier pretrain steps first`);
   }
   await initTf('auto');
-  const clf = JSON.parse(readFileSync(w('classifier/card.json'), 'utf8'));
+  const clf = readCard(w('classifier')) as Record<string, any> | undefined;
+  if (!clf) throw new Error(`${w('classifier')}: has no card.json`);
   const expl = readExplainerCard(w('explainer')) as unknown as Record<string, any>;
   const evaluation = JSON.parse(readFileSync(w('evaluation.json'), 'utf8'));
   const ds = await readDataset(w('maps.npz'));
@@ -188,7 +184,7 @@ export async function installPretrained(o: InstallOptions): Promise<void> {
     portableCards(stage, o.work);
     await writeDataset(path.join(stage, 'sample.npz'), subsetDataset(ds, rows));
     writeFileSync(path.join(stage, 'heldout-objects.txt'), heldOutObjects.join('\n') + '\n');
-    const dataSha = (clf.data?.sha256 as string | undefined) ?? (existsSync(w('hits-scale.npz')) ? sha256(w('hits-scale.npz')) : 'unknown');
+    const dataSha = (clf.data?.sha256 as string | undefined) ?? (existsSync(w('hits-scale.npz')) ? await hashFile(w('hits-scale.npz')) : 'unknown');
     writeFileSync(path.join(stage, 'README.md'), modelCard(o, { clf, expl, evaluation, dataSha, sampleRows: rows.length, heldOutObjects: heldOutObjects.length }));
     log(`sample: ${rows.length} held-out original stamps; ${heldOutObjects.length} held-out objects`);
     const old = `${o.out}.old-${process.pid}`;
