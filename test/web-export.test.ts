@@ -126,6 +126,18 @@ test('export-web writes a self-contained folder; bad input is a one-line error a
   rmSync(path.dirname(bad), { recursive: true, force: true });
 });
 
+test('the export opened as a file (no server) says to serve it instead of loading forever', { skip, timeout: 60_000 }, async () => {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`file://${path.join(site, 'index.html')}`);
+    await page.waitForFunction(() => /through a web server, not as a file/.test(document.querySelector('#models')?.textContent ?? ''));
+  } finally {
+    await browser.close();
+  }
+});
+
 test('the static export computes in the page what Node computes, offline', { skip, timeout: 240_000 }, async (t) => {
   // Node's figures for the same stamps: onnxruntime-node, and `occmap occlude` for the exact maps.
   const ds = await readDataset(fx.data);

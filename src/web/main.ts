@@ -438,6 +438,12 @@ async function main(): Promise<void> {
   } catch {
     // private mode
   }
+  if (location.protocol === 'file:') {
+    // Browsers refuse fetch() and module workers on file:// pages: the models cannot load.
+    // index.html's classic script has already said so (Chromium does not even run this module).
+    installApi(null, new Error('opened from file://'));
+    return;
+  }
   let s: Session;
   try {
     s = await loadSession();
