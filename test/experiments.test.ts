@@ -120,7 +120,7 @@ test('presets: tiny is for tests only; unknown names are a one-line user error',
   assert.equal(presetOf('quick').name, 'quick');
   assert.throws(() => presetOf('tiny'), UserError);
   assert.equal(presetOf('tiny', true).epochs, 1);
-  assert.throws(() => presetOf('huge'), /--preset must be one of paper, quick/);
+  assert.throws(() => presetOf('huge'), /preset must be one of paper, quick/);
   assert.equal(PRESETS.paper.perClass, 20000);
   assert.deepEqual([PRESETS.paper.batchSize, PRESETS.paper.patience, PRESETS.paper.valFraction], [10, 3, 0.25]);
 });

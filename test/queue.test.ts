@@ -128,7 +128,7 @@ test('job ids: one namespace per (job fingerprint, shard directory, map count), 
   assert.equal(shardOfJobId(a, undefined), -1);
   assert.ok(!shardJobId(a, 3).includes(':'));
   assert.equal(checkQueueUrl('redis://h:6379/2'), 'redis://h:6379/2');
-  assert.throws(() => checkQueueUrl('http://h:6379'), /--queue: expected a redis:\/\//);
+  assert.throws(() => checkQueueUrl('http://h:6379'), /OptionError: queue: expected a redis:\/\//);
   assert.throws(() => checkQueueUrl('redis://h:6379/x'), /must be a number/);
 });
 

@@ -37,8 +37,8 @@ test('shape, [0,1] channels, no NaN, unique ids, every bogus kind appears', () =
   assert.ok(r.counts.real > 0 && r.counts.real_host > 0);
   const split = splitIndices(300, 0.25, 1, d.ids);
   assert.deepEqual(leakedGroups(split, d.ids!), []);
-  assert.throws(() => simulateDataset({ n: 0 }), /--n must be a positive integer/);
-  assert.throws(() => simulateDataset({ n: 5, realFraction: 2 }), /real-fraction/);
+  assert.throws(() => simulateDataset({ n: 0 }), /OptionError: n must be a positive integer/);
+  assert.throws(() => simulateDataset({ n: 5, realFraction: 2 }), /OptionError: realFraction must be in \[0,1\]/);
 });
 
 test('real stamps carry a central source in the SNR difference; noise-only ones do not', () => {

@@ -21,7 +21,7 @@ import {
 } from './hits2015.js';
 import { Rng } from '../util/rng.js';
 import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 
 export const BOGUS_KINDS = ['cosmic_ray', 'hot_pixel', 'bad_column', 'dipole', 'noise_only'] as const;
 export type StampKind = 'real' | 'real_host' | (typeof BOGUS_KINDS)[number];
@@ -230,8 +230,8 @@ export function simulateDataset(opts: SimulateOptions): SimulateResult {
   const seed = opts.seed ?? 1;
   const f = opts.realFraction ?? 0.5;
   const size = opts.size ?? 21;
-  if (!(Number.isInteger(n) && n > 0)) throw new UserError(`--n must be a positive integer, got ${n}`);
-  if (!(f >= 0 && f <= 1)) throw new UserError(`--real-fraction must be in [0,1], got ${f}`);
+  if (!(Number.isInteger(n) && n > 0)) throw new OptionError(['n'], `must be a positive integer, got ${n}`);
+  if (!(f >= 0 && f <= 1)) throw new OptionError(['realFraction'], `must be in [0,1], got ${f}`);
   if (!(Number.isInteger(size) && size >= 9)) throw new UserError(`stamp size must be an integer >= 9, got ${size}`);
   const C = CHANNELS.length;
   const s = size * size * C;

@@ -19,7 +19,7 @@
  */
 import type { Condition } from '../models/autoencoder.js';
 import { splitIndices } from '../data/split.js';
-import { UserError } from '../util/errors.js';
+import { OptionError } from '../util/errors.js';
 
 export type PresetName = 'paper' | 'quick' | 'demo' | 'tiny';
 export const PUBLIC_PRESETS: readonly PresetName[] = ['paper', 'quick'];
@@ -109,7 +109,7 @@ export const PRESETS: Record<PresetName, Preset> = {
 export function presetOf(name: string, allowHidden = false): Preset {
   const p = (PRESETS as Record<string, Preset | undefined>)[name];
   if (!p || (!allowHidden && !PUBLIC_PRESETS.includes(p.name))) {
-    throw new UserError(`--preset must be one of ${PUBLIC_PRESETS.join(', ')}, got '${name}'`);
+    throw new OptionError(['preset'], `must be one of ${PUBLIC_PRESETS.join(', ')}, got '${name}'`);
   }
   return p;
 }

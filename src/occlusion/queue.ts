@@ -21,7 +21,7 @@ import { Redis } from 'ioredis';
 import { readDataset, type Dataset } from '../data/dataset.js';
 import { loadPredictor, type LoadOptions } from '../models/load.js';
 import type { Predictor } from '../models/predictor.js';
-import { UserError } from '../util/errors.js';
+import { OptionError, UserError } from '../util/errors.js';
 import { inputMismatch, type ExactOptions, type OcclusionParams } from './exact.js';
 import { ShardStore, hashArrays, type JobIdentity } from './shards.js';
 import { computePiece } from './workers.js';
@@ -93,10 +93,10 @@ export function checkQueueUrl(url: string): string {
   try {
     u = new URL(url);
   } catch {
-    throw new UserError(`--queue: expected redis://HOST:PORT/DB, got '${url}'`);
+    throw new OptionError(['queue'], `: expected redis://HOST:PORT/DB, got '${url}'`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new UserError(`--queue: expected a redis:// or rediss:// URL, got '${url}'`);
-  if (u.pathname && u.pathname !== '/' && !/^\/\d+$/.test(u.pathname)) throw new UserError(`--queue: the database in '${url}' must be a number (redis://HOST:PORT/N)`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new OptionError(['queue'], `: expected a redis:// or rediss:// URL, got '${url}'`);
+  if (u.pathname && u.pathname !== '/' && !/^\/\d+$/.test(u.pathname)) throw new OptionError(['queue'], `: the database in '${url}' must be a number (redis://HOST:PORT/N)`);
   return url;
 }
 
@@ -125,7 +125,7 @@ export async function probeRedis(url: string, timeoutMs = 5000): Promise<void> {
     await r.ping();
   } catch (err) {
     const e = cause ?? (err as NodeJS.ErrnoException);
-    throw new UserError(`--queue ${redactUrl(url)}: cannot reach Redis (${e.code ?? firstLine(e.message)})`);
+    throw new OptionError(['queue'], `${redactUrl(url)}: cannot reach Redis (${e.code ?? firstLine(e.message)})`);
   } finally {
     r.disconnect();
   }

@@ -18,7 +18,9 @@ export function fileError(file: string, problem: string): UserError {
  * A bad value of a named option of a library call. The message names the option fields as the
  * library spells them (`templateEpochs must be an integer >= 2, got 1`); a client words them
  * its own way with `worded` (the CLI: `--template-epochs must be ...`). The problem text may
- * name other fields as `{field}` (`needs {classifier}`), worded the same way.
+ * name other fields as `{field}` (`needs {classifier}`), worded the same way (util/paths.ts
+ * words its `{field}` flags alike). A problem starting with ':' follows the name directly
+ * (`--queue: expected redis://...`).
  */
 export class OptionError extends UserError {
   constructor(
@@ -35,7 +37,7 @@ export class OptionError extends UserError {
 }
 
 function render(fields: readonly string[], problem: string, name: (field: string) => string): string {
-  return `${fields.map(name).join('/')} ${problem.replace(/\{([A-Za-z]+)\}/g, (_, f: string) => name(f))}`;
+  return `${fields.map(name).join('/')}${problem.startsWith(':') ? '' : ' '}${problem.replace(/\{([A-Za-z]+)\}/g, (_, f: string) => name(f))}`;
 }
 
 /** `templateEpochs` -> `--template-epochs`: how commander names the option of a field. */
