@@ -112,6 +112,29 @@ export { parseNpy, serializeNpy, toFloat32, type NpyArray, type NumericArray } f
 export { parseNpz, serializeNpz, type NpzContents, type NpzEntry } from './data/npz.js';
 export { splitIndices, type Split } from './data/split.js';
 export { simulateDataset, simulateStamp, type SimulateOptions, type SimulateResult } from './data/simulate.js';
+export {
+  buildHits2015,
+  deriveHits2015,
+  assembleHits2015,
+  formatSummary as formatHits2015Summary,
+  type Hits2015Options,
+  type Hits2015Result,
+  type Hits2015Derived,
+  type Hits2015Summary,
+} from './data/hits2015.js';
+
+// Library jobs: each returns its results, writes files only when given `out`, and reports
+// through callbacks (onProgress: items done / total; log / onEpoch), never to stdout.
+//   const clf = await trainClassifier({ data: 'stamps.npz', epochs: 10, onProgress });
+//   const maps = await occludeDataset({ model: 'clf/', data: 'stamps.npz', out: 'maps.npz', onProgress });
+//   const expl = await trainExplainer({ data: maps.dataset, classifier: 'clf/', onEpoch });
+export { trainClassifier, type TrainClassifierOptions, type TrainClassifierResult } from './models/train-classifier.js';
+export type { TrainedClassifier, ValidationReport } from './models/classifier.js';
+export { trainExplainer, type TrainExplainerOptions, type TrainedExplainer, type ExplainerVariant } from './explainer/train.js';
+export type { EpochRecord, TrainResult } from './train/loop.js';
+export { occludeDataset, type OccludeDatasetOptions, type OccludeDatasetResult, type OccludeQueueOptions, type OccludeSummary } from './occlusion/job.js';
+export { deriveHoldout, holdoutOfModelDir, holdoutOfIds, applyHoldout, type Holdout } from './data/holdout.js';
+export type { ProgressCallback, ProgressEvent } from './util/progress.js';
 
 // Models occmap builds, and the tfjs -> ONNX exporter.
 export { buildClassifier, type ClassifierOptions } from './models/classifier.js';
@@ -128,4 +151,4 @@ export { occludeDataset, type OccludeDatasetOptions, type OccludeDatasetResult, 
 export { heatmapPng, renderFigure, type Panel, type FigureOptions, type Colormap } from './viz/heatmap.js';
 
 // Errors the library throws for bad input (message names the field or file and the problem).
-export { UserError } from './util/errors.js';
+export { UserError, OptionError, fileError, flagOf } from './util/errors.js';

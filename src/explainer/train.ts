@@ -33,6 +33,7 @@ import { fileError, OptionError, UserError } from '../util/errors.js';
 import { occmapVersion } from '../util/version.js';
 import { applyHoldout, deriveHoldout, holdoutOfModelDir, holdoutWarnings, type Holdout } from '../data/holdout.js';
 import { Rng } from '../util/rng.js';
+import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
 import { conditionVectors, padFor, padImages, type Pad } from './data.js';
 import { seedUnitsUnclipped } from '../occlusion/geometry.js';
 import { conditionTargets, type ExplainerCard } from './estimate.js';
@@ -121,6 +122,13 @@ export interface TrainExplainerOptions {
   force?: boolean;
   quiet?: boolean;
   log?: (line: string) => void;
+  /**
+   * Epochs done of `epochs`, per ensemble member (label 'train explainer', or 'train explainer
+   * k/K'); early stopping closes a member's work below the total.
+   */
+  onProgress?: ProgressCallback;
+  /** Each epoch's losses and speed as it ends; `member` counts from 0. */
+  onEpoch?: (e: EpochRecord, member: number) => void;
   /** Recorded in the card. */
   command?: string;
 }
@@ -313,7 +321,8 @@ function settingsOf(o: TrainExplainerOptions): Settings {
 }
 
 async function prepare(o: TrainExplainerOptions, file: string, log: (s: string) => void): Promise<Prepared> {
-  const ds = typeof file === 'string' ? await readDataset(file) : file;
+  // `file` names the data in messages; an in-memory dataset (o.data) is used as it is.
+  const ds = typeof o.data === 'string' ? await readDataset(o.data) : o.data;
   if (!ds.maps) throw fileError(file, "has no maps: make a maps dataset with 'occmap occlude --model CLF --data DATA --out MAPS.npz'");
   const [n, h, w, cData] = ds.shape;
   const units = o.targetUnits ?? 'seed';
@@ -599,6 +608,7 @@ async function trainMember(j: MemberJob, k: number): Promise<{ result: TrainResu
     // With a gradient term the loop trains a wrapper whose output is [map, g*dx, g*dy]
     // of the model's map (shared layers), against the same of the target maps.
     const trainee = j.gradKernel ? withGradientHead(model, j.gradKernel) : model;
+    const progress = new ProgressReporter(o.onProgress, { label: st.K > 1 ? `train explainer ${k + 1}/${st.K}` : 'train explainer', unit: 'epochs', total: o.epochs ?? 30 });
     const r = await trainModel(trainee, j.set, {
       loss: LOSS_NAMES[st.lossName],
       optimizer: st.optimizer,
@@ -612,7 +622,12 @@ async function trainMember(j: MemberJob, k: number): Promise<{ result: TrainResu
       quiet: o.quiet,
       workers: o.workers,
       log: (line) => j.log(prefix + line),
+      onEpoch: (e) => {
+        progress.tick();
+        o.onEpoch?.(e, k);
+      },
     });
+    progress.stop();
     if (trainee !== model) trainee.getLayer('grad_head').dispose();
     const training = {
       epochsRun: r.epochsRun,

@@ -13,6 +13,8 @@ import { initTf, backendDescription, type BackendChoice } from '../runtime/tfjs.
 import { fileError, OptionError, UserError } from '../util/errors.js';
 import { refuseOutputOverInput } from '../util/paths.js';
 import { occmapVersion } from '../util/version.js';
+import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
+import type { EpochRecord } from '../train/loop.js';
 import { fitClassifier, type FitClassifierOptions, type TrainedClassifier } from './classifier.js';
 import { assertModelDirWritable, hashFile, saveModelDir, type ModelCard } from './model-dir.js';
 
@@ -50,6 +52,10 @@ export interface TrainClassifierOptions {
   quiet?: boolean;
   /** Epoch lines and notes, one line each. */
   log?: (line: string) => void;
+  /** Epochs done of `epochs` (label 'train classifier'); early stopping closes the work below the total. */
+  onProgress?: ProgressCallback;
+  /** Each epoch's losses, accuracy and speed as it ends. */
+  onEpoch?: (e: EpochRecord) => void;
 }
 
 export interface TrainClassifierResult extends TrainedClassifier {
@@ -208,9 +214,14 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
   };
   let holdout: Holdout | undefined;
   let trained: TrainedClassifier;
+  const progress = new ProgressReporter(o.onProgress, { label: 'train classifier', unit: 'epochs', total: opts.epochs! });
   try {
     trained = await fitClassifier(ds, file, {
       ...opts,
+      onEpoch: (e) => {
+        progress.tick();
+        o.onEpoch?.(e);
+      },
       splitOf: async (rows) => {
         holdout = await holdoutFor(o, ds, file, rows);
         const split = applyHoldout(holdout, { n: ds.shape[0], rows, ids: ds.ids, file });
@@ -224,6 +235,8 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
       throw new OptionError(['backend'], `'${backend}' cannot train this model here (${msg.split('\n')[0]}); try 'cpu'`);
     }
     throw err;
+  } finally {
+    progress.stop();
   }
   const seconds = (performance.now() - t0) / 1000;
   try {
