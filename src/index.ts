@@ -141,12 +141,6 @@ export { buildClassifier, type ClassifierOptions } from './models/classifier.js'
 export { buildAutoencoder, type AutoencoderOptions, type Condition } from './models/autoencoder.js';
 export { modelToOnnx, exportModelToOnnx, type OnnxExportOptions, type OnnxExportInfo } from './models/to-onnx.js';
 
-// Training and whole-dataset maps: they return results, write directories only with `out`,
-// and report through `log` (and occludeDataset's `onProgress`) callbacks (the CLI's train-*, occlude are clients).
-export { trainClassifier, type TrainClassifierOptions, type TrainClassifierResult } from './models/train-classifier.js';
-export { trainExplainer, type TrainExplainerOptions, type TrainedExplainer, type ExplainerVariant } from './explainer/train.js';
-export { occludeDataset, type OccludeDatasetOptions, type OccludeDatasetResult, type OccludeQueueOptions, type OccludeSummary } from './occlusion/job.js';
-
 // Figures.
 export { heatmapPng, renderFigure, type Panel, type FigureOptions, type Colormap } from './viz/heatmap.js';
 
