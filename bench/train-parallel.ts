@@ -128,7 +128,8 @@ export async function runParallelTrainBench(o: {
       figures.push(f);
       const t = f.stepTiming;
       const split = t
-        ? `; main thread per step: own shard ${(t.computeMs / t.steps).toFixed(1)} ms, wait ${(t.waitMs / t.steps).toFixed(1)}, sum ${(t.reduceMs / t.steps).toFixed(1)}, update ${(t.applyMs / t.steps).toFixed(1)}`
+        ? `; main thread per step: own shard ${(t.computeMs / t.steps).toFixed(1)} ms, wait ${(t.waitMs / t.steps).toFixed(1)}, sum ${(t.reduceMs / t.steps).toFixed(1)}, update ${(t.applyMs / t.steps).toFixed(1)}` +
+          `; shards (wall/on-cpu/queued ms): ${t.shards.map((s) => `${(s.wallMs / t.steps).toFixed(0)}/${(s.cpuMs / t.steps).toFixed(0)}/${(s.queuedMs / t.steps).toFixed(0)}`).join(', ')}`
         : '';
       log(`${which.padEnd(11)} batch ${batchSize}  ${String(f.workers).padStart(2)} thread(s)  ${f.samplesPerSec.toFixed(1).padStart(7)} samples/s  ${f.msPerStep.toFixed(1)} ms/step  cpu ${f.cpuMsPerStep.toFixed(1)} ms/step${split}`);
     }

@@ -23,7 +23,8 @@ import { UserError } from '../util/errors.js';
 import { Batcher, type TrainSet } from './batcher.js';
 import { dropoutLayers, installShardDropout, type ShardWindow } from './dropout.js';
 import { correctCount, lossTensor, lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
-import { availableCores, parallelBlocker, ReplicaPool, type MainContext, type StepTiming } from './parallel.js';
+import { availableCores, emptyTiming, parallelBlocker, ReplicaPool, type MainContext, type StepTiming } from './parallel.js';
+import { threadTime, threadTimeSince } from './thread-time.js';
 import { evalSums } from './replica.js';
 
 export { lossTensor, lossView, type LossName, type OptimizerName } from './objective.js';
@@ -160,10 +161,19 @@ interface Stepper {
 /** Single-thread steps: tf's own minimize on the whole batch. */
 function localStepper(ctx: MainContext, batcher: Batcher): Stepper {
   let order: number[] = [];
+  let timing = emptyTiming(1);
   return {
     workers: 1,
-    startEpoch: (o) => (order = o),
+    startEpoch: (o) => {
+      order = o;
+      timing = emptyTiming(1);
+    },
+    get timing() {
+      return timing;
+    },
     async step(from, to, seeds) {
+      const t0 = performance.now();
+      const tt0 = threadTime();
       ctx.drops.forEach((d, i) => (d.seed = seeds[i]));
       ctx.dropWindow.offset = 0;
       ctx.dropWindow.total = to - from;
@@ -181,6 +191,13 @@ function localStepper(ctx: MainContext, batcher: Batcher): Stepper {
         )!;
         const lossSum = cost.dataSync()[0] * (to - from);
         cost.dispose();
+        const own = threadTimeSince(tt0);
+        const wall = performance.now() - t0;
+        timing.steps++;
+        timing.computeMs += wall;
+        timing.shards[0].wallMs += wall;
+        timing.shards[0].cpuMs += own.cpuMs;
+        timing.shards[0].queuedMs += own.queuedMs;
         return { lossSum, correct: corr ? (corr as tf.Scalar).dataSync()[0] : 0 };
       } finally {
         (corr as tf.Scalar | null)?.dispose();
@@ -200,7 +217,9 @@ async function makeStepper(model: LayersModel, data: TrainSet, trainCount: numbe
     startEpoch: (order) => pool.setOrder(order),
     step: (from, to, seeds) => pool.step(from, to, seeds),
     close: () => pool.close(),
-    timing: pool.timing,
+    get timing() {
+      return pool.timing;
+    },
     evaluate: () => pool.evaluate(),
   };
 }

@@ -21,6 +21,7 @@ import type { ShardWindow } from './dropout.js';
 import type { LossName, OptimizerName } from './objective.js';
 import { applyFlat, evalSums, flatWeights, gradLayout, shardGradient, shardRange } from './replica.js';
 import type { FromReplica, ReplicaInit, ToReplica } from './replica-worker.js';
+import { threadTime, threadTimeSince } from './thread-time.js';
 
 /** Logical cores Node may use (the default worker count). */
 export function availableCores(): number {
@@ -92,7 +93,20 @@ class Replica {
   }
 }
 
-/** Where a data-parallel step's wall time went on the main thread, summed over steps (ms). */
+/** One replica's shard work, summed over steps (ms). */
+export interface ShardTiming {
+  /** Wall time of the shard: batch copy, forward, backward, gradient readout. */
+  wallMs: number;
+  /** Of which the thread was on a CPU (0 where the OS does not say). */
+  cpuMs: number;
+  /** Of which the thread was runnable but waiting for a CPU. */
+  queuedMs: number;
+}
+
+/**
+ * Where data-parallel steps' wall time went, summed over the steps of the current epoch (ms):
+ * the main thread's phases, and every replica's shard (main first).
+ */
 export interface StepTiming {
   steps: number;
   /** The main thread's own shard: batch copy, forward, backward, gradient readout. */
@@ -103,11 +117,24 @@ export interface StepTiming {
   reduceMs: number;
   /** The optimiser update on the main replica (workers do theirs at their next step). */
   applyMs: number;
+  /** Per replica (rank order, main thread first): its shard's wall, on-CPU and queued time. */
+  shards: ShardTiming[];
+}
+
+export function emptyTiming(replicas: number): StepTiming {
+  return {
+    steps: 0,
+    computeMs: 0,
+    waitMs: 0,
+    reduceMs: 0,
+    applyMs: 0,
+    shards: Array.from({ length: replicas }, () => ({ wallMs: 0, cpuMs: 0, queuedMs: 0 })),
+  };
 }
 
 export class ReplicaPool {
   private pendingApply = false;
-  readonly timing: StepTiming = { steps: 0, computeMs: 0, waitMs: 0, reduceMs: 0, applyMs: 0 };
+  private timingNow: StepTiming;
   private readonly mainGrad: Float32Array;
   private constructor(
     private readonly ctx: MainContext,
@@ -120,6 +147,12 @@ export class ReplicaPool {
     readonly workers: number,
   ) {
     this.mainGrad = new Float32Array(avg.length);
+    this.timingNow = emptyTiming(workers);
+  }
+
+  /** Step timing since the last setOrder (i.e. of the current epoch). */
+  get timing(): StepTiming {
+    return this.timingNow;
   }
 
   /** Start `o.workers - 1` worker replicas of `model` (the main thread is the first replica). */
@@ -174,6 +207,7 @@ export class ReplicaPool {
   /** Set the item order of the next epoch (indices into the TrainSet). */
   setOrder(order: ArrayLike<number>): void {
     this.order.set(order);
+    this.timingNow = emptyTiming(this.workers);
   }
 
   /** One optimiser step over `order[from..to)`: returns the batch's loss sum and correct count. */
@@ -183,6 +217,7 @@ export class ReplicaPool {
     for (const r of this.replicas) r.send({ t: 'step', apply, from, to, seeds });
     const { ctx, timing } = this;
     const t0 = performance.now();
+    const tt0 = threadTime();
     const [a, b] = shardRange(from, to, 0, this.workers);
     let scaledLoss = 0;
     let correct = 0;
@@ -199,10 +234,15 @@ export class ReplicaPool {
       }
     } else sum.fill(0);
     const t1 = performance.now();
+    const own = threadTimeSince(tt0);
     const got = await Promise.all(replies);
     const t2 = performance.now();
     got.forEach((m, k) => {
       if (m.t !== 'done') throw new Error(`training replica ${k + 1} answered '${m.t}' to a step`);
+      const sh = timing.shards[k + 1];
+      sh.wallMs += m.wallMs;
+      sh.cpuMs += m.cpuMs;
+      sh.queuedMs += m.queuedMs;
       if (m.empty) return;
       scaledLoss += m.scaledLoss;
       correct += m.correct;
@@ -215,6 +255,9 @@ export class ReplicaPool {
     this.pendingApply = true;
     timing.steps++;
     timing.computeMs += t1 - t0;
+    timing.shards[0].wallMs += t1 - t0;
+    timing.shards[0].cpuMs += own.cpuMs;
+    timing.shards[0].queuedMs += own.queuedMs;
     timing.waitMs += t2 - t1;
     timing.reduceMs += t3 - t2;
     timing.applyMs += performance.now() - t3;

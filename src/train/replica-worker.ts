@@ -11,6 +11,7 @@ import { Batcher, type TrainSet } from './batcher.js';
 import { installShardDropout, dropoutLayers, type ShardWindow } from './dropout.js';
 import { lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
 import { applyFlat, evalSums, flatWeights, gradLayout, shardGradient, shardRange } from './replica.js';
+import { threadTime, threadTimeSince } from './thread-time.js';
 
 export interface ReplicaInit {
   occmapReplica: true;
@@ -41,7 +42,7 @@ export type ToReplica =
 
 export type FromReplica =
   | { t: 'ready' }
-  | { t: 'done'; scaledLoss: number; correct: number; empty: boolean }
+  | { t: 'done'; scaledLoss: number; correct: number; empty: boolean; wallMs: number; cpuMs: number; queuedMs: number }
   | { t: 'applied' }
   | { t: 'evaluated'; lossSum: number; correct: number }
   | { t: 'weights'; flat: Float32Array }
@@ -92,16 +93,19 @@ async function main(init: ReplicaInit): Promise<void> {
       if (m.apply) applyFlat(optimizer, vars, init.avg);
       const [a, b] = shardRange(m.from, m.to, init.rank, init.workers);
       if (a === b) {
-        port.postMessage({ t: 'done', scaledLoss: 0, correct: 0, empty: true } satisfies FromReplica);
+        port.postMessage({ t: 'done', scaledLoss: 0, correct: 0, empty: true, wallMs: 0, cpuMs: 0, queuedMs: 0 } satisfies FromReplica);
         return;
       }
       drops.forEach((d, i) => (d.seed = m.seeds[i]));
       window.offset = a - m.from;
       window.total = m.to - m.from;
+      const t0 = performance.now();
+      const tt0 = threadTime();
       const batch = batcher.batch(init.order, a, b);
       try {
         const r = shardGradient(net, fromLogits, init.loss, batch, (b - a) / (m.to - m.from), vars, init.slot);
-        port.postMessage({ t: 'done', ...r, empty: false } satisfies FromReplica);
+        const own = threadTimeSince(tt0);
+        port.postMessage({ t: 'done', ...r, empty: false, wallMs: performance.now() - t0, ...own } satisfies FromReplica);
       } finally {
         batch.dispose();
       }
