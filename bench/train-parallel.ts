@@ -35,8 +35,14 @@ export interface ParallelBenchResult {
   cpus: number;
   loadAverage: number[];
   figures: ParallelFigure[];
-  /** samples/s with the most workers over 1 worker, per model. */
-  speedups: { model: ParallelBenchModel; workers: number; speedup: number }[];
+  /**
+   * samples/s with the most workers over 1 worker, per model; and `onCpu`: the 1-thread step's
+   * on-CPU time over the slowest replica's shard on-CPU time (Linux), i.e. the speed-up the
+   * threads' own work allows. On a shared machine the wall-clock ratio is lower when other
+   * sessions keep the cores busy (with autogroup scheduling a process gets its group's share
+   * of the CPU however many threads it runs); the on-CPU ratio does not depend on that.
+   */
+  speedups: { model: ParallelBenchModel; workers: number; speedup: number; onCpu?: number }[];
 }
 
 function buildModel(which: ParallelBenchModel): tfl.LayersModel {
@@ -136,8 +142,16 @@ export async function runParallelTrainBench(o: {
     const one = figures.find((f) => f.model === which && f.workers === 1);
     const most = figures.filter((f) => f.model === which).sort((a, b) => b.workers - a.workers)[0];
     if (one && most && most.workers > 1) {
-      speedups.push({ model: which, workers: most.workers, speedup: most.samplesPerSec / one.samplesPerSec });
-      log(`${which.padEnd(11)} batch ${batchSize}  ${most.workers} threads / 1 thread = ${(most.samplesPerSec / one.samplesPerSec).toFixed(2)}x`);
+      // Per step: the 1-thread step (update + gradient) against the slowest replica's update +
+      // shard plus the main thread's sum of the gradients (the step's critical path).
+      const t1 = one.stepTiming;
+      const tn = most.stepTiming;
+      const oneCpu = t1 && t1.steps ? t1.shards[0].cpuMs / t1.steps : 0;
+      const slowest = tn && tn.steps ? (Math.max(...tn.shards.map((sh) => sh.cpuMs)) + tn.reduceMs) / tn.steps : 0;
+      const onCpu = oneCpu > 0 && slowest > 0 ? oneCpu / slowest : undefined;
+      speedups.push({ model: which, workers: most.workers, speedup: most.samplesPerSec / one.samplesPerSec, ...(onCpu ? { onCpu } : {}) });
+      const cpuNote = onCpu ? `; on-CPU (1-thread step / slowest replica + sum): ${onCpu.toFixed(2)}x` : '';
+      log(`${which.padEnd(11)} batch ${batchSize}  ${most.workers} threads / 1 thread = ${(most.samplesPerSec / one.samplesPerSec).toFixed(2)}x${cpuNote}`);
     }
   }
   return { backend, cpus: os.cpus().length, loadAverage: os.loadavg(), figures, speedups };

@@ -96,9 +96,9 @@ class Replica {
   }
 }
 
-/** One replica's shard work, summed over steps (ms). */
+/** One replica's work in steps, summed over steps (ms). */
 export interface ShardTiming {
-  /** Wall time of the shard: batch copy, forward, backward, gradient readout. */
+  /** Wall time of its update (of the step before) and shard: batch copy, forward, backward, gradient readout. */
   wallMs: number;
   /** Of which the thread was on a CPU (0 where the OS does not say). */
   cpuMs: number;
@@ -234,10 +234,10 @@ export class ReplicaPool {
     for (const r of this.replicas) r.send({ t: 'step', apply, from, to, seeds });
     const { ctx, timing } = this;
     const ta = performance.now();
+    const tt0 = threadTime();
     this.applyMain();
     const t0 = performance.now();
     timing.applyMs += t0 - ta;
-    const tt0 = threadTime();
     const [a, b] = shardRange(from, to, 0, this.workers);
     let scaledLoss = 0;
     let correct = 0;
@@ -275,7 +275,7 @@ export class ReplicaPool {
     this.mainPending = true;
     timing.steps++;
     timing.computeMs += t1 - t0;
-    timing.shards[0].wallMs += t1 - t0;
+    timing.shards[0].wallMs += t1 - ta;
     timing.shards[0].cpuMs += own.cpuMs;
     timing.shards[0].queuedMs += own.queuedMs;
     timing.waitMs += t2 - t1;

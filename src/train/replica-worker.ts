@@ -90,6 +90,8 @@ async function main(init: ReplicaInit): Promise<void> {
         port.postMessage({ t: 'applied' } satisfies FromReplica);
         return;
       }
+      const t0 = performance.now();
+      const tt0 = threadTime();
       if (m.apply) applyFlat(optimizer, vars, init.avg);
       const [a, b] = shardRange(m.from, m.to, init.rank, init.workers);
       if (a === b) {
@@ -99,8 +101,6 @@ async function main(init: ReplicaInit): Promise<void> {
       drops.forEach((d, i) => (d.seed = m.seeds[i]));
       window.offset = a - m.from;
       window.total = m.to - m.from;
-      const t0 = performance.now();
-      const tt0 = threadTime();
       const batch = batcher.batch(init.order, a, b);
       try {
         const r = shardGradient(net, fromLogits, init.loss, batch, (b - a) / (m.to - m.from), vars, init.slot);
