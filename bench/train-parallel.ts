@@ -5,7 +5,7 @@
  * conditioning (24x24x1 + label, mse), Adam, random data (speed does not depend on values).
  * Each figure is the second of two epochs (the first warms kernels, workers and allocations).
  *
- *   node dist/bench/train-parallel.js [--batch 64] [--steps 6] [--workers 1,2] [--models classifier,autoencoder,unet] [--json FILE]
+ *   node dist/bench/train-parallel.js [--batch 64] [--steps 12] [--workers 1,2] [--models classifier,autoencoder,unet] [--json FILE]
  */
 import { pathToFileURL } from 'node:url';
 import os from 'node:os';
@@ -123,7 +123,8 @@ export async function runParallelTrainBench(o: {
   const backend = await initTf();
   const models = o.models ?? ['classifier', 'autoencoder', 'unet'];
   const batchSize = o.batchSize ?? 64;
-  const steps = o.steps ?? 6;
+  // 12: with 6 steps per epoch the 2-thread figures still varied by 30% between runs here.
+  const steps = o.steps ?? 12;
   const counts = o.workers ?? [...new Set([1, availableCores()])];
   const log = o.log ?? (() => {});
   const figures: ParallelFigure[] = [];
