@@ -319,7 +319,8 @@ function finish(v: Value, done = new Map<unknown, Value>(), open = new Set<unkno
   return out;
 }
 
-const OPNAMES: Record<number, string> = {};
+/** Opcodes occmap refuses by name (they load or call arbitrary objects). */
+const OPNAMES: Record<number, string> = { 0x50: 'PERSID', 0x51: 'BINPERSID', 0x69: 'INST', 0x6f: 'OBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4' };
 
 /** Run the pickle and return the unpickled value (dicts as Map, lists/tuples as arrays). */
 export function unpickle(bytes: Uint8Array): Value {
@@ -336,355 +337,318 @@ export function unpickle(bytes: Uint8Array): Value {
   }
 }
 
-function run(bytes: Uint8Array): Value {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let pos = 0;
-  let stack: Value[] = [];
-  const marks: Value[][] = [];
-  const memo = new Map<number, Value>();
-  const need = (n: number, op: number) => {
-    if (pos + n > bytes.length) {
-      throw new PickleError(`truncated pickle: ended at byte ${bytes.length} inside opcode 0x${op.toString(16)}`);
-    }
-  };
-  const u8 = (op: number) => {
-    need(1, op);
-    return bytes[pos++];
-  };
-  const u16 = (op: number) => {
-    need(2, op);
-    const v = view.getUint16(pos, true);
-    pos += 2;
-    return v;
-  };
-  const u32 = (op: number) => {
-    need(4, op);
-    const v = view.getUint32(pos, true);
-    pos += 4;
-    return v;
-  };
-  const u64 = (op: number) => {
-    need(8, op);
-    const v = view.getBigUint64(pos, true);
-    pos += 8;
-    if (v > BigInt(bytes.length)) throw new PickleError(`truncated pickle: length ${v} beyond the end of the file`);
-    return Number(v);
-  };
-  const take = (n: number, op: number) => {
-    need(n, op);
-    const s = bytes.subarray(pos, pos + n);
-    pos += n;
-    return s;
-  };
-  const line = (op: number) => {
-    const end = bytes.indexOf(0x0a, pos);
-    if (end < 0) throw new PickleError(`truncated pickle: unterminated line in opcode 0x${op.toString(16)}`);
-    const s = new TextDecoder('latin1').decode(bytes.subarray(pos, end));
-    pos = end + 1;
-    return s;
-  };
-  const pop = () => {
-    if (stack.length === 0) throw new PickleError(`corrupt pickle: stack underflow at byte ${pos}`);
-    return stack.pop();
-  };
-  const top = () => {
-    if (stack.length === 0) throw new PickleError(`corrupt pickle: stack underflow at byte ${pos}`);
-    return stack[stack.length - 1];
-  };
-  const popMark = (): Value[] => {
-    const items = stack;
-    budget.spend(items.length);
-    const prev = marks.pop();
-    if (!prev) throw new PickleError(`corrupt pickle: no MARK before byte ${pos}`);
-    stack = prev;
-    return items;
-  };
-  const unicode = (b: Uint8Array): Value => (b.length > LAZY_UNICODE_BYTES ? new LazyUnicode(b) : new TextDecoder().decode(b));
-  const setItems = (d: Value, items: Value[]) => {
-    if (!(d instanceof Map)) throw new PickleError(`corrupt pickle: SETITEM on ${describe(d)}`);
-    for (let i = 0; i + 1 < items.length; i += 2) d.set(asKey(items[i]), items[i + 1]);
-  };
-  const appendItems = (l: Value, items: Value[]) => {
-    if (!Array.isArray(l)) throw new PickleError(`corrupt pickle: APPEND on ${describe(l)}`);
-    for (const x of items) l.push(x);
-  };
-  const signedLong = (b: Uint8Array): number | bigint => {
-    if (b.length === 0) return 0;
-    // Array files hold small integers; a huge one costs quadratic time to decode.
-    if (b.length > 1024) throw new PickleError(`an integer of ${b.length} bytes at byte ${pos}: not an array file`);
-    let v = 0n;
-    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
-    if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
-    return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-  };
-
-  if (bytes.length === 0) throw new PickleError('empty file, expected a Python pickle');
-  while (true) {
-    if (pos >= bytes.length) throw new PickleError(`truncated pickle: no STOP opcode before byte ${bytes.length}`);
-    const at = pos;
-    const op = bytes[pos++];
-    budget.spend(1);
-    switch (op) {
-      case 0x80: // PROTO
-        if (u8(op) > 5) throw new PickleError(`unsupported pickle protocol ${bytes[pos - 1]}`);
-        break;
-      case 0x95: // FRAME: the frame's bytes follow inline
-        u64(op);
-        break;
-      case 0x28: // MARK
-        marks.push(stack);
-        stack = [];
-        break;
-      case 0x2e: // STOP
-        return finish(pop());
-      case 0x30: // POP
-        if (stack.length === 0) popMark();
-        else pop();
-        break;
-      case 0x31: // POP_MARK
-        popMark();
-        break;
-      case 0x32: // DUP
-        stack.push(top());
-        break;
-      case 0x46: { // FLOAT
-        const v = Number(line(op));
-        if (Number.isNaN(v) && !/nan/i.test(String(v))) throw new PickleError(`bad FLOAT at byte ${at}`);
-        stack.push(v);
-        break;
-      }
-      case 0x49: { // INT
-        const s = line(op);
-        stack.push(s === '01' ? true : s === '00' ? false : Number(s));
-        break;
-      }
-      case 0x4c: { // LONG
-        const s = line(op).replace(/L$/, '');
-        if (s.length > 2500) throw new PickleError(`an integer of ${s.length} digits at byte ${at}: not an array file`);
-        let b: bigint;
-        try {
-          b = BigInt(s);
-        } catch {
-          throw new PickleError(`bad LONG at byte ${at}`);
-        }
-        stack.push(b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b);
-        break;
-      }
-      case 0x4a: // BININT
-        need(4, op);
-        stack.push(view.getInt32(pos, true));
-        pos += 4;
-        break;
-      case 0x4b: // BININT1
-        stack.push(u8(op));
-        break;
-      case 0x4d: // BININT2
-        stack.push(u16(op));
-        break;
-      case 0x8a: // LONG1
-        stack.push(signedLong(take(u8(op), op)));
-        break;
-      case 0x8b: // LONG4
-        stack.push(signedLong(take(u32(op), op)));
-        break;
-      case 0x47: // BINFLOAT (big-endian)
-        need(8, op);
-        stack.push(view.getFloat64(pos, false));
-        pos += 8;
-        break;
-      case 0x4e: // NONE
-        stack.push(null);
-        break;
-      case 0x88: // NEWTRUE
-        stack.push(true);
-        break;
-      case 0x89: // NEWFALSE
-        stack.push(false);
-        break;
-      case 0x53: { // STRING: a Python repr, 'abc' or "abc"
-        const s = line(op);
-        const m = /^(['"])(.*)\1$/s.exec(s);
-        if (!m) throw new PickleError(`bad STRING at byte ${at}`);
-        const body = m[2].replace(/\\x([0-9a-fA-F]{2})|\\(['"\\nrt])/g, (_, hex: string, c: string) =>
-          hex ? String.fromCharCode(parseInt(hex, 16)) : ({ n: '\n', r: '\r', t: '\t' } as Record<string, string>)[c] ?? c,
-        );
-        stack.push(new ByteStr(latin1(body, 'STRING')));
-        break;
-      }
-      case 0x54: // BINSTRING
-        stack.push(new ByteStr(take(u32(op), op)));
-        break;
-      case 0x55: // SHORT_BINSTRING
-        stack.push(new ByteStr(take(u8(op), op)));
-        break;
-      case 0x56: { // UNICODE (raw-unicode-escape)
-        const s = line(op).replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a: string, b: string) =>
-          String.fromCodePoint(parseInt(a ?? b, 16)),
-        );
-        stack.push(s);
-        break;
-      }
-      case 0x58: // BINUNICODE
-        stack.push(unicode(take(u32(op), op)));
-        break;
-      case 0x8c: // SHORT_BINUNICODE
-        stack.push(unicode(take(u8(op), op)));
-        break;
-      case 0x8d: // BINUNICODE8
-        stack.push(unicode(take(u64(op), op)));
-        break;
-      case 0x42: // BINBYTES
-        stack.push(take(u32(op), op));
-        break;
-      case 0x43: // SHORT_BINBYTES
-        stack.push(take(u8(op), op));
-        break;
-      case 0x8e: // BINBYTES8
-        stack.push(take(u64(op), op));
-        break;
-      case 0x96: // BYTEARRAY8
-        stack.push(take(u64(op), op));
-        break;
-      case 0x97: // NEXT_BUFFER
-        throw new PickleError('out-of-band buffers (pickle protocol 5 buffer_callback) are not supported');
-      case 0x98: // READONLY_BUFFER
-        break;
-      case 0x29: // EMPTY_TUPLE
-        stack.push([]);
-        break;
-      case 0x74: // TUPLE
-      case 0x6c: // LIST
-      case 0x91: { // FROZENSET
-        // Pop first: popMark() replaces `stack`, so `stack.push(popMark())` would push onto
-        // the discarded inner stack.
-        const items = popMark();
-        stack.push(items);
-        break;
-      }
-      case 0x85: // TUPLE1
-        stack.push([pop()]);
-        break;
-      case 0x86: { // TUPLE2
-        const b = pop();
-        const a = pop();
-        stack.push([a, b]);
-        break;
-      }
-      case 0x87: { // TUPLE3
-        const c = pop();
-        const b = pop();
-        const a = pop();
-        stack.push([a, b, c]);
-        break;
-      }
-      case 0x5d: // EMPTY_LIST
-        stack.push([]);
-        break;
-      case 0x61: { // APPEND
-        const x = pop();
-        appendItems(top(), [x]);
-        break;
-      }
-      case 0x65: { // APPENDS
-        const items = popMark();
-        appendItems(top(), items);
-        break;
-      }
-      case 0x7d: // EMPTY_DICT
-        stack.push(new Map());
-        break;
-      case 0x64: { // DICT
-        const items = popMark();
-        const d = new Map();
-        setItems(d, items);
-        stack.push(d);
-        break;
-      }
-      case 0x73: { // SETITEM
-        const v = pop();
-        const k = pop();
-        setItems(top(), [k, v]);
-        break;
-      }
-      case 0x75: { // SETITEMS
-        const items = popMark();
-        setItems(top(), items);
-        break;
-      }
-      case 0x8f: // EMPTY_SET
-        stack.push([]);
-        break;
-      case 0x90: { // ADDITEMS
-        const items = popMark();
-        appendItems(top(), items);
-        break;
-      }
-      case 0x63: { // GLOBAL
-        const module = line(op);
-        const name = line(op);
-        stack.push(new Global(module, name));
-        break;
-      }
-      case 0x93: { // STACK_GLOBAL
-        const name = pop();
-        const module = pop();
-        if (typeof name !== 'string' || typeof module !== 'string') throw new PickleError(`corrupt pickle: STACK_GLOBAL names must be strings (byte ${at})`);
-        stack.push(new Global(module, name));
-        break;
-      }
-      case 0x52: { // REDUCE
-        const args = pop();
-        const fn = pop();
-        stack.push(call(fn, args));
-        break;
-      }
-      case 0x81: { // NEWOBJ: cls.__new__(cls, *args)
-        const args = pop();
-        const cls = pop();
-        stack.push(call(cls, args));
-        break;
-      }
-      case 0x92: { // NEWOBJ_EX
-        pop();
-        const args = pop();
-        const cls = pop();
-        stack.push(call(cls, args));
-        break;
-      }
-      case 0x62: { // BUILD
-        const state = pop();
-        build(top(), state);
-        break;
-      }
-      case 0x94: // MEMOIZE
-        memo.set(memo.size, top());
-        break;
-      case 0x71: // BINPUT
-        memo.set(u8(op), top());
-        break;
-      case 0x72: // LONG_BINPUT
-        memo.set(u32(op), top());
-        break;
-      case 0x70: // PUT
-        memo.set(Number(line(op)), top());
-        break;
-      case 0x68: // BINGET
-      case 0x6a: // LONG_BINGET
-      case 0x67: { // GET
-        const k = op === 0x68 ? u8(op) : op === 0x6a ? u32(op) : Number(line(op));
-        if (!memo.has(k)) throw new PickleError(`corrupt pickle: memo key ${k} missing at byte ${at}`);
-        stack.push(memo.get(k));
-        break;
-      }
-      default:
-        if (at === 0) throw new PickleError(`not a Python pickle (first byte 0x${op.toString(16).padStart(2, '0')})`);
-        throw new PickleError(
-          `${OPNAMES[op] ?? 'unknown or unsupported'} opcode 0x${op.toString(16).padStart(2, '0')} at byte ${at}`,
-        );
+/** The pickle machine: its input, stack, marks and memo, and the operand readers opcodes use. */
+class Machine {
+  pos = 0;
+  stack: Value[] = [];
+  readonly marks: Value[][] = [];
+  readonly memo = new Map<number, Value>();
+  readonly view: DataView;
+  /** The opcode being run and its byte offset, for error messages. */
+  op = 0;
+  at = 0;
+  constructor(readonly bytes: Uint8Array) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  need(n: number): void {
+    if (this.pos + n > this.bytes.length) {
+      throw new PickleError(`truncated pickle: ended at byte ${this.bytes.length} inside opcode 0x${this.op.toString(16)}`);
     }
   }
+  u8(): number {
+    this.need(1);
+    return this.bytes[this.pos++];
+  }
+  u16(): number {
+    this.need(2);
+    const v = this.view.getUint16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  i32(): number {
+    this.need(4);
+    const v = this.view.getInt32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  f64be(): number {
+    this.need(8);
+    const v = this.view.getFloat64(this.pos, false);
+    this.pos += 8;
+    return v;
+  }
+  u64(): number {
+    this.need(8);
+    const v = this.view.getBigUint64(this.pos, true);
+    this.pos += 8;
+    if (v > BigInt(this.bytes.length)) throw new PickleError(`truncated pickle: length ${v} beyond the end of the file`);
+    return Number(v);
+  }
+  take(n: number): Uint8Array {
+    this.need(n);
+    const s = this.bytes.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return s;
+  }
+  line(): string {
+    const end = this.bytes.indexOf(0x0a, this.pos);
+    if (end < 0) throw new PickleError(`truncated pickle: unterminated line in opcode 0x${this.op.toString(16)}`);
+    const s = new TextDecoder('latin1').decode(this.bytes.subarray(this.pos, end));
+    this.pos = end + 1;
+    return s;
+  }
+  push(v: Value): void {
+    this.stack.push(v);
+  }
+  pop(): Value {
+    if (this.stack.length === 0) throw new PickleError(`corrupt pickle: stack underflow at byte ${this.pos}`);
+    return this.stack.pop();
+  }
+  /** The top n values, bottom first. */
+  popN(n: number): Value[] {
+    if (this.stack.length < n) throw new PickleError(`corrupt pickle: stack underflow at byte ${this.pos}`);
+    return this.stack.splice(-n);
+  }
+  top(): Value {
+    if (this.stack.length === 0) throw new PickleError(`corrupt pickle: stack underflow at byte ${this.pos}`);
+    return this.stack[this.stack.length - 1];
+  }
+  /** The items since the last MARK; the stack below it becomes the stack again. */
+  popMark(): Value[] {
+    const items = this.stack;
+    budget.spend(items.length);
+    const prev = this.marks.pop();
+    if (!prev) throw new PickleError(`corrupt pickle: no MARK before byte ${this.pos}`);
+    this.stack = prev;
+    return items;
+  }
 }
-Object.assign(OPNAMES, { 0x50: 'PERSID', 0x51: 'BINPERSID', 0x69: 'INST', 0x6f: 'OBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4' });
+
+type Op = (m: Machine) => void;
+
+const STOP = 0x2e;
+
+function run(bytes: Uint8Array): Value {
+  if (bytes.length === 0) throw new PickleError('empty file, expected a Python pickle');
+  const m = new Machine(bytes);
+  while (true) {
+    if (m.pos >= bytes.length) throw new PickleError(`truncated pickle: no STOP opcode before byte ${bytes.length}`);
+    m.at = m.pos;
+    m.op = bytes[m.pos++];
+    budget.spend(1);
+    if (m.op === STOP) return finish(m.pop());
+    const handler = OPS[m.op];
+    if (!handler) throw unknownOpcode(m.op, m.at);
+    handler(m);
+  }
+}
+
+function unknownOpcode(op: number, at: number): PickleError {
+  const hex = op.toString(16).padStart(2, '0');
+  if (at === 0) return new PickleError(`not a Python pickle (first byte 0x${hex})`);
+  return new PickleError(`${OPNAMES[op] ?? 'unknown or unsupported'} opcode 0x${hex} at byte ${at}`);
+}
+
+const FRAMING_OPS: Record<number, Op> = {
+  0x80: (m) => { // PROTO
+    if (m.u8() > 5) throw new PickleError(`unsupported pickle protocol ${m.bytes[m.pos - 1]}`);
+  },
+  0x95: (m) => void m.u64(), // FRAME: the frame's bytes follow inline
+  0x28: (m) => { // MARK
+    m.marks.push(m.stack);
+    m.stack = [];
+  },
+  0x30: (m) => void (m.stack.length === 0 ? m.popMark() : m.pop()), // POP
+  0x31: (m) => void m.popMark(), // POP_MARK
+  0x32: (m) => m.push(m.top()), // DUP
+  0x97: () => { // NEXT_BUFFER
+    throw new PickleError('out-of-band buffers (pickle protocol 5 buffer_callback) are not supported');
+  },
+  0x98: () => {}, // READONLY_BUFFER
+};
+
+function signedLong(b: Uint8Array, pos: number): number | bigint {
+  if (b.length === 0) return 0;
+  // Array files hold small integers; a huge one costs quadratic time to decode.
+  if (b.length > 1024) throw new PickleError(`an integer of ${b.length} bytes at byte ${pos}: not an array file`);
+  let v = 0n;
+  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
+  if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
+  return safeNumber(v);
+}
+
+function safeNumber(v: bigint): number | bigint {
+  return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+function decimalLong(s: string, at: number): number | bigint {
+  if (s.length > 2500) throw new PickleError(`an integer of ${s.length} digits at byte ${at}: not an array file`);
+  try {
+    return safeNumber(BigInt(s));
+  } catch {
+    throw new PickleError(`bad LONG at byte ${at}`);
+  }
+}
+
+const NUMBER_OPS: Record<number, Op> = {
+  0x46: (m) => { // FLOAT
+    const v = Number(m.line());
+    if (Number.isNaN(v) && !/nan/i.test(String(v))) throw new PickleError(`bad FLOAT at byte ${m.at}`);
+    m.push(v);
+  },
+  0x49: (m) => { // INT
+    const s = m.line();
+    m.push(s === '01' ? true : s === '00' ? false : Number(s));
+  },
+  0x4c: (m) => m.push(decimalLong(m.line().replace(/L$/, ''), m.at)), // LONG
+  0x4a: (m) => m.push(m.i32()), // BININT
+  0x4b: (m) => m.push(m.u8()), // BININT1
+  0x4d: (m) => m.push(m.u16()), // BININT2
+  0x8a: (m) => m.push(signedLong(m.take(m.u8()), m.pos)), // LONG1
+  0x8b: (m) => m.push(signedLong(m.take(m.u32()), m.pos)), // LONG4
+  0x47: (m) => m.push(m.f64be()), // BINFLOAT (big-endian)
+  0x4e: (m) => m.push(null), // NONE
+  0x88: (m) => m.push(true), // NEWTRUE
+  0x89: (m) => m.push(false), // NEWFALSE
+};
+
+const unicode = (b: Uint8Array): Value => (b.length > LAZY_UNICODE_BYTES ? new LazyUnicode(b) : new TextDecoder().decode(b));
+
+/** A protocol 0 STRING: a Python repr, 'abc' or "abc". */
+function reprString(s: string, at: number): ByteStr {
+  const m = /^(['"])(.*)\1$/s.exec(s);
+  if (!m) throw new PickleError(`bad STRING at byte ${at}`);
+  const body = m[2].replace(/\\x([0-9a-fA-F]{2})|\\(['"\\nrt])/g, (_, hex: string, c: string) =>
+    hex ? String.fromCharCode(parseInt(hex, 16)) : ({ n: '\n', r: '\r', t: '\t' } as Record<string, string>)[c] ?? c,
+  );
+  return new ByteStr(latin1(body, 'STRING'));
+}
+
+const STRING_OPS: Record<number, Op> = {
+  0x53: (m) => m.push(reprString(m.line(), m.at)), // STRING
+  0x54: (m) => m.push(new ByteStr(m.take(m.u32()))), // BINSTRING
+  0x55: (m) => m.push(new ByteStr(m.take(m.u8()))), // SHORT_BINSTRING
+  0x56: (m) => // UNICODE (raw-unicode-escape)
+    m.push(m.line().replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_, a: string, b: string) => String.fromCodePoint(parseInt(a ?? b, 16)))),
+  0x58: (m) => m.push(unicode(m.take(m.u32()))), // BINUNICODE
+  0x8c: (m) => m.push(unicode(m.take(m.u8()))), // SHORT_BINUNICODE
+  0x8d: (m) => m.push(unicode(m.take(m.u64()))), // BINUNICODE8
+  0x42: (m) => m.push(m.take(m.u32())), // BINBYTES
+  0x43: (m) => m.push(m.take(m.u8())), // SHORT_BINBYTES
+  0x8e: (m) => m.push(m.take(m.u64())), // BINBYTES8
+  0x96: (m) => m.push(m.take(m.u64())), // BYTEARRAY8
+};
+
+function setItems(d: Value, items: Value[]): void {
+  if (!(d instanceof Map)) throw new PickleError(`corrupt pickle: SETITEM on ${describe(d)}`);
+  for (let i = 0; i + 1 < items.length; i += 2) d.set(asKey(items[i]), items[i + 1]);
+}
+
+function appendItems(l: Value, items: Value[]): void {
+  if (!Array.isArray(l)) throw new PickleError(`corrupt pickle: APPEND on ${describe(l)}`);
+  for (const x of items) l.push(x);
+}
+
+/** Pop first: popMark() replaces the stack, so pushing must come after it. */
+const markedList: Op = (m) => {
+  const items = m.popMark();
+  m.push(items);
+};
+
+const CONTAINER_OPS: Record<number, Op> = {
+  0x29: (m) => m.push([]), // EMPTY_TUPLE
+  0x74: markedList, // TUPLE
+  0x6c: markedList, // LIST
+  0x91: markedList, // FROZENSET
+  0x85: (m) => m.push([m.pop()]), // TUPLE1
+  0x86: (m) => m.push(m.popN(2)), // TUPLE2
+  0x87: (m) => m.push(m.popN(3)), // TUPLE3
+  0x5d: (m) => m.push([]), // EMPTY_LIST
+  0x61: (m) => { // APPEND
+    const x = m.pop();
+    appendItems(m.top(), [x]);
+  },
+  0x65: (m) => { // APPENDS
+    const items = m.popMark();
+    appendItems(m.top(), items);
+  },
+  0x7d: (m) => m.push(new Map()), // EMPTY_DICT
+  0x64: (m) => { // DICT
+    const items = m.popMark();
+    const d = new Map();
+    setItems(d, items);
+    m.push(d);
+  },
+  0x73: (m) => { // SETITEM
+    const v = m.pop();
+    const k = m.pop();
+    setItems(m.top(), [k, v]);
+  },
+  0x75: (m) => { // SETITEMS
+    const items = m.popMark();
+    setItems(m.top(), items);
+  },
+  0x8f: (m) => m.push([]), // EMPTY_SET
+  0x90: (m) => { // ADDITEMS
+    const items = m.popMark();
+    appendItems(m.top(), items);
+  },
+};
+
+/** REDUCE, NEWOBJ: pop the arguments, then the callable, push the result of calling it. */
+const callOp: Op = (m) => {
+  const args = m.pop();
+  const fn = m.pop();
+  m.push(call(fn, args));
+};
+
+const OBJECT_OPS: Record<number, Op> = {
+  0x63: (m) => { // GLOBAL
+    const module = m.line();
+    const name = m.line();
+    m.push(new Global(module, name));
+  },
+  0x93: (m) => { // STACK_GLOBAL
+    const name = m.pop();
+    const module = m.pop();
+    if (typeof name !== 'string' || typeof module !== 'string') throw new PickleError(`corrupt pickle: STACK_GLOBAL names must be strings (byte ${m.at})`);
+    m.push(new Global(module, name));
+  },
+  0x52: callOp, // REDUCE
+  0x81: callOp, // NEWOBJ: cls.__new__(cls, *args)
+  0x92: (m) => { // NEWOBJ_EX: the keyword arguments are dropped
+    m.pop();
+    callOp(m);
+  },
+  0x62: (m) => { // BUILD
+    const state = m.pop();
+    build(m.top(), state);
+  },
+};
+
+function memoGet(m: Machine, k: number): void {
+  if (!m.memo.has(k)) throw new PickleError(`corrupt pickle: memo key ${k} missing at byte ${m.at}`);
+  m.push(m.memo.get(k));
+}
+
+const MEMO_OPS: Record<number, Op> = {
+  0x94: (m) => void m.memo.set(m.memo.size, m.top()), // MEMOIZE
+  0x71: (m) => void m.memo.set(m.u8(), m.top()), // BINPUT
+  0x72: (m) => void m.memo.set(m.u32(), m.top()), // LONG_BINPUT
+  0x70: (m) => void m.memo.set(Number(m.line()), m.top()), // PUT
+  0x68: (m) => memoGet(m, m.u8()), // BINGET
+  0x6a: (m) => memoGet(m, m.u32()), // LONG_BINGET
+  0x67: (m) => memoGet(m, Number(m.line())), // GET
+};
+
+/** Every opcode occmap runs; anything else is refused (see unknownOpcode). */
+const OPS: Record<number, Op> = { ...FRAMING_OPS, ...NUMBER_OPS, ...STRING_OPS, ...CONTAINER_OPS, ...OBJECT_OPS, ...MEMO_OPS };
 
 function isNumeric(v: Value): v is number | boolean | bigint {
   return typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint';
