@@ -113,12 +113,27 @@ function examplesFigureId(run: string): string {
 
 /** The document: every section the results have data for. Pure. */
 export function buildDocument(res: ExperimentResults): Section[] {
-  const sections: Section[] = [];
+  const sections = [
+    setupSection(res),
+    exp1Section(res),
+    exp2Section(res),
+    exp3Section(res),
+    exp4Section(res),
+    demoSection(res),
+    fidelitySection(res),
+    curvesSection(res),
+    modelsSection(res),
+    timingSection(res),
+    reproSection(res),
+  ];
+  return sections.filter((x): x is Section => x !== undefined);
+}
+
+/** The data, the caveat against the seed's numbers, the map datasets and the classifier. */
+function setupSection(res: ExperimentResults): Section {
   const d = res.data;
   const sourceName = d.source === 'hits2015' ? 'HiTS 2015 DECam stamps derived by occmap (supernova epochs detected at >= 5 sigma vs constant and variable stars)' : `this data (source: ${d.source ?? 'unknown'})`;
   const mixedMaps = d.datasets.mixed.maps;
-
-  // --- setup --------------------------------------------------------------------------------
   const setup: Block[] = [
     {
       kind: 'p',
@@ -150,187 +165,192 @@ export function buildDocument(res: ExperimentResults): Section[] {
         `The seed reported ${(SEED_PAPER.classifierTestAccuracy * 100).toFixed(1)}% test accuracy on HiTS 2013.`,
     });
   }
-  sections.push({ id: 'setup', title: 'Setup', blocks: setup });
+  return { id: 'setup', title: 'Setup', blocks: setup };
+}
 
-  // --- Exp 1 ----------------------------------------------------------------------------------
-  if (res.exp1) {
-    const runs = runsOf(res, 'exp1');
-    const order: DataKey[] = ['mixed', 'sn', 'nonsn'];
-    const rows4 = (['normal', 'frozen'] as const).flatMap((v) =>
-      order.map((k) => {
-        const r = runs.find((x) => x.variant === v && x.data === k);
-        const s = seedExp1(v, k);
-        return [VARIANT_NAMES[v], DATA_NAMES[k], f5(r?.mse.train), f5(r?.mse.val), f5(r && keptValLoss(r)), f5(s?.train), f5(s?.val), r ? `${r.epochsRun} (best ${r.bestEpoch})` : '–'];
-      }),
-    );
-    const best = runByName(res, res.exp1.bestOverall);
-    const cmp = order.map((k) => {
-      const n = runs.find((x) => x.variant === 'normal' && x.data === k);
-      const fz = runs.find((x) => x.variant === 'frozen' && x.data === k);
-      return { k, n: n?.mse.val ?? NaN, f: fz?.mse.val ?? NaN };
-    });
-    const wins = cmp.filter((x) => x.f < x.n).length;
-    const blocks: Block[] = [
+/** Exp. 1: normal vs frozen encoder on three datasets (Tables 4-5). */
+function exp1Section(res: ExperimentResults): Section | undefined {
+  if (!res.exp1) return undefined;
+  const runs = runsOf(res, 'exp1');
+  const order: DataKey[] = ['mixed', 'sn', 'nonsn'];
+  const rows4 = (['normal', 'frozen'] as const).flatMap((v) =>
+    order.map((k) => {
+      const r = runs.find((x) => x.variant === v && x.data === k);
+      const s = seedExp1(v, k);
+      return [VARIANT_NAMES[v], DATA_NAMES[k], f5(r?.mse.train), f5(r?.mse.val), f5(r && keptValLoss(r)), f5(s?.train), f5(s?.val), r ? `${r.epochsRun} (best ${r.bestEpoch})` : '–'];
+    }),
+  );
+  const best = runByName(res, res.exp1.bestOverall);
+  const cmp = order.map((k) => {
+    const n = runs.find((x) => x.variant === 'normal' && x.data === k);
+    const fz = runs.find((x) => x.variant === 'frozen' && x.data === k);
+    return { k, n: n?.mse.val ?? NaN, f: fz?.mse.val ?? NaN };
+  });
+  const wins = cmp.filter((x) => x.f < x.n).length;
+  const blocks: Block[] = [
+    {
+      kind: 'p',
+      text:
+        `The ${describeRun(best)} has the lowest held-out MSE of the six (${f5(best.mse.val)}). The frozen encoder (copied from the classifier, not trained) beats training from scratch on ${wins} of 3 datasets: ` +
+        cmp.map((x) => `${DATA_NAMES[x.k].toLowerCase()} ${f5(x.f)} vs ${f5(x.n)}`).join(', ') +
+        `. The seed found the frozen encoder better on all three and its best model was the frozen one on supernova data (0.01170). ` +
+        exp1Scale(res, runs),
+    },
+    { kind: 'table', caption: 'Table 4. Exp. 1: MSE of the normal and frozen autoencoders on each dataset, ours beside the seed\'s (HiTS 2013).', head: ['model', 'data', 'MSE train', 'MSE val', 'val loss 24x24', 'seed MSE train', 'seed MSE val', 'epochs'], rows: rows4 },
+  ];
+  const sorted = [...runs].sort((a, b) => b.mse.val - a.mse.val);
+  const seedSorted = [...SEED_PAPER.exp1].sort((a, b) => b.val - a.val);
+  blocks.push({
+    kind: 'table',
+    caption: 'Table 5. Exp. 1 models from highest to lowest validation MSE (ours | the seed\'s order).',
+    head: ['rank', 'model (ours)', 'data', 'MSE val', 'model (seed)', 'data', 'seed MSE val'],
+    rows: sorted.map((r, i) => {
+      const s = seedSorted[i];
+      return [String(i + 1), VARIANT_NAMES[r.variant], DATA_NAMES[r.data], f5(r.mse.val), s ? VARIANT_NAMES[s.variant as 'normal'] : '', s ? DATA_NAMES[s.data as DataKey] : '', f5(s?.val)];
+    }),
+  });
+  blocks.push({ kind: 'figure', id: 'exp1-bars', caption: 'Exp. 1 validation MSE per model and dataset: ours (21x21 maps) and the seed\'s (24x24, HiTS 2013). Separate y scales.' });
+  for (const ex of res.examples.filter((e) => e.run === res.exp1!.bestSn || e.run === res.exp1!.bestNonSn)) {
+    blocks.push({ kind: 'figure', id: examplesFigureId(ex.run), caption: exampleCaption(res, ex) });
+  }
+  return { id: 'exp1', title: 'Experiment 1: normal vs frozen encoder on three datasets', blocks };
+}
+
+/** Exp. 2: numeral vs one-hot conditioning (Table 6). */
+function exp2Section(res: ExperimentResults): Section | undefined {
+  if (!res.exp2) return undefined;
+  const runs = runsOf(res, 'exp2');
+  const num = runs.find((r) => r.condition === 'numeral');
+  const oh = runs.find((r) => r.condition === 'onehot');
+  const uncond = res.runs.find((r) => r.variant === 'frozen' && r.condition === 'none' && r.cut === 0 && r.data === 'mixed' && r.seed === res.seed);
+  const best = runByName(res, res.exp2.best);
+  const other = best === num ? oh : num;
+  let text = `${CONDITION_NAMES[best.condition]} conditioning gives the lower held-out MSE: ${f5(best.mse.val)} vs ${f5(other?.mse.val)} (${other ? pct(best.mse.val, other.mse.val) : '?'} lower).`;
+  if (uncond) {
+    const better = best.mse.val < uncond.mse.val;
+    text += ` Against the unconditioned frozen model on the same mixed data (Exp. 1, ${f5(uncond.mse.val)}), telling the explainer the class ${better ? 'lowers' : 'raises'} the error by ${pct(best.mse.val, uncond.mse.val)}.`;
+  }
+  text += ` The seed: one-hot 0.01052 < numeral 0.01204 (vs 0.01525 unconditioned). The class given is the one each map explains (the classifier's prediction), which costs one classifier inference at estimation time.`;
+  return {
+    id: 'exp2',
+    title: 'Experiment 2: conditioning on the class (numeral vs one-hot)',
+    blocks: [
+      { kind: 'p', text },
+      {
+        kind: 'table',
+        caption: 'Table 6. Exp. 2: frozen encoder on mixed data with the class injected into the bottleneck.',
+        head: ['conditioning', 'MSE train', 'MSE val', 'val loss 24x24', 'seed MSE train', 'seed MSE val'],
+        rows: (['numeral', 'onehot'] as const).map((cnd) => {
+          const r = runs.find((x) => x.condition === cnd);
+          const s = SEED_PAPER.exp2.find((x) => x.condition === cnd)!;
+          return [CONDITION_NAMES[cnd], f5(r?.mse.train), f5(r?.mse.val), f5(r && keptValLoss(r)), f5(s.train), f5(s.val)];
+        }),
+      },
+    ],
+  };
+}
+
+/** Exp. 3: cuts of the autoencoder. */
+function exp3Section(res: ExperimentResults): Section | undefined {
+  if (!res.exp3) return undefined;
+  const runs = res.exp3.runs.map((n) => runByName(res, n));
+  const vals = runs.map((r) => r.mse.val);
+  const grows = vals.every((v, i) => i === 0 || v > vals[i - 1]);
+  const best = runByName(res, res.exp3.best);
+  return {
+    id: 'exp3',
+    title: 'Experiment 3: cutting the autoencoder at its pooling layers',
+    blocks: [
       {
         kind: 'p',
         text:
-          `The ${describeRun(best)} has the lowest held-out MSE of the six (${f5(best.mse.val)}). The frozen encoder (copied from the classifier, not trained) beats training from scratch on ${wins} of 3 datasets: ` +
-          cmp.map((x) => `${DATA_NAMES[x.k].toLowerCase()} ${f5(x.f)} vs ${f5(x.n)}`).join(', ') +
-          `. The seed found the frozen encoder better on all three and its best model was the frozen one on supernova data (0.01170). ` +
-          exp1Scale(res, runs),
+          `Held-out MSE by cut (frozen encoder, mixed data): ${runs.map((r) => `cut ${r.cut} ${f5(r.mse.val)}`).join(', ')}. ` +
+          (grows ? 'The error grows with every cut, as the seed found; ' : `The error does not grow with every cut (the seed found it did); `) +
+          `the best is cut ${best.cut}. Cut 1 keeps conv1-conv2 and the first pooling, cut 2 only conv1: the dense bottleneck then sees a larger feature map (more parameters), but fewer convolutions.`,
       },
-      { kind: 'table', caption: 'Table 4. Exp. 1: MSE of the normal and frozen autoencoders on each dataset, ours beside the seed\'s (HiTS 2013).', head: ['model', 'data', 'MSE train', 'MSE val', 'val loss 24x24', 'seed MSE train', 'seed MSE val', 'epochs'], rows: rows4 },
-    ];
-    const sorted = [...runs].sort((a, b) => b.mse.val - a.mse.val);
-    const seedSorted = [...SEED_PAPER.exp1].sort((a, b) => b.val - a.val);
-    blocks.push({
-      kind: 'table',
-      caption: 'Table 5. Exp. 1 models from highest to lowest validation MSE (ours | the seed\'s order).',
-      head: ['rank', 'model (ours)', 'data', 'MSE val', 'model (seed)', 'data', 'seed MSE val'],
-      rows: sorted.map((r, i) => {
-        const s = seedSorted[i];
-        return [String(i + 1), VARIANT_NAMES[r.variant], DATA_NAMES[r.data], f5(r.mse.val), s ? VARIANT_NAMES[s.variant as 'normal'] : '', s ? DATA_NAMES[s.data as DataKey] : '', f5(s?.val)];
-      }),
-    });
-    blocks.push({ kind: 'figure', id: 'exp1-bars', caption: 'Exp. 1 validation MSE per model and dataset: ours (21x21 maps) and the seed\'s (24x24, HiTS 2013). Separate y scales.' });
-    for (const ex of res.examples.filter((e) => e.run === res.exp1!.bestSn || e.run === res.exp1!.bestNonSn)) {
-      blocks.push({ kind: 'figure', id: examplesFigureId(ex.run), caption: exampleCaption(res, ex) });
-    }
-    sections.push({ id: 'exp1', title: 'Experiment 1: normal vs frozen encoder on three datasets', blocks });
-  }
-
-  // --- Exp 2 ----------------------------------------------------------------------------------
-  if (res.exp2) {
-    const runs = runsOf(res, 'exp2');
-    const num = runs.find((r) => r.condition === 'numeral');
-    const oh = runs.find((r) => r.condition === 'onehot');
-    const uncond = res.runs.find((r) => r.variant === 'frozen' && r.condition === 'none' && r.cut === 0 && r.data === 'mixed' && r.seed === res.seed);
-    const best = runByName(res, res.exp2.best);
-    const other = best === num ? oh : num;
-    let text = `${CONDITION_NAMES[best.condition]} conditioning gives the lower held-out MSE: ${f5(best.mse.val)} vs ${f5(other?.mse.val)} (${other ? pct(best.mse.val, other.mse.val) : '?'} lower).`;
-    if (uncond) {
-      const better = best.mse.val < uncond.mse.val;
-      text += ` Against the unconditioned frozen model on the same mixed data (Exp. 1, ${f5(uncond.mse.val)}), telling the explainer the class ${better ? 'lowers' : 'raises'} the error by ${pct(best.mse.val, uncond.mse.val)}.`;
-    }
-    text += ` The seed: one-hot 0.01052 < numeral 0.01204 (vs 0.01525 unconditioned). The class given is the one each map explains (the classifier's prediction), which costs one classifier inference at estimation time.`;
-    sections.push({
-      id: 'exp2',
-      title: 'Experiment 2: conditioning on the class (numeral vs one-hot)',
-      blocks: [
-        { kind: 'p', text },
-        {
-          kind: 'table',
-          caption: 'Table 6. Exp. 2: frozen encoder on mixed data with the class injected into the bottleneck.',
-          head: ['conditioning', 'MSE train', 'MSE val', 'val loss 24x24', 'seed MSE train', 'seed MSE val'],
-          rows: (['numeral', 'onehot'] as const).map((cnd) => {
-            const r = runs.find((x) => x.condition === cnd);
-            const s = SEED_PAPER.exp2.find((x) => x.condition === cnd)!;
-            return [CONDITION_NAMES[cnd], f5(r?.mse.train), f5(r?.mse.val), f5(r && keptValLoss(r)), f5(s.train), f5(s.val)];
-          }),
-        },
-      ],
-    });
-  }
-
-  // --- Exp 3 ----------------------------------------------------------------------------------
-  if (res.exp3) {
-    const runs = res.exp3.runs.map((n) => runByName(res, n));
-    const vals = runs.map((r) => r.mse.val);
-    const grows = vals.every((v, i) => i === 0 || v > vals[i - 1]);
-    const best = runByName(res, res.exp3.best);
-    sections.push({
-      id: 'exp3',
-      title: 'Experiment 3: cutting the autoencoder at its pooling layers',
-      blocks: [
-        {
-          kind: 'p',
-          text:
-            `Held-out MSE by cut (frozen encoder, mixed data): ${runs.map((r) => `cut ${r.cut} ${f5(r.mse.val)}`).join(', ')}. ` +
-            (grows ? 'The error grows with every cut, as the seed found; ' : `The error does not grow with every cut (the seed found it did); `) +
-            `the best is cut ${best.cut}. Cut 1 keeps conv1-conv2 and the first pooling, cut 2 only conv1: the dense bottleneck then sees a larger feature map (more parameters), but fewer convolutions.`,
-        },
-        {
-          kind: 'table',
-          caption: 'Exp. 3: cuts of the frozen autoencoder on mixed data (the seed\'s Figure 11 gives only the uncut model\'s number).',
-          head: ['cut', 'parameters', 'trainable', 'MSE train', 'MSE val', 'val loss 24x24', 'epochs', 'seed MSE val'],
-          rows: runs.map((r) => [String(r.cut), String(r.parameters.total), String(r.parameters.trainable), f5(r.mse.train), f5(r.mse.val), f5(keptValLoss(r)), `${r.epochsRun} (best ${r.bestEpoch})`, r.cut === 0 ? f5(SEED_PAPER.exp3.cut0Val) : 'higher (not given)']),
-        },
-        { kind: 'figure', id: 'exp3-curves', caption: 'Exp. 3 loss curves: train and validation MSE (24x24 padded maps) per epoch for each cut (the seed\'s Figures 12-13 show BCE loss of its uncut model).' },
-      ],
-    });
-  }
-
-  // --- Exp 4 ----------------------------------------------------------------------------------
-  if (res.exp4) {
-    const blocks: Block[] = [];
-    const seedKey = { bestSn: 'frozenSn', bestConditioned: 'onehotMixed' } as const;
-    const seedName = { bestSn: 'Frozen, Supernova data', bestConditioned: 'Frozen + one-hot, Mixed data' } as const;
-    const parts: string[] = [];
-    res.exp4.groups.forEach((g, gi) => {
-      const base = runByName(res, g.base);
-      const runs = g.runs.map((n) => runByName(res, n));
-      const seedRuns = SEED_PAPER.exp4[seedKey[g.key]];
-      parts.push(`${describeRun(base)}: val MSE ${f5(g.val.mean)} ± ${f5(g.val.std)} over ${g.val.n} trainings`);
-      blocks.push({
+      {
         kind: 'table',
-        caption: `Table ${7 + gi}. Exp. 4: the ${g.key === 'bestSn' ? 'best Exp. 1 model on supernova data' : 'best Exp. 2 model'} (${describeRun(base)}) trained ${runs.length} times; the seed's finalist: ${seedName[g.key]}.`,
-        head: ['training', 'seed', 'MSE train', 'MSE val', 'epochs', 'seed MSE train', 'seed MSE val'],
-        rows: Array.from({ length: Math.max(runs.length, seedRuns.length) }, (_, i) => {
-          const r = runs[i];
-          const s = seedRuns[i];
-          return [String(i + 1), r ? String(r.seed) : '', f5(r?.mse.train), f5(r?.mse.val), r ? `${r.epochsRun} (best ${r.bestEpoch})` : '', f5(s?.train), f5(s?.val)];
-        }),
-      });
-    });
-    const best = runByName(res, res.exp4.best);
-    const t9 = SEED_PAPER.exp4.table9;
-    blocks.unshift({
-      kind: 'p',
-      text:
-        `${cap(parts.join('; '))}. The lower mean makes the ${describeRun(best)} the best model of the study. ` +
-        `The seed: frozen on supernova data ${f5(t9.frozenSn.mean.val)} ± ${f5(t9.frozenSn.std.val)}, frozen + one-hot on mixed data ${f5(t9.onehotMixed.mean.val)} ± ${f5(t9.onehotMixed.std.val)} (the conditioned model best). ` +
-        `Every training holds out the same objects, so the spread is that of initial weights and shuffling; the two finalists are measured on different held-out maps (supernova only vs mixed), as in the seed. ` +
-        exp4Skill(res) +
-        `Std is the sample standard deviation (n - 1).`,
-    });
+        caption: 'Exp. 3: cuts of the frozen autoencoder on mixed data (the seed\'s Figure 11 gives only the uncut model\'s number).',
+        head: ['cut', 'parameters', 'trainable', 'MSE train', 'MSE val', 'val loss 24x24', 'epochs', 'seed MSE val'],
+        rows: runs.map((r) => [String(r.cut), String(r.parameters.total), String(r.parameters.trainable), f5(r.mse.train), f5(r.mse.val), f5(keptValLoss(r)), `${r.epochsRun} (best ${r.bestEpoch})`, r.cut === 0 ? f5(SEED_PAPER.exp3.cut0Val) : 'higher (not given)']),
+      },
+      { kind: 'figure', id: 'exp3-curves', caption: 'Exp. 3 loss curves: train and validation MSE (24x24 padded maps) per epoch for each cut (the seed\'s Figures 12-13 show BCE loss of its uncut model).' },
+    ],
+  };
+}
+
+/** Exp. 4: the finalists trained repeatedly (Tables 7-9). */
+function exp4Section(res: ExperimentResults): Section | undefined {
+  if (!res.exp4) return undefined;
+  const blocks: Block[] = [];
+  const seedKey = { bestSn: 'frozenSn', bestConditioned: 'onehotMixed' } as const;
+  const seedName = { bestSn: 'Frozen, Supernova data', bestConditioned: 'Frozen + one-hot, Mixed data' } as const;
+  const parts: string[] = [];
+  res.exp4.groups.forEach((g, gi) => {
+    const base = runByName(res, g.base);
+    const runs = g.runs.map((n) => runByName(res, n));
+    const seedRuns = SEED_PAPER.exp4[seedKey[g.key]];
+    parts.push(`${describeRun(base)}: val MSE ${f5(g.val.mean)} ± ${f5(g.val.std)} over ${g.val.n} trainings`);
     blocks.push({
       kind: 'table',
-      caption: "Table 9. Exp. 4 statistics: mean and standard deviation over the trainings (the seed's Table 9 as printed; its means differ from the means of its Tables 7-8: 0.01263 and 0.00876 val).",
-      head: ['model', 'mean MSE train', 'std train', 'mean MSE val', 'std val', 'mean map MSE val', 'seed mean val', 'seed std val'],
-      rows: res.exp4.groups.map((g) => {
-        const s = t9[seedKey[g.key]];
-        const base = runByName(res, g.base);
-        return [describeRun(base), f5(g.train.mean), f5(g.train.std), f5(g.val.mean), f5(g.val.std), f5(meanMapMse(res, base.data)), f5(s.mean.val), f5(s.std.val)];
+      caption: `Table ${7 + gi}. Exp. 4: the ${g.key === 'bestSn' ? 'best Exp. 1 model on supernova data' : 'best Exp. 2 model'} (${describeRun(base)}) trained ${runs.length} times; the seed's finalist: ${seedName[g.key]}.`,
+      head: ['training', 'seed', 'MSE train', 'MSE val', 'epochs', 'seed MSE train', 'seed MSE val'],
+      rows: Array.from({ length: Math.max(runs.length, seedRuns.length) }, (_, i) => {
+        const r = runs[i];
+        const s = seedRuns[i];
+        return [String(i + 1), r ? String(r.seed) : '', f5(r?.mse.train), f5(r?.mse.val), r ? `${r.epochsRun} (best ${r.bestEpoch})` : '', f5(s?.train), f5(s?.val)];
       }),
     });
-    blocks.push({ kind: 'figure', id: 'exp4-repeats', caption: 'Exp. 4: validation MSE of each training (points), mean (black tick) and ± 1 std (bar); ours and the seed\'s.' });
-    sections.push({ id: 'exp4', title: 'Experiment 4: the finalists trained repeatedly', blocks });
-  }
+  });
+  const best = runByName(res, res.exp4.best);
+  const t9 = SEED_PAPER.exp4.table9;
+  blocks.unshift({
+    kind: 'p',
+    text:
+      `${cap(parts.join('; '))}. The lower mean makes the ${describeRun(best)} the best model of the study. ` +
+      `The seed: frozen on supernova data ${f5(t9.frozenSn.mean.val)} ± ${f5(t9.frozenSn.std.val)}, frozen + one-hot on mixed data ${f5(t9.onehotMixed.mean.val)} ± ${f5(t9.onehotMixed.std.val)} (the conditioned model best). ` +
+      `Every training holds out the same objects, so the spread is that of initial weights and shuffling; the two finalists are measured on different held-out maps (supernova only vs mixed), as in the seed. ` +
+      exp4Skill(res) +
+      `Std is the sample standard deviation (n - 1).`,
+  });
+  blocks.push({
+    kind: 'table',
+    caption: "Table 9. Exp. 4 statistics: mean and standard deviation over the trainings (the seed's Table 9 as printed; its means differ from the means of its Tables 7-8: 0.01263 and 0.00876 val).",
+    head: ['model', 'mean MSE train', 'std train', 'mean MSE val', 'std val', 'mean map MSE val', 'seed mean val', 'seed std val'],
+    rows: res.exp4.groups.map((g) => {
+      const s = t9[seedKey[g.key]];
+      const base = runByName(res, g.base);
+      return [describeRun(base), f5(g.train.mean), f5(g.train.std), f5(g.val.mean), f5(g.val.std), f5(meanMapMse(res, base.data)), f5(s.mean.val), f5(s.std.val)];
+    }),
+  });
+  blocks.push({ kind: 'figure', id: 'exp4-repeats', caption: 'Exp. 4: validation MSE of each training (points), mean (black tick) and ± 1 std (bar); ours and the seed\'s.' });
+  return { id: 'exp4', title: 'Experiment 4: the finalists trained repeatedly', blocks };
+}
 
-  // --- demo -----------------------------------------------------------------------------------
-  if (res.demo) {
-    const r = runByName(res, res.demo.run);
-    const blocks: Block[] = [
-      { kind: 'p', text: `The ${describeRun(r)} (${demoProvenance(r)}): held-out MSE ${f5(r.mse.val)} (train ${f5(r.mse.train)}; val loss on 24x24 padded maps ${f5(keptValLoss(r))}; the seed's best: ${f5(SEED_PAPER.exp4.table9.onehotMixed.mean.val)} on HiTS 2013), ${r.epochsRun} epochs (weights of epoch ${r.bestEpoch}), ${r.trainSeconds.toFixed(0)} s of training.` },
-      { kind: 'figure', id: 'demo-curves', caption: 'Train and validation loss per epoch.' },
-    ];
-    for (const ex of res.examples.filter((e) => e.run === r.name)) blocks.push({ kind: 'figure', id: examplesFigureId(ex.run), caption: exampleCaption(res, ex) });
-    sections.push({ id: 'demo', title: 'The explainer', blocks });
-  }
+/** The demo's explainer. */
+function demoSection(res: ExperimentResults): Section | undefined {
+  if (!res.demo) return undefined;
+  const r = runByName(res, res.demo.run);
+  const blocks: Block[] = [
+    { kind: 'p', text: `The ${describeRun(r)} (${demoProvenance(r)}): held-out MSE ${f5(r.mse.val)} (train ${f5(r.mse.train)}; val loss on 24x24 padded maps ${f5(keptValLoss(r))}; the seed's best: ${f5(SEED_PAPER.exp4.table9.onehotMixed.mean.val)} on HiTS 2013), ${r.epochsRun} epochs (weights of epoch ${r.bestEpoch}), ${r.trainSeconds.toFixed(0)} s of training.` },
+    { kind: 'figure', id: 'demo-curves', caption: 'Train and validation loss per epoch.' },
+  ];
+  for (const ex of res.examples.filter((e) => e.run === r.name)) blocks.push({ kind: 'figure', id: examplesFigureId(ex.run), caption: exampleCaption(res, ex) });
+  return { id: 'demo', title: 'The explainer', blocks };
+}
 
-  // --- fidelity -------------------------------------------------------------------------------
-  sections.push(fidelitySection(res));
+/** Loss curves of every run (when there is no demo section to hold them). */
+function curvesSection(res: ExperimentResults): Section | undefined {
+  if (!(res.runs.length > 0 && !res.demo)) return undefined;
+  return {
+    id: 'curves',
+    title: 'Loss curves of every training',
+    blocks: [{ kind: 'figure', id: 'all-curves', caption: 'Train and validation MSE (24x24 padded maps) per epoch of every run; early stopping keeps the weights of the lowest validation loss.' }],
+  };
+}
 
-  // --- curves of every run --------------------------------------------------------------------
-  if (res.runs.length > 0 && !res.demo) {
-    sections.push({
-      id: 'curves',
-      title: 'Loss curves of every training',
-      blocks: [{ kind: 'figure', id: 'all-curves', caption: 'Train and validation MSE (24x24 padded maps) per epoch of every run; early stopping keeps the weights of the lowest validation loss.' }],
-    });
-  }
-
-  // --- models -----------------------------------------------------------------------------------
+/** Parameter counts per architecture, beside the seed's where it published them. */
+function modelsSection(res: ExperimentResults): Section {
   const archs = new Map<string, RunResult>();
   for (const r of res.runs) {
     const key = `${r.variant}|${r.condition}|${r.cut}`;
@@ -373,37 +393,40 @@ export function buildDocument(res: ExperimentResults): Section[] {
       rows: res.layers.rows.map((l) => [l.name, l.type, l.outputShape, String(l.params), l.params === 0 ? '' : l.trainable ? 'yes' : 'no (frozen)']),
     });
   }
-  sections.push({ id: 'models', title: 'Model summaries', blocks: modelBlocks });
+  return { id: 'models', title: 'Model summaries', blocks: modelBlocks };
+}
 
-  // --- timing -------------------------------------------------------------------------------------
-  if (res.timing) {
-    const t = res.timing;
-    const rows = [
-      ['exact map (batched)', ms(t.exactPerMap), (1 / t.exactPerMap).toFixed(1), `${t.inferencesPerMap} classifier inferences`],
-      ['estimated map (batched)', ms(t.estimatedPerMap), (1 / t.estimatedPerMap).toFixed(1), '1 explainer inference' + (res.runs.find((r) => r.name === res.layers?.run)?.condition !== 'none' ? ' + 1 classifier inference' : '')],
-      ['speedup (batched)', `${t.speedupThroughput.toFixed(0)}x`, '', ''],
-      ['exact map, one stamp alone', ms(t.exactLatency), '', ''],
-      ['estimated map, one stamp alone', ms(t.estimatedLatency), '', ''],
-      ['speedup (one stamp)', `${t.speedupLatency.toFixed(0)}x`, '', ''],
-    ];
-    if (t.occlusionJob) rows.push(['the study\'s occlusion job', ms(t.occlusionJob.seconds / t.occlusionJob.maps), t.occlusionJob.mapsPerSecond.toFixed(1), `${t.occlusionJob.maps} maps, ${t.occlusionJob.inferencesPerSecond.toFixed(0)} inferences/s`]);
-    sections.push({
-      id: 'timing',
-      title: 'Cost: exact vs estimated maps',
-      blocks: [
-        {
-          kind: 'p',
-          text: `An exact map took ${ms(t.exactPerMap)} per map batched (${t.inferencesPerMap} inferences on ${t.classifierEngine}), an estimated one ${ms(t.estimatedPerMap)} (${t.explainerEngine}): ${t.speedupThroughput.toFixed(0)}x faster. For one stamp alone: ${ms(t.exactLatency)} vs ${ms(t.estimatedLatency)}, ${t.speedupLatency.toFixed(0)}x. ` +
-            (t.speedupThroughput < t.inferencesPerMap
-              ? `The seed's claim (1 inference instead of N x N) holds in kind; the ratio is below ${t.inferencesPerMap} because an estimate (${ms(t.estimatedPerMap)}) costs more than one classifier inference inside an exact map (${ms(t.exactPerMap / t.inferencesPerMap)}): the explainer adds a decoder${res.runs.find((r) => r.name === res.layers?.run)?.condition !== 'none' ? ', and a conditioned explainer needs the classifier\'s prediction first' : ''}.`
-              : `The measured ratio is at least the ${t.inferencesPerMap} inferences an exact map costs.`),
-        },
-        { kind: 'table', caption: `Time per map, measured in this run (${t.note}).`, head: ['what', 'time per map', 'maps/s', 'cost'], rows },
-      ],
-    });
-  }
+/** Cost of exact vs estimated maps. */
+function timingSection(res: ExperimentResults): Section | undefined {
+  if (!res.timing) return undefined;
+  const t = res.timing;
+  const rows = [
+    ['exact map (batched)', ms(t.exactPerMap), (1 / t.exactPerMap).toFixed(1), `${t.inferencesPerMap} classifier inferences`],
+    ['estimated map (batched)', ms(t.estimatedPerMap), (1 / t.estimatedPerMap).toFixed(1), '1 explainer inference' + (res.runs.find((r) => r.name === res.layers?.run)?.condition !== 'none' ? ' + 1 classifier inference' : '')],
+    ['speedup (batched)', `${t.speedupThroughput.toFixed(0)}x`, '', ''],
+    ['exact map, one stamp alone', ms(t.exactLatency), '', ''],
+    ['estimated map, one stamp alone', ms(t.estimatedLatency), '', ''],
+    ['speedup (one stamp)', `${t.speedupLatency.toFixed(0)}x`, '', ''],
+  ];
+  if (t.occlusionJob) rows.push(['the study\'s occlusion job', ms(t.occlusionJob.seconds / t.occlusionJob.maps), t.occlusionJob.mapsPerSecond.toFixed(1), `${t.occlusionJob.maps} maps, ${t.occlusionJob.inferencesPerSecond.toFixed(0)} inferences/s`]);
+  return {
+    id: 'timing',
+    title: 'Cost: exact vs estimated maps',
+    blocks: [
+      {
+        kind: 'p',
+        text: `An exact map took ${ms(t.exactPerMap)} per map batched (${t.inferencesPerMap} inferences on ${t.classifierEngine}), an estimated one ${ms(t.estimatedPerMap)} (${t.explainerEngine}): ${t.speedupThroughput.toFixed(0)}x faster. For one stamp alone: ${ms(t.exactLatency)} vs ${ms(t.estimatedLatency)}, ${t.speedupLatency.toFixed(0)}x. ` +
+          (t.speedupThroughput < t.inferencesPerMap
+            ? `The seed's claim (1 inference instead of N x N) holds in kind; the ratio is below ${t.inferencesPerMap} because an estimate (${ms(t.estimatedPerMap)}) costs more than one classifier inference inside an exact map (${ms(t.exactPerMap / t.inferencesPerMap)}): the explainer adds a decoder${res.runs.find((r) => r.name === res.layers?.run)?.condition !== 'none' ? ', and a conditioned explainer needs the classifier\'s prediction first' : ''}.`
+            : `The measured ratio is at least the ${t.inferencesPerMap} inferences an exact map costs.`),
+      },
+      { kind: 'table', caption: `Time per map, measured in this run (${t.note}).`, head: ['what', 'time per map', 'maps/s', 'cost'], rows },
+    ],
+  };
+}
 
-  // --- reproducibility ----------------------------------------------------------------------------
+/** Command, versions, every training and the wall time of each phase. */
+function reproSection(res: ExperimentResults): Section {
   const repro: Block[] = [
     { kind: 'p', text: `Produced by: ${res.command}` },
     { kind: 'list', items: Object.entries(res.versions).map(([k, v]) => `${k} ${v}`) },
@@ -431,8 +454,7 @@ export function buildDocument(res: ExperimentResults): Section[] {
     });
   }
   if (res.notes.length > 0) repro.push({ kind: 'list', items: res.notes });
-  sections.push({ id: 'reproduce', title: 'Reproducibility', blocks: repro });
-  return sections;
+  return { id: 'reproduce', title: 'Reproducibility', blocks: repro };
 }
 
 /** Training seconds per experiment, whichever invocation trained the run (a resumed study's phase table counts only its own). */
