@@ -295,235 +295,58 @@ function gather(src: Float32Array, per: number, idx: readonly number[]): Float32
   return out;
 }
 
+/** The data's geometry and the rows evaluated, as every step below needs them. */
+interface Held {
+  file: string;
+  h: number;
+  w: number;
+  c: number;
+  hw: number;
+  m: number;
+  evalIdx: number[];
+  trainIdx: number[];
+  labels: number[] | undefined;
+  /** The held-out images, all channels of the data. */
+  images: Float32Array;
+  batch: number;
+  notes: string[];
+}
+
+type Method = { name: MethodName; cmp: (i: number) => ArrayLike<number>; imp: (i: number) => ArrayLike<number> };
+
 export async function evaluateExplainer(opts: EvaluateOptions): Promise<EvaluationResult> {
   const ds = opts.data;
   const file = opts.dataFile ?? 'data';
   if (!ds.maps) throw new UserError(`${file}: has no maps (an 'occmap occlude' output is needed)`);
-  const [n, h, w, c] = ds.shape;
-  const hw = h * w;
   const notes: string[] = [];
   const score = scoreOf(opts, notes);
   const fraction = opts.fraction ?? 0.1;
   if (!(fraction > 0 && fraction <= 1)) throw new UserError(`fraction must be in (0, 1], got ${fraction}`);
   const steps = opts.steps ?? 20;
   if (!(Number.isInteger(steps) && steps >= 1)) throw new UserError(`steps must be a positive integer, got ${steps}`);
-  const batch = opts.batchSize ?? 256;
-  const card = opts.explainer.card;
-  const snrCentre = opts.snrCentre ?? 'zero';
-  const clf = opts.classifier;
-  const occ = ds.meta.occlusion ?? {};
-
-  const { evalIdx, trainIdx } = splitOf(opts, n, file, notes);
-  const m = evalIdx.length;
-  const labels = ds.labels ? evalIdx.map((i) => ds.labels![i]) : undefined;
+  const held = heldOutOf(opts, file, notes);
+  const { h, w, hw, m, evalIdx, trainIdx, labels } = held;
   const objects = ds.ids ? new Set(evalIdx.map((i) => ds.ids![i])).size : m;
-  let sharedObjects: number | undefined;
-  if (ds.ids && opts.split !== 'all') {
-    const trainObjects = new Set(trainIdx.map((i) => ds.ids![i]));
-    sharedObjects = new Set(evalIdx.map((i) => ds.ids![i]).filter((g) => trainObjects.has(g))).size;
-    if (sharedObjects > 0) {
-      notes.push(`${sharedObjects} of the ${objects} held-out objects also have stamps the explainer trained on (split by ${card.split.by}): near-duplicate epochs inflate the figures`);
-    }
-  }
-  if (opts.split !== 'all') notes.push(...holdoutWarnings({ train: trainIdx, val: evalIdx, by: card.split.by }, ds.ids));
-  const images = gather(ds.images, hw * c, evalIdx);
+  const sharedObjects = sharedObjectsOf(opts, held, objects);
+  if (opts.split !== 'all') notes.push(...holdoutWarnings({ train: trainIdx, val: evalIdx, by: opts.explainer.card.split.by }, ds.ids));
   const exactRaw = gather(ds.maps, hw, evalIdx);
 
-  if (card.inputSize < h || card.inputSize < w) throw new UserError(`${file}: images are ${h}x${w}, larger than the explainer's ${card.inputSize}x${card.inputSize} input`);
-  if (clf) {
-    const mismatch = inputMismatch(clf, ds.shape);
-    if (mismatch) throw new UserError(`classifier: ${mismatch} (data ${file})`);
-    if (typeof occ.modelHash === 'string' && occ.modelHash !== clf.hash) {
-      notes.push(`the classifier (${clf.hash.slice(0, 12)}) is not the one the exact maps were made with (${occ.modelHash.slice(0, 12)}): deletion / insertion use the given one`);
-    }
-  }
+  const cls = await classesOf(opts, held);
+  const { condLabels, conditionLabels } = conditionOf(opts, held, cls?.predicted);
+  // For the classifier's predicted class, the explainer's fused graph (which holds this
+  // classifier) draws class and map in one call.
+  const oneCall = conditionLabels === 'predicted' && !!opts.classifier && opts.explainer.fusedClassifierHash === opts.classifier.hash;
+  const { est, std } = await estimatesOf(opts, held, condLabels && !oneCall ? condLabels : undefined);
 
-  // The class each exact map explains, as the occlusion did (meta.occlusion.target).
-  let targets: Int32Array | undefined;
-  let predicted: Int32Array | undefined;
-  let clfImages: Float32Array | undefined;
-  if (clf) {
-    clfImages = selectChannels(images, m, h, w, c, clf.channels);
-    const k = clf.numClasses;
-    const cm = clf.inputShape[2];
-    predicted = new Int32Array(m);
-    for (let s = 0; s < m; s += batch) {
-      const e = Math.min(m, s + batch);
-      const p = await clf.predict(clfImages.subarray(s * hw * cm, e * hw * cm), e - s);
-      for (let i = s; i < e; i++) predicted[i] = argmax(p, (i - s) * k, k);
-    }
-    const t = occ.target ?? 'predicted';
-    if (t === 'label') {
-      if (!labels) throw new UserError(`${file}: the maps explain each stamp's label (meta.occlusion.target) but the data has no labels`);
-      targets = Int32Array.from(labels);
-    } else if (typeof t === 'number') targets = new Int32Array(m).fill(t);
-    else targets = predicted;
-    for (const v of targets) if (v >= k) throw new UserError(`${file}: target class ${v} is not a class of the ${k}-class classifier`);
-  }
-
-  // Conditioned explainers are told the class each map is drawn for, as in training
-  // (card.conditionOn); for held-out rows the card records the classes training used.
-  let condLabels: number[] | undefined;
-  let conditionLabels: EvaluationResult['conditionLabels'];
-  if (card.condition !== 'none') {
-    const on = card.conditionOn ?? occ.target ?? 'predicted';
-    if (on === 'label') {
-      if (!labels) throw new UserError(`${file}: the explainer is conditioned on the stamps' labels and the data has none`);
-      condLabels = labels;
-      conditionLabels = 'label';
-    } else if (typeof on === 'number') {
-      condLabels = new Array(m).fill(on);
-      conditionLabels = 'fixed';
-    } else {
-      const vt = card.split.valTargets;
-      const known = new Map<number, number>();
-      if (Array.isArray(vt) && vt.length === card.split.valIndices.length) card.split.valIndices.forEach((r, k) => known.set(r, vt[k]));
-      if (evalIdx.every((i) => known.has(i))) {
-        condLabels = evalIdx.map((i) => known.get(i)!);
-        conditionLabels = 'card';
-      } else if (predicted) {
-        condLabels = Array.from(predicted);
-        conditionLabels = 'predicted';
-      } else {
-        throw new UserError(
-          `${file}: the explainer is conditioned on the classifier's predicted class, which the card records for its held-out rows only: give the classifier (--model) to evaluate others`,
-        );
-      }
-    }
-  }
-
-  // Estimates. For the classifier's predicted class, the explainer's fused graph (which holds
-  // this classifier) draws class and map in one call.
-  const oneCall = conditionLabels === 'predicted' && !!clf && opts.explainer.fusedClassifierHash === clf.hash;
-  const est = new Float32Array(m * hw);
-  let std: Float32Array | undefined;
-  opts.onProgress?.('estimate', 0, m, 0);
-  for (let s = 0; s < m; s += batch) {
-    const e = Math.min(m, s + batch);
-    const r = await opts.explainer.estimate(
-      images.subarray(s * hw * c, e * hw * c),
-      [e - s, h, w, c],
-      condLabels && !oneCall ? condLabels.slice(s, e) : undefined,
-    );
-    if (r.maps.length !== (e - s) * hw) throw new Error(`explainer returned ${r.maps.length} values for ${e - s} maps of ${h}x${w}`);
-    est.set(r.maps, s * hw);
-    if (r.std) {
-      std ??= new Float32Array(m * hw);
-      std.set(r.std, s * hw);
-    }
-    opts.onProgress?.('estimate', e, m, 0);
-  }
-
-  // Comparison maps (seed units) and importances.
-  const dataSeed = occ.normalize === 'seed';
-  const normalisation = {
-    data: dataSeed ? 'seed-normalised (meta.occlusion.normalize = seed)' : `not seed-normalised (meta.occlusion.normalize = ${String(occ.normalize ?? 'unknown')})`,
-    comparison: dataSeed
-      ? 'exact and estimated maps as stored (already in seed units)'
-      : 'exact and estimated maps each seed-normalised here before MSE / MAE / SSIM / correlations',
-  };
-  if (!dataSeed) notes.push(`MSE, MAE, SSIM and correlations on maps seed-normalised here: the data's maps are ${normalisation.data}`);
-  const toCmp = (mp: ArrayLike<number>): ArrayLike<number> => (dataSeed ? mp : normalizeSeed(mp));
-  const win = ssimWindow(h, w);
-  if (win === 0) notes.push(`SSIM undefined: the ${h}x${w} maps are smaller than a 3x3 window`);
-  else if (win !== 7) notes.push(`SSIM window ${win}x${win}: the maps are smaller than scikit-image's 7x7`);
-
-  const methods: { name: MethodName; cmp: (i: number) => ArrayLike<number>; imp: (i: number) => ArrayLike<number> }[] = [];
-  const estAt = (i: number) => est.subarray(i * hw, (i + 1) * hw);
-  methods.push({ name: 'explainer', cmp: (i) => toCmp(estAt(i)), imp: (i) => importanceOf(estAt(i), score) });
-  let snrChannel: number | undefined;
-  if (opts.baselines !== false) {
-    if (trainIdx.length === 0) notes.push('no training-side maps in the card\'s split: mean-map baseline skipped');
-    else {
-      const mean = meanMap(ds.maps, hw, trainIdx);
-      const meanCmp = toCmp(mean);
-      const meanImp = importanceOf(mean, score);
-      methods.push({ name: 'meanMap', cmp: () => meanCmp, imp: () => meanImp });
-    }
-    snrChannel = snrChannelOf(c, ds.meta.channels, clf?.channels, card.channels);
-    if (snrChannel === undefined) notes.push(`cannot tell which of the ${c} data channels is the SNR difference: |SNR| baseline skipped`);
-    else {
-      const sal = (i: number) => absChannel(images.subarray(i * hw * c, (i + 1) * hw * c), hw, c, snrChannel!, snrCentre);
-      methods.push({ name: 'snrSaliency', cmp: (i) => saliencyAsMap(sal(i), score), imp: sal });
-    }
-  }
-
-  const exactAt = (i: number) => exactRaw.subarray(i * hw, (i + 1) * hw);
-  const exactCmp = Array.from({ length: m }, (_, i) => toCmp(exactAt(i)));
-  // The exact map's own order of importance: from the maps before normalisation when the data
-  // keeps them (the seed's clip makes the most important pixels tie at 0, which would leave the
-  // top-fraction metrics and the exact map's deletion order to index order).
-  const rawAt = ds.mapsRaw ? (() => { const r = gather(ds.mapsRaw!, hw, evalIdx); return (i: number) => r.subarray(i * hw, (i + 1) * hw); })() : exactAt;
-  if (ds.mapsRaw) notes.push("exact importances (top-fraction IoU and Spearman, the exact map's deletion / insertion order) from maps_raw, the maps before the seed's clip");
-  const exactImp = Array.from({ length: m }, (_, i) => importanceOf(rawAt(i), score));
-  const perMethod = methods.map(() => Object.fromEntries(MAP_METRICS.map((k) => [k, [] as number[]])) as Record<MetricName, number[]>);
-  for (let i = 0; i < m; i++) {
-    methods.forEach((meth, j) => {
-      const r = compareMap({ values: meth.cmp(i), importance: meth.imp(i), h, w }, { values: exactCmp[i], importance: exactImp[i], h, w }, { fraction });
-      for (const k of MAP_METRICS) perMethod[j][k].push(r[k]);
-    });
-  }
+  const { normalisation, toCmp } = comparisonUnits(opts, held);
+  const { methods, snrChannel, snrCentre } = methodsOf(opts, held, est, score, toCmp);
+  const exactImp = exactImportances(opts, held, exactRaw, score);
+  const perMethod = mapMetrics(held, methods, exactRaw, exactImp, toCmp, fraction);
 
   let exact: MethodResult | undefined;
   const doFaith = opts.faithfulness !== false;
-  if (doFaith && !clf) notes.push('no classifier: deletion / insertion skipped (give --model, or the card\'s classifier)');
-  if (doFaith && clf && clfImages && targets) {
-    const cm = clf.inputShape[2];
-    const k = clf.numClasses;
-    const points = steps + 1;
-    const curves = methods.length + 1; // + the exact map
-    const perMap = 2 * points * curves;
-    const mapsPerCall = Math.max(1, Math.floor(Math.max(batch * 8, perMap) / perMap));
-    const aucs = Array.from({ length: curves }, () => ({ deletion: [] as number[], insertion: [] as number[] }));
-    const buf = new Float32Array(mapsPerCall * perMap * hw * cm);
-    opts.onProgress?.('faithfulness', 0, m, perMap);
-    for (let s = 0; s < m; s += mapsPerCall) {
-      const e = Math.min(m, s + mapsPerCall);
-      let off = 0;
-      for (let i = s; i < e; i++) {
-        const img = clfImages.subarray(i * hw * cm, (i + 1) * hw * cm);
-        const imps = [exactImp[i], ...methods.map((meth) => meth.imp(i))];
-        for (const imp of imps) {
-          const order = importanceOrder(imp);
-          for (const mode of ['deletion', 'insertion'] as const) {
-            const x = curveImages(img, hw, cm, order, mode, { steps, baseline: 0 });
-            buf.set(x, off);
-            off += x.length;
-          }
-        }
-      }
-      const probs = await clf.predict(buf.subarray(0, off), off / (hw * cm));
-      let row = 0;
-      for (let i = s; i < e; i++) {
-        const t = targets[i];
-        for (let q = 0; q < curves; q++) {
-          for (const mode of ['deletion', 'insertion'] as const) {
-            const y = Array.from({ length: points }, (_, p) => probs[(row + p) * k + t]);
-            aucs[q][mode].push(aucUniform(y));
-            row += points;
-          }
-        }
-      }
-      opts.onProgress?.('faithfulness', e, m, perMap);
-    }
-    exact = { name: 'exactMap', perMap: { deletion: aucs[0].deletion, insertion: aucs[0].insertion }, summary: {}, byClass: {} };
-    Object.assign(exact, summaries(exact.perMap, labels));
-    methods.forEach((_, j) => {
-      const a = aucs[j + 1];
-      perMethod[j].deletion = a.deletion;
-      perMethod[j].insertion = a.insertion;
-      perMethod[j].deletionGap = a.deletion.map((v, i) => v - aucs[0].deletion[i]);
-      perMethod[j].insertionGap = a.insertion.map((v, i) => v - aucs[0].insertion[i]);
-    });
-  }
-
-  let uncertainty: EvaluationResult['uncertainty'];
-  if (std) {
-    const r = stdErrorCorrelation(std, est, exactRaw, m, hw);
-    const byClass: Record<string, Summary> = {};
-    if (labels) for (const lab of [...new Set(labels)].sort((a, b) => a - b)) byClass[String(lab)] = summarize(r.perMap.filter((_, i) => labels[i] === lab));
-    uncertainty = { perMap: r.perMap, summary: summarize(r.perMap), pooled: r.pooled, byClass };
-  }
+  if (doFaith && !opts.classifier) notes.push('no classifier: deletion / insertion skipped (give --model, or the card\'s classifier)');
+  if (doFaith && cls) exact = await faithfulness(opts, held, cls, methods, exactImp, perMethod, steps);
 
   return {
     split: opts.split ?? 'val',
@@ -538,11 +361,239 @@ export async function evaluateExplainer(opts: EvaluateOptions): Promise<Evaluati
     steps: exact ? steps : undefined,
     snrChannel,
     snrCentre: snrChannel === undefined ? undefined : snrCentre,
-    targets: targets ? Array.from(targets) : undefined,
+    targets: cls ? Array.from(cls.targets) : undefined,
     methods: methods.map((meth, j) => ({ name: meth.name, perMap: perMethod[j], ...summaries(perMethod[j], labels) })),
     exact,
-    uncertainty,
+    uncertainty: std ? uncertaintyOf(std, est, exactRaw, m, hw, labels) : undefined,
     conditionLabels,
     notes,
   };
+}
+
+function heldOutOf(opts: EvaluateOptions, file: string, notes: string[]): Held {
+  const ds = opts.data;
+  const [n, h, w, c] = ds.shape;
+  const card = opts.explainer.card;
+  if (card.inputSize < h || card.inputSize < w) throw new UserError(`${file}: images are ${h}x${w}, larger than the explainer's ${card.inputSize}x${card.inputSize} input`);
+  const { evalIdx, trainIdx } = splitOf(opts, n, file, notes);
+  const labels = ds.labels ? evalIdx.map((i) => ds.labels![i]) : undefined;
+  const images = gather(ds.images, h * w * c, evalIdx);
+  return { file, h, w, c, hw: h * w, m: evalIdx.length, evalIdx, trainIdx, labels, images, batch: opts.batchSize ?? 256, notes };
+}
+
+/** How many held-out objects also have stamps on the training side (near-duplicates). */
+function sharedObjectsOf(opts: EvaluateOptions, held: Held, objects: number): number | undefined {
+  const ids = opts.data.ids;
+  if (!ids || opts.split === 'all') return undefined;
+  const trainObjects = new Set(held.trainIdx.map((i) => ids[i]));
+  const shared = new Set(held.evalIdx.map((i) => ids[i]).filter((g) => trainObjects.has(g))).size;
+  if (shared > 0) {
+    held.notes.push(`${shared} of the ${objects} held-out objects also have stamps the explainer trained on (split by ${opts.explainer.card.split.by}): near-duplicate epochs inflate the figures`);
+  }
+  return shared;
+}
+
+interface Classes {
+  clf: Predictor;
+  /** The held-out images in the classifier's channels. */
+  clfImages: Float32Array;
+  predicted: Int32Array;
+  /** The class each exact map explains, as the occlusion did (meta.occlusion.target). */
+  targets: Int32Array;
+}
+
+async function classesOf(opts: EvaluateOptions, held: Held): Promise<Classes | undefined> {
+  const clf = opts.classifier;
+  if (!clf) return undefined;
+  const { file, h, w, c, hw, m, batch, labels } = held;
+  const occ = opts.data.meta.occlusion ?? {};
+  const mismatch = inputMismatch(clf, opts.data.shape);
+  if (mismatch) throw new UserError(`classifier: ${mismatch} (data ${file})`);
+  if (typeof occ.modelHash === 'string' && occ.modelHash !== clf.hash) {
+    held.notes.push(`the classifier (${clf.hash.slice(0, 12)}) is not the one the exact maps were made with (${occ.modelHash.slice(0, 12)}): deletion / insertion use the given one`);
+  }
+  const clfImages = selectChannels(held.images, m, h, w, c, clf.channels);
+  const k = clf.numClasses;
+  const cm = clf.inputShape[2];
+  const predicted = new Int32Array(m);
+  for (let s = 0; s < m; s += batch) {
+    const e = Math.min(m, s + batch);
+    const p = await clf.predict(clfImages.subarray(s * hw * cm, e * hw * cm), e - s);
+    for (let i = s; i < e; i++) predicted[i] = argmax(p, (i - s) * k, k);
+  }
+  const t = occ.target ?? 'predicted';
+  let targets = predicted;
+  if (t === 'label') {
+    if (!labels) throw new UserError(`${file}: the maps explain each stamp's label (meta.occlusion.target) but the data has no labels`);
+    targets = Int32Array.from(labels);
+  } else if (typeof t === 'number') targets = new Int32Array(m).fill(t);
+  for (const v of targets) if (v >= k) throw new UserError(`${file}: target class ${v} is not a class of the ${k}-class classifier`);
+  return { clf, clfImages, predicted, targets };
+}
+
+/**
+ * Conditioned explainers are told the class each map is drawn for, as in training
+ * (card.conditionOn); for held-out rows the card records the classes training used.
+ */
+function conditionOf(opts: EvaluateOptions, held: Held, predicted: Int32Array | undefined): { condLabels?: number[]; conditionLabels?: EvaluationResult['conditionLabels'] } {
+  const card = opts.explainer.card;
+  if (card.condition === 'none') return {};
+  const { file, labels, evalIdx, m } = held;
+  const on = card.conditionOn ?? opts.data.meta.occlusion?.target ?? 'predicted';
+  if (on === 'label') {
+    if (!labels) throw new UserError(`${file}: the explainer is conditioned on the stamps' labels and the data has none`);
+    return { condLabels: labels, conditionLabels: 'label' };
+  }
+  if (typeof on === 'number') return { condLabels: new Array(m).fill(on), conditionLabels: 'fixed' };
+  const vt = card.split.valTargets;
+  const known = new Map<number, number>();
+  if (Array.isArray(vt) && vt.length === card.split.valIndices.length) card.split.valIndices.forEach((r, k) => known.set(r, vt[k]));
+  if (evalIdx.every((i) => known.has(i))) return { condLabels: evalIdx.map((i) => known.get(i)!), conditionLabels: 'card' };
+  if (predicted) return { condLabels: Array.from(predicted), conditionLabels: 'predicted' };
+  throw new UserError(
+    `${file}: the explainer is conditioned on the classifier's predicted class, which the card records for its held-out rows only: give the classifier (--model) to evaluate others`,
+  );
+}
+
+async function estimatesOf(opts: EvaluateOptions, held: Held, condLabels: number[] | undefined): Promise<{ est: Float32Array; std?: Float32Array }> {
+  const { h, w, c, hw, m, batch, images } = held;
+  const est = new Float32Array(m * hw);
+  let std: Float32Array | undefined;
+  opts.onProgress?.('estimate', 0, m, 0);
+  for (let s = 0; s < m; s += batch) {
+    const e = Math.min(m, s + batch);
+    const r = await opts.explainer.estimate(images.subarray(s * hw * c, e * hw * c), [e - s, h, w, c], condLabels?.slice(s, e));
+    if (r.maps.length !== (e - s) * hw) throw new Error(`explainer returned ${r.maps.length} values for ${e - s} maps of ${h}x${w}`);
+    est.set(r.maps, s * hw);
+    if (r.std) {
+      std ??= new Float32Array(m * hw);
+      std.set(r.std, s * hw);
+    }
+    opts.onProgress?.('estimate', e, m, 0);
+  }
+  return { est, std };
+}
+
+/** Comparison maps in seed units: as stored when the data is seed-normalised, else normalised here. */
+function comparisonUnits(opts: EvaluateOptions, held: Held): { normalisation: EvaluationResult['normalisation']; toCmp: (mp: ArrayLike<number>) => ArrayLike<number> } {
+  const occ = opts.data.meta.occlusion ?? {};
+  const dataSeed = occ.normalize === 'seed';
+  const normalisation = {
+    data: dataSeed ? 'seed-normalised (meta.occlusion.normalize = seed)' : `not seed-normalised (meta.occlusion.normalize = ${String(occ.normalize ?? 'unknown')})`,
+    comparison: dataSeed
+      ? 'exact and estimated maps as stored (already in seed units)'
+      : 'exact and estimated maps each seed-normalised here before MSE / MAE / SSIM / correlations',
+  };
+  if (!dataSeed) held.notes.push(`MSE, MAE, SSIM and correlations on maps seed-normalised here: the data's maps are ${normalisation.data}`);
+  const win = ssimWindow(held.h, held.w);
+  if (win === 0) held.notes.push(`SSIM undefined: the ${held.h}x${held.w} maps are smaller than a 3x3 window`);
+  else if (win !== 7) held.notes.push(`SSIM window ${win}x${win}: the maps are smaller than scikit-image's 7x7`);
+  return { normalisation, toCmp: (mp) => (dataSeed ? mp : normalizeSeed(mp)) };
+}
+
+/** The explainer and the baselines (mean training map, |SNR difference|), as maps and importances. */
+function methodsOf(opts: EvaluateOptions, held: Held, est: Float32Array, score: Score, toCmp: (mp: ArrayLike<number>) => ArrayLike<number>): { methods: Method[]; snrChannel?: number; snrCentre: SnrCentre } {
+  const { hw, c, images, trainIdx, notes } = held;
+  const ds = opts.data;
+  const snrCentre = opts.snrCentre ?? 'zero';
+  const estAt = (i: number) => est.subarray(i * hw, (i + 1) * hw);
+  const methods: Method[] = [{ name: 'explainer', cmp: (i) => toCmp(estAt(i)), imp: (i) => importanceOf(estAt(i), score) }];
+  if (opts.baselines === false) return { methods, snrCentre };
+  if (trainIdx.length === 0) notes.push('no training-side maps in the card\'s split: mean-map baseline skipped');
+  else {
+    const mean = meanMap(ds.maps!, hw, trainIdx);
+    const meanCmp = toCmp(mean);
+    const meanImp = importanceOf(mean, score);
+    methods.push({ name: 'meanMap', cmp: () => meanCmp, imp: () => meanImp });
+  }
+  const snrChannel = snrChannelOf(c, ds.meta.channels, opts.classifier?.channels, opts.explainer.card.channels);
+  if (snrChannel === undefined) notes.push(`cannot tell which of the ${c} data channels is the SNR difference: |SNR| baseline skipped`);
+  else {
+    const sal = (i: number) => absChannel(images.subarray(i * hw * c, (i + 1) * hw * c), hw, c, snrChannel, snrCentre);
+    methods.push({ name: 'snrSaliency', cmp: (i) => saliencyAsMap(sal(i), score), imp: sal });
+  }
+  return { methods, snrChannel, snrCentre };
+}
+
+/**
+ * The exact map's own order of importance: from the maps before normalisation when the data
+ * keeps them (the seed's clip makes the most important pixels tie at 0, which would leave the
+ * top-fraction metrics and the exact map's deletion order to index order).
+ */
+function exactImportances(opts: EvaluateOptions, held: Held, exactRaw: Float32Array, score: Score): ArrayLike<number>[] {
+  const { hw, m, evalIdx } = held;
+  const raw = opts.data.mapsRaw ? gather(opts.data.mapsRaw, hw, evalIdx) : exactRaw;
+  if (opts.data.mapsRaw) held.notes.push("exact importances (top-fraction IoU and Spearman, the exact map's deletion / insertion order) from maps_raw, the maps before the seed's clip");
+  return Array.from({ length: m }, (_, i) => importanceOf(raw.subarray(i * hw, (i + 1) * hw), score));
+}
+
+function mapMetrics(held: Held, methods: Method[], exactRaw: Float32Array, exactImp: ArrayLike<number>[], toCmp: (mp: ArrayLike<number>) => ArrayLike<number>, fraction: number): Record<MetricName, number[]>[] {
+  const { h, w, hw, m } = held;
+  const perMethod = methods.map(() => Object.fromEntries(MAP_METRICS.map((k) => [k, [] as number[]])) as Record<MetricName, number[]>);
+  for (let i = 0; i < m; i++) {
+    const exact = { values: toCmp(exactRaw.subarray(i * hw, (i + 1) * hw)), importance: exactImp[i], h, w };
+    methods.forEach((meth, j) => {
+      const r = compareMap({ values: meth.cmp(i), importance: meth.imp(i), h, w }, exact, { fraction });
+      for (const k of MAP_METRICS) perMethod[j][k].push(r[k]);
+    });
+  }
+  return perMethod;
+}
+
+/** Deletion / insertion AUCs of every method and of the exact map; the gaps go into perMethod. */
+async function faithfulness(opts: EvaluateOptions, held: Held, cls: Classes, methods: Method[], exactImp: ArrayLike<number>[], perMethod: Record<MetricName, number[]>[], steps: number): Promise<MethodResult> {
+  const { clf, clfImages, targets } = cls;
+  const { hw, m, batch, labels } = held;
+  const cm = clf.inputShape[2];
+  const k = clf.numClasses;
+  const points = steps + 1;
+  const curves = methods.length + 1; // + the exact map
+  const perMap = 2 * points * curves;
+  const mapsPerCall = Math.max(1, Math.floor(Math.max(batch * 8, perMap) / perMap));
+  const aucs = Array.from({ length: curves }, () => ({ deletion: [] as number[], insertion: [] as number[] }));
+  const buf = new Float32Array(mapsPerCall * perMap * hw * cm);
+  opts.onProgress?.('faithfulness', 0, m, perMap);
+  for (let s = 0; s < m; s += mapsPerCall) {
+    const e = Math.min(m, s + mapsPerCall);
+    let off = 0;
+    for (let i = s; i < e; i++) {
+      const img = clfImages.subarray(i * hw * cm, (i + 1) * hw * cm);
+      for (const imp of [exactImp[i], ...methods.map((meth) => meth.imp(i))]) {
+        const order = importanceOrder(imp);
+        for (const mode of ['deletion', 'insertion'] as const) {
+          const x = curveImages(img, hw, cm, order, mode, { steps, baseline: 0 });
+          buf.set(x, off);
+          off += x.length;
+        }
+      }
+    }
+    const probs = await clf.predict(buf.subarray(0, off), off / (hw * cm));
+    let row = 0;
+    for (let i = s; i < e; i++) {
+      for (let q = 0; q < curves; q++) {
+        for (const mode of ['deletion', 'insertion'] as const) {
+          aucs[q][mode].push(aucUniform(Array.from({ length: points }, (_, p) => probs[(row + p) * k + targets[i]])));
+          row += points;
+        }
+      }
+    }
+    opts.onProgress?.('faithfulness', e, m, perMap);
+  }
+  const exact: MethodResult = { name: 'exactMap', perMap: { deletion: aucs[0].deletion, insertion: aucs[0].insertion }, summary: {}, byClass: {} };
+  Object.assign(exact, summaries(exact.perMap, labels));
+  methods.forEach((_, j) => {
+    const a = aucs[j + 1];
+    perMethod[j].deletion = a.deletion;
+    perMethod[j].insertion = a.insertion;
+    perMethod[j].deletionGap = a.deletion.map((v, i) => v - aucs[0].deletion[i]);
+    perMethod[j].insertionGap = a.insertion.map((v, i) => v - aucs[0].insertion[i]);
+  });
+  return exact;
+}
+
+function uncertaintyOf(std: Float32Array, est: Float32Array, exactRaw: Float32Array, m: number, hw: number, labels: number[] | undefined): EvaluationResult['uncertainty'] {
+  const r = stdErrorCorrelation(std, est, exactRaw, m, hw);
+  const byClass: Record<string, Summary> = {};
+  if (labels) for (const lab of [...new Set(labels)].sort((a, b) => a - b)) byClass[String(lab)] = summarize(r.perMap.filter((_, i) => labels[i] === lab));
+  return { perMap: r.perMap, summary: summarize(r.perMap), pooled: r.pooled, byClass };
 }
