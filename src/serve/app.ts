@@ -234,6 +234,17 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser(BINARY_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
+  registerErrors(app, bodyLimit);
+  registerModels(app, ctx, batcher, bodyLimit);
+  registerExplain(app, ctx, batcher);
+  registerStamps(app, ctx);
+  registerSite(app, ctx);
+  app.addHook('onClose', async () => batcher.close());
+  return app;
+}
+
+/** JSON errors: 4xx for the client's mistakes, 500 (logged) for the server's. */
+function registerErrors(app: FastifyInstance, bodyLimit: number): void {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     // A model whose outputs are not finite probabilities is the server's fault (500), never a 200.
     let status = err instanceof HttpError ? err.statusCode : err instanceof ModelOutputError ? 500 : err instanceof UserError ? 422 : err.statusCode ?? 500;
@@ -248,12 +259,12 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, statusCode: 404 });
   });
+}
 
-  const needData = (): Dataset => {
-    if (!dataset) throw new HttpError(404, 'no dataset loaded: start the server with --data FILE');
-    return dataset;
-  };
-
+/** GET /healthz and GET /models. */
+function registerModels(app: FastifyInstance, ctx: ServeContext, batcher: MicroBatcher<EstimateItem, EstimateOut>, bodyLimit: number): void {
+  const { predictor, explainer, dataset, spec } = ctx;
+  const [h, w] = [spec.h, spec.w];
   app.get('/healthz', async () => ({
     ok: ctx.exact.state === 'ready' || ctx.exact.state === 'starting',
     uptimeS: Math.round((Date.now() - ctx.startedAt) / 1000),
@@ -261,7 +272,6 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     estimates: { pending: batcher.pending },
   }));
 
-  const trainedRange = expectFromCard((readClassifierCard(ctx.opts.classifier) ?? {}) as Record<string, unknown>, 'the classifier').range;
   // Beyond loopback the API is public: model directories are shown by name, and absolute
   // paths inside the cards (data files, commands) by their last component.
   const exposed = !isLoopback((ctx.opts as { host?: string }).host ?? '127.0.0.1');
@@ -292,32 +302,20 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
       : null,
     accepts: { stamp: `${h}x${w}x${spec.modelChannels}${spec.datasetChannels !== undefined ? ` or ${h}x${w}x${spec.datasetChannels}` : ''}`, bodyLimit },
   }));
+}
 
+/** POST /explain: the estimate (micro-batched), and the exact map when asked. */
+function registerExplain(app: FastifyInstance, ctx: ServeContext, batcher: MicroBatcher<EstimateItem, EstimateOut>): void {
+  const { predictor, explainer, spec } = ctx;
+  const [h, w] = [spec.h, spec.w];
+  const trainedRange = expectFromCard((readClassifierCard(ctx.opts.classifier) ?? {}) as Record<string, unknown>, 'the classifier').range;
   app.post('/explain', async (req: FastifyRequest, reply: FastifyReply) => {
     const tStart = performance.now();
     const q = req.query as Record<string, string | undefined>;
     const wantExact = q.exact !== undefined && !['0', 'false', 'no', ''].includes(q.exact);
-    const body = req.body as unknown;
-    let stamp: Stamp;
-    let label: number | undefined;
-    if (Buffer.isBuffer(body)) {
-      if (body.length === 0) throw new HttpError(400, 'the body is empty: send a stamp as .npy, PNG or JSON');
-      const kind = binaryKind(String(req.headers['content-type'] ?? ''), body);
-      stamp = kind === 'png' ? stampFromPng(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), spec) : stampFromNpy(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), spec);
-    } else if (body === undefined || body === null) {
-      throw new HttpError(400, `no body: send a stamp as .npy (application/octet-stream), PNG (image/png) or JSON {"image": [[...]]}`);
-    } else {
-      ({ stamp, label } = stampFromJson(body, spec));
-    }
-    // ?scale=minmax: the datasets' per-stamp scaling for raw stamps; otherwise values the
-    // classifier was not trained on are answered with a warning saying so.
-    if (q.scale !== undefined && q.scale !== 'none' && q.scale !== 'minmax') throw new HttpError(400, `scale must be none or minmax, got '${q.scale}'`);
-    if (q.scale === 'minmax') stamp = { ...stamp, image: minMaxPerStamp(stamp.image, [1, stamp.h, stamp.w, stamp.c]) };
-    else {
-      const w = valueWarnings(stamp.image, { range: trainedRange });
-      if (w.length) stamp = { ...stamp, warnings: [...(stamp.warnings ?? []), ...w] };
-    }
-    if (q.label !== undefined) label = parseLabel(q.label, 'query label');
+    const read = readStamp(req, spec, trainedRange);
+    const stamp = read.stamp;
+    const label = q.label !== undefined ? parseLabel(q.label, 'query label') : read.label;
     if (label !== undefined && label >= predictor.numClasses) {
       throw new HttpError(422, `label ${label} is not a class of the ${predictor.numClasses}-class classifier`);
     }
@@ -345,29 +343,8 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
       batchSize: batch.size,
       batchWaitMs: round(batch.waitMs),
     };
-    if (wantExact) {
-      const target = exactTarget(ctx.params, est.cond, label, est.predicted);
-      const gone = new AbortController();
-      const onClose = (): void => {
-        if (!reply.raw.writableFinished) gone.abort();
-      };
-      reply.raw.once('close', onClose);
-      const r = await ctx.exact.run(stamp.image, [1, h, w, stamp.c], { ...ctx.params, ...target.opts, modelChannels: kind === 'model' }, gone.signal).finally(() =>
-        reply.raw.off('close', onClose),
-      );
-      // The same metrics, computed the same way, as evaluate and explain --exact report.
-      const metrics = compareMaps({ data: est.map, shape: [h, w] }, { data: r.maps, shape: [h, w] }, { score: ctx.params.score, normalize: ctx.params.normalize }).mean;
-      res.exact = {
-        map: toRows(r.maps, h, w),
-        target: { class: r.targets[0], source: target.source },
-        inferences: r.inferences,
-        engine: ctx.exact.engine,
-        params: ctx.params,
-      };
-      res.metrics = Object.fromEntries(Object.entries(metrics).map(([k2, v]) => [k2 === 'iou' ? 'iouTop10' : k2, round(v, 6)]));
-      timings.exactMs = round(r.computeMs);
-      timings.exactQueueMs = round(r.queueMs);
-    } else {
+    if (wantExact) Object.assign(timings, await addExact(ctx, reply, res, stamp, kind, est, label));
+    else {
       res.exact = null;
       // What the page shows while it asks for the exact map.
       res.exactExpectedMs = round(ctx.exact.typicalMs * (ctx.exact.pending + 1), 1);
@@ -377,6 +354,15 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     void reply.header('cache-control', 'no-store');
     return res;
   });
+}
+
+/** GET /api/stamps and /api/stamps/:i: the loaded dataset's stamps. */
+function registerStamps(app: FastifyInstance, ctx: ServeContext): void {
+  const needData = (): Dataset => {
+    const dataset = ctx.dataset;
+    if (!dataset) throw new HttpError(404, 'no dataset loaded: start the server with --data FILE');
+    return dataset;
+  };
 
   // One held-out definition (data/holdout.ts): did the explainer train on this stamp's object?
   let heldOutOf: ((i: number) => boolean | null) | undefined;
@@ -413,7 +399,10 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
       map: ds.maps ? toRows(ds.maps.subarray(i * px, (i + 1) * px), dh, dw) : null,
     };
   });
+}
 
+/** The viewer's files, and the headers that let its onnxruntime-web use threads. */
+function registerSite(app: FastifyInstance, ctx: ServeContext): void {
   // The viewer (src/web/, bundled into dist/web/): its files, models and data, and its manifest.
   if (ctx.site) {
     const site = ctx.site;
@@ -433,9 +422,57 @@ export function buildApp(ctx: ServeContext): FastifyInstance {
     void reply.header('cross-origin-opener-policy', 'same-origin').header('cross-origin-embedder-policy', 'require-corp').header('cross-origin-resource-policy', 'same-origin');
     return payload;
   });
+}
 
-  app.addHook('onClose', async () => batcher.close());
-  return app;
+/** The stamp of a POST /explain body (.npy, PNG or JSON), scaled or warned about as ?scale says. */
+function readStamp(req: FastifyRequest, spec: ServeContext['spec'], trainedRange: [number, number] | undefined): { stamp: Stamp; label?: number } {
+  const q = req.query as Record<string, string | undefined>;
+  let stamp: Stamp;
+  let label: number | undefined;
+  const body = req.body as unknown;
+  if (Buffer.isBuffer(body)) {
+    if (body.length === 0) throw new HttpError(400, 'the body is empty: send a stamp as .npy, PNG or JSON');
+    const kind = binaryKind(String(req.headers['content-type'] ?? ''), body);
+    stamp = kind === 'png' ? stampFromPng(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), spec) : stampFromNpy(new Uint8Array(body.buffer, body.byteOffset, body.byteLength), spec);
+  } else if (body === undefined || body === null) {
+    throw new HttpError(400, `no body: send a stamp as .npy (application/octet-stream), PNG (image/png) or JSON {"image": [[...]]}`);
+  } else {
+    ({ stamp, label } = stampFromJson(body, spec));
+  }
+  // ?scale=minmax: the datasets' per-stamp scaling for raw stamps; otherwise values the
+  // classifier was not trained on are answered with a warning saying so.
+  if (q.scale !== undefined && q.scale !== 'none' && q.scale !== 'minmax') throw new HttpError(400, `scale must be none or minmax, got '${q.scale}'`);
+  if (q.scale === 'minmax') stamp = { ...stamp, image: minMaxPerStamp(stamp.image, [1, stamp.h, stamp.w, stamp.c]) };
+  else {
+    const w = valueWarnings(stamp.image, { range: trainedRange });
+    if (w.length) stamp = { ...stamp, warnings: [...(stamp.warnings ?? []), ...w] };
+  }
+  return { stamp, label };
+}
+
+/** The exact map for ?exact=1, and the estimate's metrics against it (the same compareMaps as evaluate and explain --exact). */
+async function addExact(ctx: ServeContext, reply: FastifyReply, res: Record<string, unknown>, stamp: Stamp, kind: ReturnType<typeof checkStamp>, est: EstimateOut, label: number | undefined): Promise<Record<string, number>> {
+  const [h, w] = [ctx.spec.h, ctx.spec.w];
+  const target = exactTarget(ctx.params, est.cond, label, est.predicted);
+  const gone = new AbortController();
+  const onClose = (): void => {
+    if (!reply.raw.writableFinished) gone.abort();
+  };
+  reply.raw.once('close', onClose);
+  const r = await ctx.exact.run(stamp.image, [1, h, w, stamp.c], { ...ctx.params, ...target.opts, modelChannels: kind === 'model' }, gone.signal).finally(() =>
+    reply.raw.off('close', onClose),
+  );
+  // The same metrics, computed the same way, as evaluate and explain --exact report.
+  const metrics = compareMaps({ data: est.map, shape: [h, w] }, { data: r.maps, shape: [h, w] }, { score: ctx.params.score, normalize: ctx.params.normalize }).mean;
+  res.exact = {
+    map: toRows(r.maps, h, w),
+    target: { class: r.targets[0], source: target.source },
+    inferences: r.inferences,
+    engine: ctx.exact.engine,
+    params: ctx.params,
+  };
+  res.metrics = Object.fromEntries(Object.entries(metrics).map(([k2, v]) => [k2 === 'iou' ? 'iouTop10' : k2, round(v, 6)]));
+  return { exactMs: round(r.computeMs), exactQueueMs: round(r.queueMs) };
 }
 
 function readClassifierCard(p: string): unknown {
