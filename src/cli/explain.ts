@@ -88,23 +88,27 @@ export interface ExplainSummary {
 /** What a map's values mean: stored with every output. */
 export const MAP_LEGEND = "occlusion map in the seed's units (0-1): the classifier's probability of the explained class when a 3x3 patch around the pixel is set to 0, z-scored per map; LOW = important";
 
-export async function runExplain(opts: ExplainCliOptions): Promise<ExplainSummary> {
-  const o = { ...opts, ...withPretrained(opts) };
-  const engine = o.engine as 'auto' | 'onnx' | 'tfjs';
-  if (!['auto', 'onnx', 'tfjs'].includes(engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${o.engine}'`);
-  const threads = o.threads !== undefined ? int('--threads', o.threads, 1) : undefined;
+/** The stamps, sliced to --index, and where each output goes; every check before any work. */
+interface ExplainInput {
+  images: Float32Array;
+  shape: [number, number, number, number];
+  labels?: Int32Array;
+  ids?: string[];
+  out: string;
+  outExt: string;
+  pngOut?: string;
+  index?: number;
+}
+
+async function explainInput(o: ExplainCliOptions & { explainer: string }): Promise<ExplainInput> {
   if (o.exact && !o.model) throw new UserError('--exact needs the classifier: --model DIR');
   if (o.scale !== undefined && o.scale !== 'none' && o.scale !== 'minmax') throw new UserError(`--scale must be none or minmax, got '${o.scale}'`);
   const out = o.out ?? defaultOut(o.input);
   const outExt = path.extname(out).toLowerCase();
   if (outExt !== '.npz' && outExt !== '.npy' && outExt !== '.json') throw fileError(out, 'output must end in .npz (maps, probabilities, classes, ...), .json (the same as lists) or .npy (maps only)');
-  const labelArg = o.label !== undefined ? int('--label', o.label, 0) : undefined;
   const index = o.index !== undefined ? int('--index', o.index, 0) : undefined;
-  // Every check before any work or output.
-  refuseOutputOverInput(
-    [{ flag: '--input', path: o.input }, { flag: '--explainer', path: o.explainer }, { flag: '--model', path: o.model }],
-    [{ flag: '--out', path: out }, { flag: '--png', path: o.png }],
-  );
+  const inputs = [{ flag: '--input', path: o.input }, { flag: '--explainer', path: o.explainer }, { flag: '--model', path: o.model }];
+  refuseOutputOverInput(inputs, [{ flag: '--out', path: out }, { flag: '--png', path: o.png }]);
   await assertWritable(out);
   const expect = expectFromCard(readExplainerCard(o.explainer) as unknown as Record<string, unknown>, `the explainer ${o.explainer}`);
   const input = await readInput(o.input, { expect, scale: o.scale === 'minmax' ? 'minmax' : 'none' });
@@ -118,62 +122,45 @@ export async function runExplain(opts: ExplainCliOptions): Promise<ExplainSummar
     shape = [1, shape[1], shape[2], shape[3]];
     labels = labels ? labels.slice(index, index + 1) : undefined;
   }
-  const [n, h, w, c] = shape;
-  const single = n === 1;
+  const single = shape[0] === 1;
   const pngOut = single ? (o.png ?? out.replace(/\.[^.]+$/, '') + '.png') : o.png;
   if (o.png && !single) throw new UserError('--png draws one stamp: pick it with --index');
   if (pngOut) {
-    refuseOutputOverInput([{ flag: '--input', path: o.input }, { flag: '--explainer', path: o.explainer }, { flag: '--model', path: o.model }, { flag: '--out', path: out }], [{ flag: '--png', path: pngOut }]);
+    refuseOutputOverInput([...inputs, { flag: '--out', path: out }], [{ flag: '--png', path: pngOut }]);
     await assertWritable(pngOut);
   }
+  const ids = input.ids && index !== undefined ? input.ids.slice(index, index + 1) : input.ids;
+  return { images, shape, labels, ids, out, outExt, pngOut, index };
+}
+
+export async function runExplain(opts: ExplainCliOptions): Promise<ExplainSummary> {
+  const o = { ...opts, ...withPretrained(opts) };
+  const engine = o.engine as 'auto' | 'onnx' | 'tfjs';
+  if (!['auto', 'onnx', 'tfjs'].includes(engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${o.engine}'`);
+  const threads = o.threads !== undefined ? int('--threads', o.threads, 1) : undefined;
+  const labelArg = o.label !== undefined ? int('--label', o.label, 0) : undefined;
+  const inp = await explainInput(o);
+  const { images, shape, labels } = inp;
+  const [n, h, w, c] = shape;
 
   const explainer: Explainer = await loadExplainer(o.explainer, { engine, threads });
   let predictor: Predictor | undefined;
   try {
     const card = explainer.card;
-    if (o.model) {
-      // A classifier whose input is the padded stamp gets the stamps padded by the maps' --pad.
-      const fitted = fitToStamps(await loadPredictor(o.model, { threads }), h, w, occlusionParamsOf(card).pad);
-      predictor = fitted.predictor;
-      if (fitted.padded && !o.quiet) process.stderr.write(`explain: ${o.model} takes the stamps zero-padded by ${fitted.padded} (the maps' --pad): padding them before it\n`);
-    }
-    if (predictor && typeof card.classifierHash === 'string' && predictor.hash !== card.classifierHash && !o.quiet) {
-      process.stderr.write(`explain: note: ${o.model} is not the classifier the explainer was trained with (${card.classifier ?? 'unknown'})\n`);
-    }
+    if (o.model) predictor = await classifierFor(o, card, h, w, threads);
     // The explainer holds this classifier in one graph: the predicted class comes with the estimate.
     const oneCall = !!predictor && explainer.fusedClassifierHash !== undefined && explainer.fusedClassifierHash === predictor.hash;
     // The classifier's probabilities (printed and stored with the maps): from the fused call
     // when there is one, else from one classifier call that also gives the predicted class.
     const classify = (p: Predictor): Promise<Float32Array> => p.predict(selectChannels(images, n, h, w, c, p.channels && p.channels.every((k) => k < c) ? p.channels : undefined), n);
     let probabilities = predictor && !oneCall ? await classify(predictor) : undefined;
-    const predict = async (): Promise<Int32Array> => argmaxRows(probabilities!, n, predictor!.numClasses);
     const classes = classNames(card.classes, predictor?.numClasses ?? card.numClasses);
-    // Conditioning class: explicit, else predicted (when trained so and possible), else data labels, else predicted.
-    let condLabels: Int32Array | undefined;
-    let labelSource: string | undefined;
-    if (card.condition !== 'none') {
-      if (labelArg !== undefined) {
-        if (labelArg >= card.numClasses) throw new UserError(`--label ${labelArg} is not a class of the ${card.numClasses}-class explainer`);
-        [condLabels, labelSource] = [new Int32Array(n).fill(labelArg), '--label'];
-      } else if (predictor && card.conditionOn === 'predicted') {
-        if (oneCall) labelSource = 'classifier prediction';
-        else [condLabels, labelSource] = [await predict(), 'classifier prediction'];
-      } else if (labels) {
-        [condLabels, labelSource] = [labels, 'data labels'];
-        if (card.conditionOn === 'predicted' && !o.quiet) {
-          process.stderr.write("explain: note: the explainer was trained on maps of the classifier's predicted class; using the data's labels (give --model to use the prediction)\n");
-        }
-      } else if (predictor) {
-        if (oneCall) labelSource = 'classifier prediction';
-        else [condLabels, labelSource] = [await predict(), 'classifier prediction'];
-      } else {
-        throw fileError(o.input, `has no labels, and the explainer is conditioned (${card.condition}): give --label K, or --model CLF to condition on its predicted class`);
-      }
-    }
+    const cond = conditioning(o, card, { n, labelArg, labels, predictor, oneCall, probabilities });
+    let condLabels = cond.condLabels;
+    const labelSource = cond.labelSource;
 
     // One untimed call first: session/kernel set-up is not a per-map cost.
-    const item = h * w * c;
-    await explainer.estimate(images.subarray(0, item), [1, h, w, c], condLabels?.subarray(0, 1));
+    await explainer.estimate(images.subarray(0, h * w * c), [1, h, w, c], condLabels?.subarray(0, 1));
     const t0 = performance.now();
     const { maps, std, probs } = await explainer.estimate(images, shape, condLabels);
     const msPerMap = (performance.now() - t0) / n;
@@ -182,78 +169,145 @@ export async function runExplain(opts: ExplainCliOptions): Promise<ExplainSummar
     const fusedCall = !!(labelSource && !condLabels && probs);
     if (fusedCall) condLabels = argmaxRows(probs!, n, card.numClasses);
 
-    let exact: ExplainSummary['exact'];
-    let exactMapsOut: Float32Array | undefined;
-    let exactRawOut: Float32Array | undefined;
-    if (o.exact && predictor) {
-      const params = occlusionParamsOf(card);
-      // Draw the exact map for the same class as the estimate when conditioned.
-      const target = condLabels ? 'label' : params.target;
-      if (target === 'label' && !condLabels && !labels) throw fileError(o.input, "has no labels, which the explainer's maps (target 'label') need");
-      const [ih, iw, ic] = predictor.inputShape;
-      await predictor.predict(new Float32Array(ih * iw * ic), 1);
-      const te = performance.now();
-      const r = await exactMaps(predictor, images, shape, { ...params, target, labels: condLabels ?? labels });
-      const ems = (performance.now() - te) / n;
-      exactMapsOut = r.maps;
-      if (r.raw !== r.maps) exactRawOut = r.raw;
-      // The same metrics, computed the same way, as evaluate and the server report; the exact
-      // map's own importance order from its values before the seed's clip, as evaluate does.
-      const importance = exactRawOut ? importanceOf(exactRawOut, params.score) : undefined;
-      const cmp = compareMaps({ data: maps, shape: [n, h, w] }, { data: r.maps, shape: [n, h, w], importance }, { score: params.score, normalize: params.normalize });
-      exact = { msPerMap: ems, engine: predictor.engine, ...cmp.mean };
-    }
-
+    const ex = o.exact && predictor ? await exactComparison(o, card, predictor, images, shape, maps, condLabels ?? labels, !!condLabels) : undefined;
     // Outputs last, each atomic: the PNG first so the data file marks a finished run.
-    if (pngOut) {
-      const panels: Panel[] = [];
-      const ch = card.channels && card.channels.every((k) => k < c) ? card.channels[0] : 0;
-      const chName = (card.channelNames as string[] | undefined)?.[0] ?? `channel ${ch}`;
-      panels.push({ title: chName.toUpperCase(), values: Float32Array.from({ length: h * w }, (_, p) => images[p * c + ch]), h, w, colormap: 'gray' });
-      const range = finiteRange(exactMapsOut ? Float32Array.from([...finiteRange(maps), ...finiteRange(exactMapsOut)]) : maps);
-      const drawnFor = condLabels ? classes[condLabels[0]] : undefined;
-      panels.push({ title: `ESTIMATE${drawnFor ? ` ${drawnFor.toUpperCase()}` : ''} LOW=IMPORTANT`, values: maps, h, w, range });
-      if (exactMapsOut) panels.push({ title: 'EXACT', values: exactMapsOut, h, w, range });
-      if (std) panels.push({ title: 'STD', values: std, h, w });
-      await writeFileAtomic(pngOut, heatmapPng(panels));
-    }
-    const ids = input.ids && index !== undefined ? input.ids.slice(index, index + 1) : input.ids;
-    if (outExt === '.npy') {
-      await writeFileAtomic(out, serializeNpy(maps, [n, h, w]));
-    } else if (outExt === '.json') {
-      await writeFileAtomic(out, JSON.stringify(explainJson({ n, h, w, maps, exact: exactMapsOut, probabilities, classes, explained: condLabels, ids }), null, 1) + '\n');
-    } else {
-      const arrays: Record<string, NpzEntry> = { maps: { data: maps, shape: [n, h, w] } };
-      if (std) arrays.std = { data: std, shape: [n, h, w] };
-      if (exactMapsOut) arrays.exact = { data: exactMapsOut, shape: [n, h, w] };
-      if (exactRawOut) arrays.exact_raw = { data: exactRawOut, shape: [n, h, w] };
-      if (condLabels) arrays.labels = { data: condLabels, shape: [n] };
-      if (probabilities) arrays.probabilities = { data: probabilities, shape: [n, classes.length] };
-      const meta = {
-        legend: MAP_LEGEND,
-        classes,
-        explained: condLabels ? 'labels: the class each map is drawn for' : "the explainer's own target",
-        ids: ids ?? null,
-        explainer: path.resolve(o.explainer),
-        variant: card.variant,
-        condition: card.condition,
-        conditionFrom: labelSource ?? null,
-        ensemble: card.ensemble ?? 1,
-        input: path.resolve(o.input),
-        index: index ?? null,
-        engine: explainer.engine,
-        msPerMap,
-        exact: exact ?? null,
-        command: ['occmap', ...process.argv.slice(2)].join(' '),
-        createdAt: new Date().toISOString(),
-      };
-      await writeFileAtomic(out, serializeNpz(arrays, { 'meta.json': JSON.stringify(meta, null, 2) }));
-    }
-    return { n, out, png: pngOut, engine: fusedCall ? `${explainer.engine}, classifier and explainer in one fused graph` : explainer.engine, msPerMap, exact, labels: condLabels, labelSource, probabilities, classes, ids, explainer: o.explainer };
+    if (inp.pngOut) await writeFileAtomic(inp.pngOut, explainPng(card, images, shape, maps, ex?.maps, std, condLabels ? classes[condLabels[0]] : undefined));
+    const r = { n, h, w, maps, std, exact: ex, probabilities, classes, condLabels, labelSource, msPerMap };
+    await writeExplainOutput(o, inp, card, explainer.engine, r);
+    return { n, out: inp.out, png: inp.pngOut, engine: fusedCall ? `${explainer.engine}, classifier and explainer in one fused graph` : explainer.engine, msPerMap, exact: ex?.summary, labels: condLabels, labelSource, probabilities, classes, ids: inp.ids, explainer: o.explainer };
   } finally {
     explainer.dispose();
     predictor?.dispose();
   }
+}
+
+type Card = Explainer['card'];
+
+/** --model, fitted to the stamps (a classifier whose input is the padded stamp gets them padded by the maps' --pad). */
+async function classifierFor(o: ExplainCliOptions & { model?: string }, card: Card, h: number, w: number, threads: number | undefined): Promise<Predictor> {
+  const fitted = fitToStamps(await loadPredictor(o.model!, { threads }), h, w, occlusionParamsOf(card).pad);
+  if (fitted.padded && !o.quiet) process.stderr.write(`explain: ${o.model} takes the stamps zero-padded by ${fitted.padded} (the maps' --pad): padding them before it\n`);
+  if (typeof card.classifierHash === 'string' && fitted.predictor.hash !== card.classifierHash && !o.quiet) {
+    process.stderr.write(`explain: note: ${o.model} is not the classifier the explainer was trained with (${card.classifier ?? 'unknown'})\n`);
+  }
+  return fitted.predictor;
+}
+
+/**
+ * The conditioning class: explicit, else predicted (when trained so and possible), else data
+ * labels, else predicted. With a fused graph the prediction comes with the estimate (no labels here).
+ */
+function conditioning(
+  o: ExplainCliOptions,
+  card: Card,
+  x: { n: number; labelArg?: number; labels?: Int32Array; predictor?: Predictor; oneCall: boolean; probabilities?: Float32Array },
+): { condLabels?: Int32Array; labelSource?: string } {
+  if (card.condition === 'none') return {};
+  const predicted = (): { condLabels?: Int32Array; labelSource: string } =>
+    x.oneCall ? { labelSource: 'classifier prediction' } : { condLabels: argmaxRows(x.probabilities!, x.n, x.predictor!.numClasses), labelSource: 'classifier prediction' };
+  if (x.labelArg !== undefined) {
+    if (x.labelArg >= card.numClasses) throw new UserError(`--label ${x.labelArg} is not a class of the ${card.numClasses}-class explainer`);
+    return { condLabels: new Int32Array(x.n).fill(x.labelArg), labelSource: '--label' };
+  }
+  if (x.predictor && card.conditionOn === 'predicted') return predicted();
+  if (x.labels) {
+    if (card.conditionOn === 'predicted' && !o.quiet) {
+      process.stderr.write("explain: note: the explainer was trained on maps of the classifier's predicted class; using the data's labels (give --model to use the prediction)\n");
+    }
+    return { condLabels: x.labels, labelSource: 'data labels' };
+  }
+  if (x.predictor) return predicted();
+  throw fileError(o.input, `has no labels, and the explainer is conditioned (${card.condition}): give --label K, or --model CLF to condition on its predicted class`);
+}
+
+/** --exact: the exact maps for the same class as the estimate (when conditioned), and the metrics against them. */
+async function exactComparison(
+  o: ExplainCliOptions,
+  card: Card,
+  predictor: Predictor,
+  images: Float32Array,
+  shape: [number, number, number, number],
+  maps: Float32Array,
+  labels: Int32Array | undefined,
+  conditioned: boolean,
+): Promise<{ maps: Float32Array; raw?: Float32Array; summary: NonNullable<ExplainSummary['exact']> }> {
+  const [n, h, w] = shape;
+  const params = occlusionParamsOf(card);
+  const target = conditioned ? 'label' : params.target;
+  if (target === 'label' && !labels) throw fileError(o.input, "has no labels, which the explainer's maps (target 'label') need");
+  const [ih, iw, ic] = predictor.inputShape;
+  await predictor.predict(new Float32Array(ih * iw * ic), 1);
+  const te = performance.now();
+  const r = await exactMaps(predictor, images, shape, { ...params, target, labels });
+  const ems = (performance.now() - te) / n;
+  const raw = r.raw !== r.maps ? r.raw : undefined;
+  // The same metrics, computed the same way, as evaluate and the server report; the exact
+  // map's own importance order from its values before the seed's clip, as evaluate does.
+  const importance = raw ? importanceOf(raw, params.score) : undefined;
+  const cmp = compareMaps({ data: maps, shape: [n, h, w] }, { data: r.maps, shape: [n, h, w], importance }, { score: params.score, normalize: params.normalize });
+  return { maps: r.maps, raw, summary: { msPerMap: ems, engine: predictor.engine, ...cmp.mean } };
+}
+
+/** The one-stamp picture: the input's first channel, the estimate, the exact map on the same scale, the ensemble's std. */
+function explainPng(card: Card, images: Float32Array, shape: [number, number, number, number], maps: Float32Array, exact: Float32Array | undefined, std: Float32Array | undefined, drawnFor: string | undefined): Uint8Array {
+  const [, h, w, c] = shape;
+  const ch = card.channels && card.channels.every((k) => k < c) ? card.channels[0] : 0;
+  const chName = (card.channelNames as string[] | undefined)?.[0] ?? `channel ${ch}`;
+  const panels: Panel[] = [{ title: chName.toUpperCase(), values: Float32Array.from({ length: h * w }, (_, p) => images[p * c + ch]), h, w, colormap: 'gray' }];
+  const range = finiteRange(exact ? Float32Array.from([...finiteRange(maps), ...finiteRange(exact)]) : maps);
+  panels.push({ title: `ESTIMATE${drawnFor ? ` ${drawnFor.toUpperCase()}` : ''} LOW=IMPORTANT`, values: maps, h, w, range });
+  if (exact) panels.push({ title: 'EXACT', values: exact, h, w, range });
+  if (std) panels.push({ title: 'STD', values: std, h, w });
+  return heatmapPng(panels);
+}
+
+interface ExplainResult {
+  n: number;
+  h: number;
+  w: number;
+  maps: Float32Array;
+  std?: Float32Array;
+  exact?: { maps: Float32Array; raw?: Float32Array; summary: NonNullable<ExplainSummary['exact']> };
+  probabilities?: Float32Array;
+  classes: string[];
+  condLabels?: Int32Array;
+  labelSource?: string;
+  msPerMap: number;
+}
+
+/** The data output, as --out's extension says: .npy (maps), .json (one object per stamp) or .npz (everything, with meta.json). */
+async function writeExplainOutput(o: ExplainCliOptions & { explainer: string }, inp: ExplainInput, card: Card, engine: string, r: ExplainResult): Promise<void> {
+  const { n, h, w, maps, std, exact, probabilities, classes, condLabels } = r;
+  const { out, outExt, ids, index } = inp;
+  if (outExt === '.npy') return writeFileAtomic(out, serializeNpy(maps, [n, h, w]));
+  if (outExt === '.json') {
+    return writeFileAtomic(out, JSON.stringify(explainJson({ n, h, w, maps, exact: exact?.maps, probabilities, classes, explained: condLabels, ids }), null, 1) + '\n');
+  }
+  const arrays: Record<string, NpzEntry> = { maps: { data: maps, shape: [n, h, w] } };
+  if (std) arrays.std = { data: std, shape: [n, h, w] };
+  if (exact) arrays.exact = { data: exact.maps, shape: [n, h, w] };
+  if (exact?.raw) arrays.exact_raw = { data: exact.raw, shape: [n, h, w] };
+  if (condLabels) arrays.labels = { data: condLabels, shape: [n] };
+  if (probabilities) arrays.probabilities = { data: probabilities, shape: [n, classes.length] };
+  const meta = {
+    legend: MAP_LEGEND,
+    classes,
+    explained: condLabels ? 'labels: the class each map is drawn for' : "the explainer's own target",
+    ids: ids ?? null,
+    explainer: path.resolve(o.explainer),
+    variant: card.variant,
+    condition: card.condition,
+    conditionFrom: r.labelSource ?? null,
+    ensemble: card.ensemble ?? 1,
+    input: path.resolve(o.input),
+    index: index ?? null,
+    engine,
+    msPerMap: r.msPerMap,
+    exact: exact?.summary ?? null,
+    command: ['occmap', ...process.argv.slice(2)].join(' '),
+    createdAt: new Date().toISOString(),
+  };
+  return writeFileAtomic(out, serializeNpz(arrays, { 'meta.json': JSON.stringify(meta, null, 2) }));
 }
 
 /** The .json output: one object per stamp. */
