@@ -175,21 +175,9 @@ function scorerFor(predictor: Predictor, engine: NonNullable<ExactOptions['engin
   };
 }
 
-/**
- * Exact maps for every image. `images` are dataset images (N,H,W,C) as `shape` says; the
- * predictor's channels are picked here, and the patch fills every model channel.
- * Each map costs positions + 1 inferences; items of `mapsPerGroup` maps are predicted
- * together in calls of at most `batchSize` images, and the next call's images are built
- * while the engine runs the current one (engines with their own threads overlap the two).
- */
-export async function exactMaps(
-  predictor: Predictor,
-  images: Float32Array,
-  shape: readonly [number, number, number, number],
-  opts: ExactOptions,
-  onProgress?: (p: ExactProgress) => void,
-): Promise<ExactResult> {
-  const [n, h, w, cData] = shape;
+/** Every check of exactMaps' arguments, before any work: the geometry and the batch size. */
+function checkExact(predictor: Predictor, shape: readonly [number, number, number, number], opts: ExactOptions): { g: ReturnType<typeof geometryOf>; batchSize: number } {
+  const [n, h, w] = shape;
   const mismatch = opts.modelChannels
     ? inputMismatch({ inputShape: predictor.inputShape } as Predictor, shape)
     : inputMismatch(predictor, shape);
@@ -210,6 +198,37 @@ export async function exactMaps(
   if (opts.approx !== undefined && !(opts.approx > 0 && opts.approx <= 1)) throw new UserError(`approx (projective-field threshold) must be in (0, 1], got ${opts.approx}`);
   const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new UserError(`batch size must be a positive integer, got ${batchSize}`);
+  return { g, batchSize };
+}
+
+/** The patch's fill per image and channel: a constant, or each image's channel means. */
+function fillsOf(x: Float32Array, n: number, h: number, w: number, c: number, fill: ExactOptions['fill']): Float32Array {
+  const px = h * w * c;
+  const fills = new Float32Array(n * c);
+  for (let i = 0; i < n; i++) {
+    const img = x.subarray(i * px, (i + 1) * px);
+    fills.set(fill === 'mean' ? channelMeans(img, h, w, c) : new Float32Array(c).fill(fill), i * c);
+  }
+  return fills;
+}
+
+/**
+ * Exact maps for every image. `images` are dataset images (N,H,W,C) as `shape` says; the
+ * predictor's channels are picked here, and the patch fills every model channel.
+ * Each map costs positions + 1 inferences; items of `mapsPerGroup` maps are predicted
+ * together in calls of at most `batchSize` images, and the next call's images are built
+ * while the engine runs the current one (engines with their own threads overlap the two).
+ */
+export async function exactMaps(
+  predictor: Predictor,
+  images: Float32Array,
+  shape: readonly [number, number, number, number],
+  opts: ExactOptions,
+  onProgress?: (p: ExactProgress) => void,
+): Promise<ExactResult> {
+  const [n, h, w, cData] = shape;
+  const { g, batchSize } = checkExact(predictor, shape, opts);
+  const k = predictor.numClasses;
 
   const c = predictor.inputShape[2];
   const x = opts.modelChannels ? images : selectChannels(images, n, h, w, cData, predictor.channels);
@@ -224,11 +243,7 @@ export async function exactMaps(
   const raw = opts.normalize === 'none' ? maps : new Float32Array(n * h * w);
   const targets = new Int32Array(n);
   const baseProbs = new Float32Array(n * k);
-  const fills = new Float32Array(n * c);
-  for (let i = 0; i < n; i++) {
-    const img = x.subarray(i * px, (i + 1) * px);
-    fills.set(opts.fill === 'mean' ? channelMeans(img, h, w, c) : new Float32Array(c).fill(opts.fill), i * c);
-  }
+  const fills = fillsOf(x, n, h, w, c, opts.fill);
 
   function* chunks(): Generator<Chunk> {
     for (let gi = 0; gi < nGroups; gi++) {
