@@ -176,3 +176,18 @@ test('deriveHits2015 / buildHits2015 through the public API: a dataset returned,
   assert.equal(ones * 2, b.dataset.labels!.length, 'undersampled to balance');
   assert.deepEqual(stdout, []);
 });
+
+test('library option errors name the library fields (the CLI words OptionErrors as flags, test/queue.test.ts)', async () => {
+  const sim = simulateDataset({ n: 12, size: 9, seed: 5 }).dataset;
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ epochs: 0 }, /(^|: )epochs must be an integer >= 1, got 0$/],
+    [{ batchSize: 2.5 }, /(^|: )batchSize must be an integer >= 1, got 2\.5$/],
+    [{ patience: 0 }, /(^|: )patience must be an integer >= 1, got 0$/],
+    [{ valFraction: 1 }, /(^|: )valFraction must be between 0 and 1 \(exclusive\), got 1$/],
+    [{ workers: 0 }, /(^|: )workers must be a positive integer, got 0$/],
+  ];
+  for (const [opts, msg] of bad) {
+    await assert.rejects(silent(() => trainClassifier({ data: sim, dataName: 'sim', pad: 1, channels: '3', ...opts })), msg, JSON.stringify(opts));
+  }
+  await assert.rejects(loadPredictor(path.join(tmp, 'none'), { engine: 'gpu' as never }), /(^|: )engine must be auto, onnx or tfjs, got "gpu"$/);
+});

@@ -23,7 +23,7 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync
 import path from 'node:path';
 import { initTf, tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
 import { exportModelToOnnx, modelToOnnx, META_SOURCE_HASH, type OnnxExportOptions } from './to-onnx.js';
-import { fileError, UserError } from '../util/errors.js';
+import { fileError, UserError, OptionError } from '../util/errors.js';
 import { removeStaleTemps, writeFileAtomicSync } from '../util/atomic.js';
 
 export const MODEL_JSON = 'model.json';
@@ -490,7 +490,7 @@ export interface RunOptions {
 
 export function checkEngineChoice(engine: unknown, field = 'engine'): EngineChoice {
   if (engine === undefined) return 'auto';
-  if (!ENGINE_CHOICES.includes(engine as EngineChoice)) throw new UserError(`${field} must be auto, onnx or tfjs, got ${JSON.stringify(engine)}`);
+  if (!ENGINE_CHOICES.includes(engine as EngineChoice)) throw new OptionError([field], `must be auto, onnx or tfjs, got ${JSON.stringify(engine)}`);
   return engine as EngineChoice;
 }
 

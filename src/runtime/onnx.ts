@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type * as ort from 'onnxruntime-common';
 import { loadOrt, ortEngineName, ortLoaded } from './ort.js';
-import { fileError, UserError } from '../util/errors.js';
+import { fileError, UserError, OptionError } from '../util/errors.js';
 import { runBatchedWith, type BatchOptions, type OnnxFeed } from './onnx-batch.js';
 
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all';
@@ -58,7 +58,7 @@ function firstLine(err: unknown): string {
  */
 export async function createOnnxSession(model: string | Uint8Array, opts: OnnxSessionOptions = {}): Promise<ort.InferenceSession> {
   const threads = opts.threads ?? defaultThreads();
-  if (!Number.isInteger(threads) || threads < 1) throw new UserError(`--threads must be a positive integer, got ${threads}`);
+  if (!Number.isInteger(threads) || threads < 1) throw new OptionError(['threads'], `must be a positive integer, got ${threads}`);
   const optimization = opts.optimization ?? 'all';
   const what = typeof model === 'string' ? model : (opts.source ?? 'ONNX model bytes');
   let id: string;

@@ -22,7 +22,7 @@ import { ExactPool } from './exact-pool.js';
 import { loadClassifier, type EngineChoice } from './models.js';
 import { expectFromCard, minMaxPerStamp, valueWarnings } from '../data/stamps.js';
 import { fitToStamps } from '../models/load.js';
-import { readCard } from '../models/model-dir.js';
+import { checkEngineChoice, readCard } from '../models/model-dir.js';
 import { ModelOutputError } from '../models/predictor-head.js';
 import {
   HttpError,
@@ -81,8 +81,7 @@ export interface ServeContext {
 
 /** Load the models (and dataset) once; every check that can fail does so here, before listening. */
 export async function loadServeContext(o: ServeOptions): Promise<ServeContext> {
-  const engine = o.engine ?? 'auto';
-  if (!['auto', 'onnx', 'tfjs'].includes(engine)) throw new UserError(`--engine must be auto, onnx or tfjs, got '${engine}'`);
+  const engine = checkEngineChoice(o.engine);
   const threads = o.threads ?? 1;
   const dataset = o.data ? await readDataset(o.data) : undefined;
   let predictor = await loadClassifier(o.classifier, { engine, threads });

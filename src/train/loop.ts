@@ -19,7 +19,7 @@ import { tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
 import { splitIndices, type Split } from '../data/split.js';
 import { Rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
-import { UserError } from '../util/errors.js';
+import { UserError, OptionError } from '../util/errors.js';
 import { Batcher, type TrainSet } from './batcher.js';
 import { dropoutLayers, installShardDropout, type ShardWindow } from './dropout.js';
 import { correctCount, lossTensor, lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
@@ -130,7 +130,8 @@ export function resolveWorkers(
   const env = process.env.OCCMAP_TRAIN_WORKERS;
   const asked = o.workers ?? (env !== undefined && env !== '' ? Number(env) : undefined);
   if (asked !== undefined && !(Number.isInteger(asked) && asked >= 1)) {
-    throw new UserError(`${o.workers !== undefined ? '--workers' : 'OCCMAP_TRAIN_WORKERS'} must be a positive integer, got ${o.workers ?? env}`);
+    if (o.workers !== undefined) throw new OptionError(['workers'], `must be a positive integer, got ${o.workers}`);
+    throw new UserError(`OCCMAP_TRAIN_WORKERS must be a positive integer, got ${env}`);
   }
   const auto = asked === undefined;
   let n = asked ?? availableCores();
@@ -228,13 +229,13 @@ async function makeStepper(model: LayersModel, data: TrainSet, trainCount: numbe
 function checkedSplit(data: TrainSet, o: LoopOptions): Split {
   const n = data.shape[0];
   const { epochs = 30, batchSize = 10, patience = 3 } = o;
-  if (!(Number.isInteger(epochs) && epochs >= 1)) throw new UserError(`--epochs must be a positive integer, got ${epochs}`);
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new UserError(`--batch-size must be a positive integer, got ${batchSize}`);
-  if (!(Number.isInteger(patience) && patience >= 1)) throw new UserError(`--patience must be a positive integer, got ${patience}`);
+  if (!(Number.isInteger(epochs) && epochs >= 1)) throw new OptionError(['epochs'], `must be a positive integer, got ${epochs}`);
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new OptionError(['batchSize'], `must be a positive integer, got ${batchSize}`);
+  if (!(Number.isInteger(patience) && patience >= 1)) throw new OptionError(['patience'], `must be a positive integer, got ${patience}`);
   if (data.y.length === 0 || n === 0) throw new UserError('no training data');
   const valFraction = o.valFraction ?? 0.25;
   if (!o.split && !(valFraction > 0 && valFraction < 1)) {
-    throw new UserError(`--val-fraction must be between 0 and 1 (exclusive), got ${valFraction}`);
+    throw new OptionError(['valFraction'], `must be between 0 and 1 (exclusive), got ${valFraction}`);
   }
   const split = o.split ?? splitIndices(n, valFraction, o.seed ?? 0, data.groups);
   if (split.val.length === 0 || split.train.length === 0) {
