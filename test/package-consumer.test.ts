@@ -34,6 +34,8 @@ let app: string;
 let onnxFile: string;
 /** The stamps with only the channel the classifier reads: a bare .onnx file does not say which. */
 let oneChannel: string;
+/** What `npm install <tarball>` printed on stderr (warnings at --loglevel=warn). */
+let installErr = '';
 
 /** The environment of a user's shell: none of the npm_* variables `npm test` passes down. */
 function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -73,7 +75,11 @@ before(async () => {
   app = path.join(work, 'app');
   mkdirSync(app);
   writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }, null, 2));
-  await npm(['install', tarball, `typescript@${installed('typescript')}`, `@types/node@${installed('@types/node')}`], app);
+  installErr = (await npm(['install', tarball, `typescript@${installed('typescript')}`, `@types/node@${installed('@types/node')}`], app)).err;
+});
+
+test('installing the tarball on Node 20 prints no engine or config warnings', () => {
+  assert.doesNotMatch(installErr, /EBADENGINE|Unknown (project|env|user|builtin) config/, installErr);
 });
 
 after(() => {
