@@ -75,10 +75,13 @@ for (const variant of ['expl', 'expl-raw'] as const) {
       const body = serializeNpy(fx.images.slice(i * H * W * C, (i + 1) * H * W * C), [H, W, C]);
       const r = await fetch(`${server.url}/explain?exact=1`, { method: 'POST', body: Buffer.from(body), headers: { 'content-type': 'application/octet-stream' } });
       assert.equal(r.status, 200);
-      const j = (await r.json()) as { estimate: { map: number[][] }; exact: { map: number[][] }; metrics: Record<string, number> };
+      const j = (await r.json()) as { estimate: { map: number[][] }; exact: { map: number[][]; raw?: number[][] }; metrics: Record<string, number> };
       const e1 = Float32Array.from(j.estimate.map.flat());
       const x1 = Float32Array.from(j.exact.map.flat());
-      const own = compareMaps({ data: e1, shape: [H, W] }, { data: x1, shape: [H, W] }, params).mean;
+      // As evaluate and explain: the exact map's importance order from its maps before the clip.
+      assert.equal(!!j.exact.raw, !!raw, 'the server returns the raw exact map when explain writes exact_raw');
+      const imp1 = j.exact.raw ? importanceOf(Float32Array.from(j.exact.raw.flat()), params.score) : undefined;
+      const own = compareMaps({ data: e1, shape: [H, W] }, { data: x1, shape: [H, W], importance: imp1 }, params).mean;
       for (const k of METRIC_NAMES) {
         const key = k === 'iou' ? 'iouTop10' : k;
         assert.equal(j.metrics[key], round6(own[k]), `server ${k}, stamp ${i}`);

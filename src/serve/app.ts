@@ -11,7 +11,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { readDataset, type Dataset } from '../data/dataset.js';
 import { loadExplainer, occlusionParamsOf, type Explainer } from '../explainer/estimate.js';
-import { compareMaps } from '../metrics/compare.js';
+import { compareMaps, importanceOf } from '../metrics/compare.js';
 import { heldOutLookup, holdoutOfCard, type CardLike } from '../data/holdout.js';
 import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { inferencesPerMap, type OcclusionParams } from '../occlusion/exact.js';
@@ -462,9 +462,13 @@ async function addExact(ctx: ServeContext, reply: FastifyReply, res: Record<stri
     reply.raw.off('close', onClose),
   );
   // The same metrics, computed the same way, as evaluate and explain --exact report.
-  const metrics = compareMaps({ data: est.map, shape: [h, w] }, { data: r.maps, shape: [h, w] }, { score: ctx.params.score, normalize: ctx.params.normalize }).mean;
+  // The exact map's importance order from its values before the seed's clip, as evaluate and explain --exact do.
+  const importance = r.raw ? importanceOf(r.raw, ctx.params.score) : undefined;
+  const metrics = compareMaps({ data: est.map, shape: [h, w] }, { data: r.maps, shape: [h, w], importance }, { score: ctx.params.score, normalize: ctx.params.normalize }).mean;
   res.exact = {
     map: toRows(r.maps, h, w),
+    // Before the seed's normalisation: the order the rank metrics use.
+    ...(r.raw ? { raw: toRows(r.raw, h, w) } : {}),
     target: { class: r.targets[0], source: target.source },
     inferences: r.inferences,
     engine: ctx.exact.engine,

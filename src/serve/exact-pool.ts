@@ -30,11 +30,13 @@ export interface ExactJob {
 
 export type FromExactWorker =
   | { type: 'ready'; engine: string; hash: string }
-  | { type: 'done'; id: number; maps: Float32Array; targets: Int32Array; baseProbs: Float32Array; inferences: number; ms: number }
+  | { type: 'done'; id: number; maps: Float32Array; raw?: Float32Array; targets: Int32Array; baseProbs: Float32Array; inferences: number; ms: number }
   | { type: 'error'; id: number; message: string; user: boolean };
 
 export interface ExactOutcome {
   maps: Float32Array;
+  /** The maps before normalisation (absent when not normalised): their order is the exact map's importance order. */
+  raw?: Float32Array;
   targets: Int32Array;
   baseProbs: Float32Array;
   inferences: number;
@@ -136,7 +138,7 @@ export class ExactPool {
     if (m.type === 'done') {
       const computeMs = m.ms;
       this.recentMs = [...this.recentMs.slice(-7), computeMs];
-      q.resolve({ maps: m.maps, targets: m.targets, baseProbs: m.baseProbs, inferences: m.inferences, computeMs, queueMs: (q.started ?? q.at) - q.at });
+      q.resolve({ maps: m.maps, raw: m.raw, targets: m.targets, baseProbs: m.baseProbs, inferences: m.inferences, computeMs, queueMs: (q.started ?? q.at) - q.at });
     } else {
       q.reject(m.user ? new HttpError(422, m.message) : new Error(m.message));
     }

@@ -41,8 +41,8 @@ if (port) {
       const r = await life.track(() => exactMaps(life.guard(predictor!), msg.images, msg.shape, msg.opts));
       const ms = performance.now() - t0;
       post(
-        { type: 'done', id: msg.id, maps: r.maps, targets: r.targets, baseProbs: r.baseProbs, inferences: r.inferences, ms },
-        [r.maps.buffer as ArrayBuffer, r.targets.buffer as ArrayBuffer, r.baseProbs.buffer as ArrayBuffer],
+        { type: 'done', id: msg.id, maps: r.maps, raw: r.raw !== r.maps ? r.raw : undefined, targets: r.targets, baseProbs: r.baseProbs, inferences: r.inferences, ms },
+        [r.maps.buffer as ArrayBuffer, ...(r.raw !== r.maps ? [r.raw.buffer as ArrayBuffer] : []), r.targets.buffer as ArrayBuffer, r.baseProbs.buffer as ArrayBuffer],
       );
     } catch (err) {
       if (life.isStopping) return; // the pool has failed this map already
