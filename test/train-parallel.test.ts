@@ -118,7 +118,7 @@ test('resolveWorkers: explicit counts, the auto threshold, batch cap, and backen
     assert.equal(resolveWorkers({}, model, 'wasm', { batchSize: 64, samples: 10 }, log), 2);
     process.env.OCCMAP_TRAIN_WORKERS = 'many';
     assert.throws(() => resolveWorkers({}, model, 'wasm', big, log), /OCCMAP_TRAIN_WORKERS must be a positive integer/);
-    assert.throws(() => resolveWorkers({ workers: 0 }, model, 'wasm', big, log), /--workers must be a positive integer/);
+    assert.throws(() => resolveWorkers({ workers: 0 }, model, 'wasm', big, log), /(^|: )workers must be a positive integer/);
     const bn = tfl.sequential({ layers: [tfl.layers.dense({ inputShape: [3], units: 2 }), tfl.layers.batchNormalization()] });
     assert.equal(resolveWorkers({ workers: 2 }, bn, 'wasm', big, log), 1);
     assert.match(lines.pop()!, /normalises over the batch/);
