@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serializeNpy } from '../src/data/npy.js';
+import { fits } from './stamp-fixtures.js';
 import { startServer, type RunningServer } from '../src/serve/app.js';
 import { C, H, W, makeServeFixtures, type ServeFixtures } from './serve-fixtures.js';
 
@@ -114,6 +115,10 @@ test('the page shows a stamp, its estimate and its exact map; keys and upload wo
     await page.waitForFunction(() => document.querySelector('#title')?.textContent?.includes('upload.npy'));
     await bothMaps();
     assert.equal(await page.locator('#channels .frame canvas').count(), 1);
+    // The same stamp as FITS: the page reads it with the CLI's stamp reader, bundled.
+    await page.setInputFiles('#file', { name: 'upload.fits', mimeType: 'application/fits', buffer: Buffer.from(fits(-32, [W, H], Array.from(one))) });
+    await page.waitForFunction(() => document.querySelector('#title')?.textContent?.includes('upload.fits'));
+    await bothMaps();
 
     // A bad upload shows the server's message, and the page goes on working.
     await page.setInputFiles('#file', { name: 'junk.npy', mimeType: 'application/octet-stream', buffer: Buffer.from('not an array') });

@@ -13,6 +13,10 @@ import { importantMask, outlinePath } from '../src/web/contour.js';
 import { computeView, newListState, type Row } from '../src/web/list.js';
 import { checkRange } from '../src/web/range.js';
 import { Rng } from '../src/util/rng.js';
+import { encode as encodePng } from 'fast-png';
+import { gzipSync } from 'fflate';
+import { readUpload } from '../src/web/upload.js';
+import { fits } from './stamp-fixtures.js';
 
 /** Total edge length of an outline path (its H/V runs). */
 function pathLength(d: string): number {
@@ -121,4 +125,25 @@ test('diverging: dark at the middle, blue below, orange above; colorOf reads the
   // The 256-entry table: the middle value lands on entry 128.
   assert.deepEqual(colorOf(0, -1, 1, 'diverging'), diverging(128 / 255));
   assert.deepEqual(diverging(Number.NaN), diverging(0.5));
+});
+
+test('page uploads go through the one stamp reader: 16-bit PNG exactly, FITS, .fits.gz, JSON; errors name the file', async () => {
+  const spec = { h: 4, w: 3, modelChannels: 1, datasetChannels: 4 };
+  const v16 = Uint16Array.from({ length: 12 }, (_, i) => i * 5000 + 1);
+  const png = encodePng({ width: 3, height: 4, data: v16, depth: 16, channels: 1 });
+  const up = await readUpload('s16.png', png, spec);
+  assert.deepEqual([up.h, up.w, up.c, up.kind], [4, 3, 1, 'model']);
+  for (let i = 0; i < 12; i++) assert.ok(Math.abs(up.image[i] - v16[i] / 65535) < 1e-7, `pixel ${i}: ${up.image[i]} vs ${v16[i] / 65535}`);
+  const vals = Array.from({ length: 12 }, (_, i) => i / 12);
+  const f = fits(-32, [3, 4], vals);
+  for (const [name, bytes] of [['s.fits', f], ['s.fits.gz', gzipSync(f)]] as const) {
+    const u = await readUpload(name, bytes, spec);
+    assert.deepEqual([u.h, u.w, u.c], [4, 3, 1], name);
+    for (let i = 0; i < 12; i++) assert.ok(Math.abs(u.image[i] - vals[i]) < 1e-7, `${name} pixel ${i}`);
+  }
+  const rows = [[0, 0.1, 0.2], [0.3, 0.4, 0.5], [0.6, 0.7, 0.8], [0.9, 1, 0.5]];
+  const j = await readUpload('s.json', new TextEncoder().encode(JSON.stringify(rows)), spec);
+  assert.deepEqual(Array.from(j.image, (x) => Math.round(x * 10) / 10), rows.flat());
+  await assert.rejects(readUpload('junk.npy', new TextEncoder().encode('not an array'), spec), /^Error: junk\.npy: /);
+  await assert.rejects(readUpload('big.png', encodePng({ width: 30, height: 30, data: new Uint8Array(900), depth: 8, channels: 1 }), spec), /^Error: big\.png: .*30x30/);
 });

@@ -74,6 +74,27 @@ export function stampFromArray(data: Float32Array, shape: readonly number[], spe
   return single(st, shape, what);
 }
 
+/**
+ * A single stamp from a file's bytes, in every format the CLI reads (.npy, PNG up to 16 bits,
+ * FITS and .fits.gz, JSON), told apart by name and magic bytes: the page's uploads.
+ */
+export function stampFromFile(bytes: Uint8Array, name: string, spec: Pick<StampSpec, 'h' | 'w'>): Stamp {
+  let st;
+  try {
+    st = readStampBytes(bytes, name);
+    if (st.shape[1] !== spec.h || st.shape[2] !== spec.w) {
+      try {
+        st = readStampBytes(bytes, name, { expect: { h: spec.h, w: spec.w } });
+      } catch {
+        // keep the first reading: checkStamp explains the mismatch
+      }
+    }
+  } catch (err) {
+    throw httpOf(err, 'the file');
+  }
+  return single(st, st.shape, 'the file');
+}
+
 function single(st: Stamps, shape: readonly number[], what: string): Stamp {
   const [n, h, w, c] = st.shape;
   if (n !== 1) throw bad(`${what} has shape (${shape.join(',')}): one stamp per request, expected (H,W), (H,W,C) or (1,H,W,C)`);
