@@ -36,6 +36,7 @@ export interface TrainClassifierCliOptions {
   limit?: string;
   backend: string;
   workers?: string;
+  checkpoint?: string;
   keepLast?: boolean;
   force?: boolean;
   quiet?: boolean;
@@ -61,6 +62,7 @@ export async function runTrainClassifier(o: TrainClassifierCliOptions): Promise<
     subset: o.subset !== undefined ? int('--subset', o.subset, 2) : undefined,
     restoreBest: !o.keepLast,
     workers: o.workers !== undefined ? int('--workers', o.workers, 1) : undefined,
+    checkpoint: o.checkpoint,
     backend: choice('--backend', o.backend, ['auto', 'wasm', 'cpu'] as const),
     command: ['occmap', ...process.argv.slice(2)].join(' '),
     quiet: !!o.quiet,
@@ -97,6 +99,7 @@ export function registerTrainClassifier(program: Command): void {
     .option('--subset <n>', 'train on a seeded random subset of N stamps, for quick runs')
     .addOption(new Option('--limit <n>').hideHelp())
     .option('--backend <name>', 'auto | wasm | cpu', 'auto')
+    .option('--checkpoint <dir>', 'save the training state after every epoch in DIR; the same command again resumes from it after a crash (DIR is removed once the model is saved)')
     .option('--workers <n>', 'training threads: data-parallel model replicas, gradients summed every step (default: every core for jobs large enough; 1: no worker threads; env OCCMAP_TRAIN_WORKERS)')
     .option('--keep-last', "keep the last epoch's weights (Keras' default) instead of the best val_loss epoch's")
     .option('--force', 'replace an existing non-empty output directory')

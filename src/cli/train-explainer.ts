@@ -61,6 +61,7 @@ export interface TrainExplainerCliOptions {
   limit?: string;
   backend: string;
   workers?: string;
+  checkpoint?: string;
   keepLast?: boolean;
   force?: boolean;
   quiet?: boolean;
@@ -102,6 +103,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     backend: choice('--backend', o.backend, ['auto', 'wasm', 'cpu'] as const) as BackendChoice,
     restoreBest: !o.keepLast,
     workers: o.workers !== undefined ? int('--workers', o.workers, 1) : undefined,
+    checkpoint: o.checkpoint,
     force: o.force,
     quiet: o.quiet,
     command: ['occmap', ...process.argv.slice(2)].join(' '),
@@ -151,6 +153,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--subset <n>', 'train on a seeded random subset of N maps, for quick runs')
     .addOption(new Option('--limit <n>').hideHelp())
     .option('--backend <name>', 'auto | wasm | cpu', 'auto')
+    .option('--checkpoint <dir>', 'save the training state after every epoch in DIR; the same command again resumes from it after a crash (DIR is removed once the model is saved)')
     .option('--workers <n>', 'training threads: data-parallel model replicas, gradients summed every step (default: every core for jobs large enough; 1: no worker threads; env OCCMAP_TRAIN_WORKERS)')
     .option('--keep-last', "keep the last epoch's weights instead of the best val_loss epoch's")
     .option('--force', 'replace an existing non-empty output directory')

@@ -119,6 +119,11 @@ export interface TrainExplainerOptions {
   backend?: BackendChoice;
   /** Training threads (see LoopOptions.workers). */
   workers?: number;
+  /**
+   * A directory for the training state after every epoch: a rerun with the same options resumes
+   * from it after a crash (ensemble members in member-K/). Removed once the model is saved.
+   */
+  checkpoint?: string;
   force?: boolean;
   quiet?: boolean;
   log?: (line: string) => void;
@@ -621,6 +626,7 @@ async function trainMember(j: MemberJob, k: number): Promise<{ result: TrainResu
       restoreBest: o.restoreBest,
       quiet: o.quiet,
       workers: o.workers,
+      checkpoint: o.checkpoint && (st.K > 1 ? path.join(o.checkpoint, `member-${k}`) : o.checkpoint),
       log: (line) => j.log(prefix + line),
       onEpoch: (e) => {
         progress.tick();
@@ -731,6 +737,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
       await addFusedEstimate(staged, card, { classifier: o.classifier, classifierHash: p.classifierHash, p, condition: st.condition, members }, log);
     }
     if (staged) installStaged(staged, o.out!, o.force ?? false);
+    if (staged && o.checkpoint) rmSync(o.checkpoint, { recursive: true, force: true });
     return { card, results: done.map((d) => d.result), seconds: (performance.now() - t0) / 1000, holdout: hs.holdout, ...(staged ? {} : { models }) };
   } catch (err) {
     for (const m of models) m.dispose();

@@ -46,6 +46,11 @@ export interface TrainClassifierOptions {
   backend?: BackendChoice;
   /** Training threads (see LoopOptions.workers). */
   workers?: number;
+  /**
+   * A directory for the training state after every epoch: a rerun with the same options resumes
+   * from it after a crash. Removed once the model is saved.
+   */
+  checkpoint?: string;
   /** Recorded in the card. */
   command?: string;
   /** No within-epoch progress from the training loop (default true for library calls). */
@@ -210,6 +215,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
     restoreBest: o.restoreBest ?? true,
     quiet: o.quiet ?? true,
     workers: o.workers,
+    checkpoint: o.checkpoint,
     log,
   };
   let holdout: Holdout | undefined;
@@ -246,6 +252,7 @@ export async function trainClassifier(o: TrainClassifierOptions): Promise<TrainC
       // in the same staged directory, and card.json records every file's sha256.
       const saved = await saveModelDir(trained.model, o.out, card, { force: o.force, onnx: true });
       Object.assign(card, saved.card);
+      if (o.checkpoint) rmSync(o.checkpoint, { recursive: true, force: true });
     }
     return { ...trained, card, holdout: holdout!, seconds };
   } catch (err) {

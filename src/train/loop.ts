@@ -26,6 +26,7 @@ import { correctCount, lossTensor, lossView, makeOptimizer, type LossName, type 
 import { availableCores, emptyTiming, parallelBlocker, ReplicaPool, type MainContext, type StepTiming } from './parallel.js';
 import { threadTime, threadTimeSince } from './thread-time.js';
 import { evalSums } from './replica.js';
+import { loadCheckpoint, saveCheckpoint, type Fingerprint, type LoopState } from './checkpoint.js';
 
 export { lossTensor, lossView, type LossName, type OptimizerName } from './objective.js';
 export type { TrainSet } from './batcher.js';
@@ -58,6 +59,11 @@ export interface LoopOptions {
    * workers. 1: this thread only. Results repeat exactly for a given seed and worker count.
    */
   workers?: number;
+  /**
+   * A directory for the training state after every epoch (src/train/checkpoint.ts): when it
+   * holds a checkpoint of this training, the run resumes from it instead of starting over.
+   */
+  checkpoint?: string;
 }
 
 export interface EpochRecord {
@@ -282,17 +288,16 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
   const workers = resolveWorkers(o, model, backend, { batchSize, samples: epochs * split.train.length }, log);
   const label = workers > 1 ? `${backend} x${workers} threads` : backend;
 
-  const history: EpochRecord[] = [];
-  let best = Infinity;
-  let bestEpoch = 0;
+  const s: LoopState = { epoch: 0, history: [], best: Infinity, bestEpoch: 0, wait: 0, stopped: false };
+  const history = s.history;
   let bestWeights: tf.Tensor[] | null = null;
-  let wait = 0;
-  let stoppedEarly = false;
   const order = split.train.slice();
   let stepper: Stepper | null = null;
+  const fp: Fingerprint = { weights: model.getWeights().map((t) => t.shape), train: split.train.length, val: split.val.length, seed, batchSize, loss: o.loss, optimizer: o.optimizer ?? 'adam', lr: o.lr ?? null, patience, workers };
   try {
+    if (o.checkpoint) bestWeights = await resume(o.checkpoint, fp, s, model, ctx, log, (n) => replayStreams(n, order, batchSize, shuffleRng, dropRng, drops.length));
     stepper = await makeStepper(model, data, order.length, split.val, ctx, workers, o);
-    for (let epoch = 1; epoch <= epochs; epoch++) {
+    for (let epoch = s.epoch + 1; epoch <= epochs && !s.stopped; epoch++) {
       const te = performance.now();
       shuffleRng.shuffle(order);
       stepper.startEpoch(order);
@@ -324,22 +329,23 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
         throw new UserError(`training diverged at epoch ${epoch} (loss ${rec.loss}, val_loss ${rec.valLoss}); try a lower --lr`);
       }
       history.push(rec);
-      const improved = rec.valLoss < best;
+      const improved = rec.valLoss < s.best;
       log(formatEpoch(rec, epochs, label, improved));
       o.onEpoch?.(rec);
+      s.epoch = epoch;
       if (improved) {
-        best = rec.valLoss;
-        bestEpoch = epoch;
-        wait = 0;
+        s.best = rec.valLoss;
+        s.bestEpoch = epoch;
+        s.wait = 0;
         if (restoreBest) {
           bestWeights?.forEach((t) => t.dispose());
           bestWeights = model.getWeights().map((t) => t.clone());
         }
-      } else if (++wait >= patience) {
-        stoppedEarly = epoch < epochs;
-        break;
-      }
+      } else if (++s.wait >= patience) s.stopped = true;
+      if (o.checkpoint) await saveCheckpoint(o.checkpoint, fp, s, model.getWeights(), bestWeights, workers === 1 ? await ctx.optimizer.getWeights() : null);
     }
+    const stoppedEarly = s.stopped && s.epoch < epochs;
+    const bestEpoch = s.bestEpoch;
     let weights: 'best' | 'last' = 'last';
     if (restoreBest && bestWeights && bestEpoch !== history.length) {
       model.setWeights(bestWeights);
@@ -369,4 +375,45 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
     drops.forEach((d, i) => (d.seed = savedDropSeeds[i]));
     ctx.optimizer.dispose();
   }
+}
+
+/** The seeded shuffles and dropout seeds of `epochs` epochs, drawn and dropped: where a checkpoint left them. */
+function replayStreams(epochs: number, order: number[], batchSize: number, shuffleRng: Rng, dropRng: Rng, drops: number): void {
+  for (let e = 0; e < epochs; e++) {
+    shuffleRng.shuffle(order);
+    for (let from = 0; from < order.length; from += batchSize) for (let d = 0; d < drops; d++) dropRng.int(2 ** 31);
+  }
+}
+
+/**
+ * Load the checkpoint in `dir` into the model, the optimiser (single-thread runs: worker
+ * replicas start their optimisers afresh, so the main one does too) and `s`, and replay the
+ * seeded streams past its epochs; returns the best epoch's weights. No checkpoint: no change.
+ */
+async function resume(
+  dir: string,
+  fp: Fingerprint,
+  s: LoopState,
+  model: LayersModel,
+  ctx: MainContext,
+  log: (line: string) => void,
+  replay: (epochs: number) => void,
+): Promise<tf.Tensor[] | null> {
+  const r = loadCheckpoint(dir, fp);
+  if (!r) return null;
+  replay(r.state.epoch);
+  model.setWeights(r.weights);
+  r.weights.forEach((t) => t.dispose());
+  if (r.optimizer) {
+    await ctx.optimizer.setWeights(r.optimizer);
+    r.optimizer.forEach((n) => n.tensor.dispose());
+  }
+  Object.assign(s, { ...r.state, history: s.history });
+  s.history.push(...r.state.history);
+  log(
+    `resuming from ${dir}: ${s.epoch} epoch(s) done (best ${s.bestEpoch}, val_loss ${s.best.toPrecision(4)})` +
+      (r.optimizer ? '' : '; the optimiser state restarts (worker replicas)') +
+      (s.stopped ? '; early stopping had ended it' : ''),
+  );
+  return r.bestWeights;
 }
