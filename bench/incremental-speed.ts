@@ -112,15 +112,20 @@ function callsOf(p: IncrementalPredictor, g: Geometry, tau?: number): number {
 
 const rate = (c: Contender): number => c.maps / c.secs;
 
-function profileOf(stages: StageProfile[], base: number, scatter: number, maps: number, totalMs: number): IncrementalBenchResult['profile'] {
+/**
+ * Wall milliseconds per map by part. Lanes run the stages at once, each on its share of the
+ * items: a stage's time is its thread time over the lanes (its share of the wall time when
+ * the lanes stay busy alike), its GFLOP/s the rate of one lane's thread.
+ */
+function profileOf(stages: StageProfile[], base: number, scatter: number, maps: number, totalMs: number, lanes: number): IncrementalBenchResult['profile'] {
   const rows: IncrementalBenchResult['profile'] = [];
   const add = (part: string, ms: number, flops?: number): void => {
-    rows.push({ part, msPerMap: ms / maps, share: ms / totalMs, ...(flops ? { gflops: flops / (ms / 1000) / 1e9 } : {}) });
+    rows.push({ part, msPerMap: ms / maps, share: ms / totalMs, ...(flops ? { gflops: flops / lanes / (ms / 1000) / 1e9 } : {}) });
   };
   add('unoccluded pass (ORT)', base);
   for (const s of stages) {
-    add(`${s.name} ${s.mode} (ORT)`, s.runMs, s.flops);
-    add(`${s.name} gather (JS)`, s.gatherMs);
+    add(`${s.name} ${s.mode} (ORT)`, s.runMs / lanes, s.flops);
+    add(`${s.name} gather (JS)`, s.gatherMs / lanes);
   }
   add('scatter (JS)', scatter);
   const known = rows.reduce((a, r) => a + r.msPerMap * maps, 0);
@@ -146,7 +151,7 @@ const mf = (f: number): string => `${(f / 1e6).toFixed(0)} MFLOP`;
 /** Each variant raced against the full engine; figures are ratios to it from the same race. */
 async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult, x: SweepCtx): Promise<void> {
   const { net, coverage, log } = x;
-  const variants: { kind: 'switch' | 'groups' | 'approx' | 'other'; label: string; opts: IncrementalOptions; coverage?: number; fullFrom?: string; groups?: number; tau?: number }[] = [];
+  const variants: { kind: 'switch' | 'groups' | 'approx' | 'other'; label: string; opts: IncrementalOptions & { lanes?: number }; coverage?: number; fullFrom?: string; groups?: number; tau?: number }[] = [];
   for (let s = 0; s <= net.stages.length; s++) {
     // a threshold just at stage s's share (or above every share: windows to the end)
     const threshold = s < net.stages.length ? coverage[s] : 2;
@@ -157,6 +162,7 @@ async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult
   for (const groups of [1, 2, 3, 4, 6]) variants.push({ kind: 'groups', label: `${groups} groups per axis`, opts: { groups }, groups });
   variants.push({ kind: 'other', label: 'no pool fusion', opts: { fusePools: false } });
   for (const chunk of [256, 1024, 2048]) variants.push({ kind: 'other', label: `chunk ${chunk}`, opts: { chunk } });
+  for (const lanes of [1, 2]) if (lanes <= x.threads) variants.push({ kind: 'other', label: lanes === 1 ? `1 lane x ${x.threads} threads` : `${lanes} lanes x ${Math.floor(x.threads / lanes)} thread`, opts: { lanes } });
   for (const tau of [0.6, 0.4, 0.25]) variants.push({ kind: 'approx', label: `approx tau ${tau}`, opts: {}, tau });
   for (const kind of ['switch', 'groups', 'other', 'approx'] as const) {
     const vs = variants.filter((v) => v.kind === kind);
@@ -169,7 +175,7 @@ async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult
         switch: "  switch to full computation at each stage (Krypton's rule; largest window's share of that stage's output), raced with the full engine:",
         groups: '  window sizes per axis and stage (block sizes over all steps: fewer FLOPs, more and smaller calls), raced with the full engine:',
         approx: '  approximate (projective-field threshold tau), raced with the full engine; error against exact maps of the same stamps:',
-        other: `  other settings (default: pool fusion on, chunk ${DEFAULT_CHUNK}), raced with the full engine:`,
+        other: `  other settings (default: pool fusion on, chunk ${DEFAULT_CHUNK}, lanes: all threads), raced with the full engine:`,
       }[kind],
     );
     const exact = kind === 'approx' ? await exactMaps(x.full, x.images, [x.stamps, 21, 21, 1], { ...x.params, normalize: 'none' }) : undefined;
@@ -237,13 +243,13 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
       ratio: ir.mapsPerSec / fr.mapsPerSec,
       flopRatio: fullFlops / incFlops,
       maxAbsDiff,
-      profile: profileOf(st.stages, st.baseMs, st.scatterMs, st.maps, ti.secs * 1000),
+      profile: profileOf(st.stages, st.baseMs, st.scatterMs, st.maps, ti.secs * 1000, st.lanes),
     };
     log(`exact maps, seed classifier ${o.activation ?? 'relu'}, ${perMap - 1} positions, ${threads} thread(s), ${stamps} maps per call`);
     log(`  full engine        ${fr.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(fr.flopsPerMap).padStart(11)}/map  ${fr.gflops.toFixed(1)} GFLOP/s  (${fr.engine})`);
     log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full; ${ir.calls} block sizes over all steps)`);
     log(`  incremental / full: ${result.ratio.toFixed(2)}x maps/s (FLOP ratio ${result.flopRatio.toFixed(2)}x); max |map difference| ${maxAbsDiff.toExponential(1)}`);
-    log('  where the incremental engine\'s time goes (ms per map, share):');
+    log(`  where the incremental engine's time goes (ms per map, share${st.lanes > 1 ? `; stages: thread time / ${st.lanes} lanes running at once, GFLOP/s per lane thread` : ''}):`);
     for (const p of result.profile) log(`    ${p.part.padEnd(34)} ${p.msPerMap.toFixed(2).padStart(7)} ms  ${(100 * p.share).toFixed(1).padStart(5)}%${p.gflops ? `  ${p.gflops.toFixed(0)} GFLOP/s` : ''}`);
     inc.dispose();
 

@@ -14,6 +14,7 @@ import { modelToOnnx } from '../src/models/to-onnx.js';
 import { loadModel } from '../src/models/load.js';
 import { exactMaps, SEED_PARAMS, type ExactOptions } from '../src/occlusion/exact.js';
 import { incrementalPredictorFor, type IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
+import { laneItems } from '../src/occlusion/incremental.js';
 import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { Rng } from '../src/util/rng.js';
@@ -132,7 +133,9 @@ test('incremental maps equal the full engine\'s (< 1e-5) on four model shapes', 
       const images = Float32Array.from({ length: n * h * w * ch }, () => rng.next() * 2 - 1);
       const opts: ExactOptions = { ...SEED_PARAMS, ...c.opts, batchSize: 2 * 700 };
       const full = await fullEngine(model, dir, `m${ci}`);
-      const r = incrementalPredictorFor(model, { hash: 'test', threads: 2 });
+      // one lane on 2 intra-op threads, and 2 or 3 lanes (worker threads) sharing the items
+      const lanes = ci === 0 ? 1 : 2 + (ci % 2);
+      const r = incrementalPredictorFor(model, { hash: 'test', threads: Math.max(2, lanes), lanes });
       assert.ok('predictor' in r, `${c.name}: ${'unsupported' in r ? r.unsupported : ''}`);
       const inc = (r as { predictor: IncrementalPredictor }).predictor;
       try {
@@ -148,6 +151,7 @@ test('incremental maps equal the full engine\'s (< 1e-5) on four model shapes', 
         assert.equal(got.inferences, want.inferences);
         // the windows really were used: positions recomputed, and at least one stage on windows
         assert.ok(inc.stats.items > 0 && inc.stats.stages.some((st) => st.mode.startsWith('window')), c.name);
+        assert.equal(inc.stats.lanes, lanes, c.name);
         // plain predictions agree too
         const p1 = await inc.predict(images, n);
         const p2 = await full.predict(images, n);
@@ -160,6 +164,21 @@ test('incremental maps equal the full engine\'s (< 1e-5) on four model shapes', 
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('lanes split every map\'s items into disjoint shares covering them all', () => {
+  for (const [n, nActive, lanes] of [[1, 7, 1], [3, 10, 2], [2, 5, 3], [2, 2, 3]]) {
+    const seen = new Int32Array(n * nActive);
+    for (let lane = 0; lane < lanes; lane++) {
+      const ids = laneItems(n, nActive, lane, lanes);
+      for (let t = 1; t < ids.length; t++) assert.ok(ids[t] > ids[t - 1], 'ascending');
+      for (const id of ids) {
+        assert.equal((id % nActive) % lanes, lane);
+        seen[id]++;
+      }
+    }
+    assert.ok(seen.every((v) => v === 1), `n ${n} active ${nActive} lanes ${lanes}`);
   }
 });
 

@@ -8,6 +8,15 @@ import type { Predictor } from '../models/predictor.js';
 /** Engine name of the incremental engine in shard identities and outputs (thread count stripped there). */
 export const INCREMENTAL_ENGINE = 'onnxruntime-incremental';
 
+/**
+ * An engine's name without its thread count ("(2 threads)", "(2 lanes x 1 thread)"): ORT
+ * gave bit-identical maps whatever the threads, and a resume with another worker count
+ * (hence threads per copy) must find its shards.
+ */
+export function engineWithoutThreads(engine: string): string {
+  return engine.replace(/\s*\((?:\d+ lanes x )?\d+ threads?\)$/, '');
+}
+
 const notes = new WeakMap<Predictor, string>();
 
 /** Why `p` runs on the full engine although the incremental one was asked for, if it does. */

@@ -22,29 +22,31 @@ export class OrtNetExecutor implements NetExecutor {
   constructor(
     readonly net: Net,
     readonly threads: number,
+    /** Threads of the whole-image session (unoccluded pass, predict): the other lanes wait for it. */
+    readonly baseThreads = threads,
   ) {
     this.shapes = netShapes(net);
   }
 
-  private session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
+  private session(key: string, build: () => Uint8Array, threads = this.threads): Promise<ort.InferenceSession> {
     if (this.disposed) throw new Error('incremental engine used after dispose()');
     let s = this.sessions.get(key);
     if (!s) {
-      s = createOnnxSession(build(), { threads: this.threads, cache: false, spinning: false, source: `incremental engine graph ${key}` });
+      s = createOnnxSession(build(), { threads, cache: false, spinning: false, source: `incremental engine graph ${key}` });
       this.sessions.set(key, s);
     }
     return s;
   }
 
   async base(x: Float32Array, n: number): Promise<{ inputs: Float32Array[]; tail: Float32Array; probs: Float32Array }> {
-    const s = await this.session('base', () => baseGraph(this.net));
+    const s = await this.session('base', () => baseGraph(this.net), this.baseThreads);
     const out = await runOnnxOutputs(s, [{ name: 'x', data: own(x), shape: [...this.net.input] }], n);
     return { inputs: this.net.stages.map((_, i) => out[`in${i}`]), tail: out.tail, probs: out.probs };
   }
 
   /** Just the model outputs of n images (the Predictor's predict). */
   async probs(x: Float32Array, n: number, batchSize: number): Promise<Float32Array> {
-    const s = await this.session('base', () => baseGraph(this.net));
+    const s = await this.session('base', () => baseGraph(this.net), this.baseThreads);
     return (await runOnnxBatched(s, [{ name: 'x', data: own(x), shape: [...this.net.input] }], n, { batchSize, output: 'probs' })).data;
   }
 

@@ -12,6 +12,7 @@ import type { Geometry } from './geometry.js';
 import type { OcclusionScorer } from './exact.js';
 import { IncrementalEngine, type IncrementalOptions, type IncrementalStats } from './incremental.js';
 import { OrtNetExecutor } from './incremental-ort.js';
+import { lanesAvailable, WorkerLane } from './incremental-lanes.js';
 import { netFromModel } from './net-from-tfjs.js';
 import { INCREMENTAL_ENGINE } from './incremental-engine-name.js';
 import type { Net } from './net.js';
@@ -19,8 +20,14 @@ import type { Net } from './net.js';
 export { INCREMENTAL_ENGINE };
 
 export interface IncrementalPredictorOptions extends IncrementalOptions {
-  /** ONNX Runtime intra-op threads; default: the machine's cores. */
+  /** Threads in all; default: the machine's cores. */
   threads?: number;
+  /**
+   * Threads computing a share of each call's items at once, each on single-threaded sessions
+   * (of `threads`; incremental-lanes.ts). Default: all of them where onnxruntime-node runs,
+   * else 1 (one lane on `threads` intra-op threads).
+   */
+  lanes?: number;
   /** Images per predict() call. */
   batchSize?: number;
   hash: string;
@@ -37,19 +44,25 @@ export class IncrementalPredictor implements Predictor, OcclusionScorer {
   readonly channels?: number[];
   readonly engineCore: IncrementalEngine;
   private readonly exec: OrtNetExecutor;
+  private readonly lanes: WorkerLane[];
 
   constructor(
     readonly net: Net,
     private readonly opts: IncrementalPredictorOptions,
   ) {
     const threads = opts.threads ?? defaultThreads();
-    this.exec = new OrtNetExecutor(net, threads);
-    this.engineCore = new IncrementalEngine(net, this.exec, opts);
+    const lanes = Math.max(1, Math.min(threads, opts.lanes ?? (lanesAvailable() ? threads : 1)));
+    const perLane = Math.max(1, Math.floor(threads / lanes));
+    const engineOpts: IncrementalOptions = { fullThreshold: opts.fullThreshold, fusePools: opts.fusePools, groups: opts.groups, chunk: opts.chunk };
+    this.exec = new OrtNetExecutor(net, perLane, threads);
+    this.lanes = Array.from({ length: lanes - 1 }, () => new WorkerLane({ net, opts: engineOpts, threads: perLane }));
+    this.engineCore = new IncrementalEngine(net, this.exec, engineOpts, this.lanes);
     this.inputShape = net.input;
     this.numClasses = net.numClasses;
     this.hash = opts.hash;
     this.channels = opts.channels;
-    this.engine = `${INCREMENTAL_ENGINE} (${threads} thread${threads === 1 ? '' : 's'})`;
+    const th = (t: number): string => `${t} thread${t === 1 ? '' : 's'}`;
+    this.engine = `${INCREMENTAL_ENGINE} (${lanes > 1 ? `${lanes} lanes x ${th(perLane)}` : th(threads)})`;
   }
 
   private finish(raw: Float32Array, n: number): Float32Array {
@@ -77,6 +90,7 @@ export class IncrementalPredictor implements Predictor, OcclusionScorer {
   }
 
   dispose(): void {
+    for (const l of this.lanes) l.dispose();
     this.exec.dispose();
   }
 }

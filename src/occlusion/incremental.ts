@@ -74,7 +74,44 @@ export interface IncrementalStats {
   scatterMs: number;
   /** FLOPs actually computed: unoccluded passes, windows and full stages. */
   flops: number;
+  /** Threads running items at once; stage times are summed over them (thread milliseconds). */
+  lanes: number;
   stages: StageProfile[];
+}
+
+/** What a lane gives back: its items' probabilities (laneItems order) and its own times. */
+export interface LaneResult {
+  probs: Float32Array;
+  stages: StageProfile[];
+}
+
+/** One lane's work: the share `lane` of `lanes` of n maps' items, on the stored unoccluded inputs. */
+export interface LaneRequest {
+  g: Geometry;
+  tau?: number;
+  n: number;
+  /** Each stage's padded input, then the tail's, of the n maps (the unoccluded pass). */
+  planes: Float32Array[];
+  fills: Float32Array;
+  lane: number;
+  lanes: number;
+}
+
+/** Another thread running the same engine on its share of the items (incremental-lanes.ts). */
+export interface RemoteLane {
+  run(req: LaneRequest): Promise<LaneResult>;
+  dispose(): void;
+}
+
+/**
+ * Lane `lane` of `lanes`: items (map * nActive + active position) of every map whose active
+ * position index is `lane` modulo `lanes`; neighbouring positions cost alike, so lanes balance.
+ */
+export function laneItems(n: number, nActive: number, lane: number, lanes: number): Int32Array {
+  const per = Math.floor(nActive / lanes) + (lane < nActive % lanes ? 1 : 0);
+  const ids = new Int32Array(n * per);
+  for (let i = 0, t = 0; i < n; i++) for (let a = lane; a < nActive; a += lanes) ids[t++] = i * nActive + a;
+  return ids;
 }
 
 /** Windowed stages first..last computed by one executor call (a convolution and the pooling fused into it). */
@@ -101,7 +138,7 @@ interface StepLayout extends Step {
   flops: Float64Array;
 }
 
-interface Layout {
+export interface Layout {
   plan: WindowPlan;
   steps: StepLayout[];
   /** Patch rectangle of each active position in stage 0's padded input (or the tail's). */
@@ -132,6 +169,8 @@ export class IncrementalEngine {
     readonly net: Net,
     readonly exec: NetExecutor,
     opts: IncrementalOptions = {},
+    /** Other threads sharing each call's items (none: this thread does all). */
+    private readonly lanes: RemoteLane[] = [],
   ) {
     this.shapes = netShapes(net);
     this.threshold = opts.fullThreshold ?? DEFAULT_FULL_THRESHOLD;
@@ -152,7 +191,7 @@ export class IncrementalEngine {
   }
 
   private emptyStats(): IncrementalStats {
-    return { maps: 0, items: 0, baseMs: 0, scatterMs: 0, flops: 0, stages: [] };
+    return { maps: 0, items: 0, baseMs: 0, scatterMs: 0, flops: 0, lanes: this.lanes.length + 1, stages: [] };
   }
 
   resetStats(): void {
@@ -266,6 +305,8 @@ export class IncrementalEngine {
    * Probabilities for n maps in exactMaps' group layout: (n, positions + 1, classes), item 0
    * of each map the unoccluded image, item j the patch at position j - 1. `x` holds n model
    * input images (NHWC), `fills` n x C fill values. `tau`: approximate (planWindows).
+   * With lanes, the items are split between this thread and the lanes' threads (each item's
+   * windows depend on its own chain only), all running at once.
    */
   async occlusionProbs(x: Float32Array, n: number, g: Geometry, fills: Float32Array, tau?: number): Promise<Float32Array> {
     const l = this.layout(g, tau);
@@ -275,6 +316,14 @@ export class IncrementalEngine {
     let t0 = performance.now();
     const base = await this.exec.base(x, n);
     this.stats.baseMs += performance.now() - t0;
+    const stored = [...base.inputs, base.tail];
+    const nLanes = this.lanes.length + 1;
+    // Remote lanes start first: this thread's own lane blocks its event loop in each session run.
+    const remote = this.lanes.map((lane, j) => lane.run({ g, tau, n, planes: stored, fills, lane: j + 1, lanes: nLanes }));
+    const own = this.runLane(l, stored, fills, n, 0, nLanes);
+    // Never leave a lane running behind a failure: wait for all before throwing.
+    const parts = await Promise.allSettled([own, ...remote]);
+    for (const p of parts) if (p.status === 'rejected') throw p.reason;
     t0 = performance.now();
     const out = new Float32Array(n * perMap * k);
     // Positions whose change never reaches the output score as the unoccluded image.
@@ -282,41 +331,65 @@ export class IncrementalEngine {
       const b = base.probs.subarray(i * k, (i + 1) * k);
       for (let j = 0; j < perMap; j++) out.set(b, (i * perMap + j) * k);
     }
-    this.stats.scatterMs += performance.now() - t0;
-    const planes: Plane[] = this.shapes.stages.map((s, i) => ({ data: base.inputs[i], h: s.inShape[0], w: s.inShape[1], c: s.inShape[2] }));
-    const ti = this.shapes.tailInput;
-    planes.push({ data: base.tail, h: ti.h, w: ti.w, c: ti.c });
     const prof = this.profile(l);
-    // Step by step over all items (item = map * nActive + active position), one call per block size and chunk.
-    const items = n * nActive;
-    const state: ItemState = { data: new Array<Float32Array>(items), off: new Int32Array(items) };
+    parts.forEach((p, lane) => {
+      const { probs, stages } = (p as PromiseFulfilledResult<LaneResult>).value;
+      const items = laneItems(n, nActive, lane, nLanes);
+      items.forEach((item, t) => {
+        const i = Math.floor(item / nActive);
+        out.set(probs.subarray(t * k, (t + 1) * k), (i * perMap + l.plan.active[item % nActive] + 1) * k);
+      });
+      if (lane > 0) {
+        stages.forEach((s, j) => {
+          prof[j].runMs += s.runMs;
+          prof[j].gatherMs += s.gatherMs;
+          prof[j].flops += s.flops;
+        });
+      }
+    });
+    this.stats.scatterMs += performance.now() - t0;
+    this.stats.maps += n;
+    this.stats.items += n * nActive;
+    this.stats.flops += n * this.flopsPerMap(g, tau);
+    this.stats.lanes = nLanes;
+    return out;
+  }
+
+  /**
+   * One lane's share of n maps' items (laneItems): every windowed step, then the full stages
+   * and the tail, on the stored unoccluded inputs `stored` (each stage's, then the tail's).
+   * Returns the items' probabilities in laneItems order; adds its times to this engine's stats.
+   */
+  async runLane(l: Layout, stored: Float32Array[], fills: Float32Array, n: number, lane: number, lanes: number): Promise<LaneResult> {
+    const k = this.net.numClasses;
+    const nActive = l.plan.active.length;
+    const planes: Plane[] = this.shapes.stages.map((s, i) => ({ data: stored[i], h: s.inShape[0], w: s.inShape[1], c: s.inShape[2] }));
+    const ti = this.shapes.tailInput;
+    planes.push({ data: stored[this.shapes.stages.length], h: ti.h, w: ti.w, c: ti.c });
+    const prof = this.profile(l);
+    // Step by step over the lane's items (item = map * nActive + active position), one call per block size and chunk.
+    const state: ItemState = { data: new Array<Float32Array>(n * nActive), off: new Int32Array(n * nActive) };
     for (const [s, sp] of l.steps.entries()) {
       for (const bk of sp.buckets) {
-        const ids = new Int32Array(n * bk.members.length);
-        for (let i = 0, t = 0; i < n; i++) for (const a of bk.members) ids[t++] = i * nActive + a;
+        const mine = lanes === 1 ? bk.members : bk.members.filter((a) => a % lanes === lane);
+        if (mine.length === 0) continue;
+        const ids = new Int32Array(n * mine.length);
+        for (let i = 0, t = 0; i < n; i++) for (const a of mine) ids[t++] = i * nActive + a;
         const per = this.perCall(bk.bh * bk.bw * planes[sp.first].c);
         for (let from = 0; from < ids.length; from += per) {
           await this.runWindows(l, s, bk, ids.subarray(from, Math.min(ids.length, from + per)), nActive, planes, fills, state, prof[s]);
         }
       }
     }
-    const all = Int32Array.from({ length: items }, (_, i) => i);
+    const all = laneItems(n, nActive, lane, lanes);
+    const probs = new Float32Array(all.length * k);
     const fp = planes[l.plan.fullFrom];
     const per = this.perCall(fp.h * fp.w * fp.c);
-    for (let from = 0; from < items; from += per) {
-      const ids = all.subarray(from, Math.min(items, from + per));
-      const probs = await this.runFull(l, ids, nActive, planes, fills, state, prof[l.steps.length]);
-      t0 = performance.now();
-      ids.forEach((item, t) => {
-        const i = Math.floor(item / nActive);
-        out.set(probs.subarray(t * k, (t + 1) * k), (i * perMap + l.plan.active[item % nActive] + 1) * k);
-      });
-      this.stats.scatterMs += performance.now() - t0;
+    for (let from = 0; from < all.length; from += per) {
+      const ids = all.subarray(from, Math.min(all.length, from + per));
+      probs.set(await this.runFull(l, ids, nActive, planes, fills, state, prof[l.steps.length]), from * k);
     }
-    this.stats.maps += n;
-    this.stats.items += items;
-    this.stats.flops += n * this.flopsPerMap(g, tau);
-    return out;
+    return { probs, stages: prof };
   }
 
   /** Blocks of `ids` for a stage whose padded input is `plane`: the previous step's windows (or the patch) over the unoccluded input. */

@@ -22,7 +22,7 @@ import { geometryProblem } from './geometry.js';
 import { ShardStore, shardDirFor } from './shards.js';
 import { runOcclusionJob, type JobResult, type PredictorSource } from './workers.js';
 import { incrementalNote, noteFallback } from './incremental-load.js';
-import { INCREMENTAL_ENGINE } from './incremental-engine-name.js';
+import { engineWithoutThreads, INCREMENTAL_ENGINE } from './incremental-engine-name.js';
 import { DEFAULT_ATTEMPTS, DEFAULT_QUEUE_NAME, jobDataHash, probeRedis, redactUrl, runQueueCoordinator } from './queue.js';
 
 export const DEFAULT_SHARD_SIZE = 256;
@@ -309,9 +309,7 @@ function outputDataset(r: Run, maps: Float32Array, raw: Float32Array, targets: I
 async function openStore(job: Job, ds: Dataset, predictor: Predictor, o: OccludeDatasetOptions, shardDir: string): Promise<{ store: ShardStore; engine: string }> {
   const [, h, w] = ds.shape;
   const group = mapsPerGroup(job.params, h, w, job.batchSize);
-  // Without the thread count: ORT gave bit-identical maps with 1 and 2 threads, and a resume
-  // with another worker count (hence threads per copy) must find its shards.
-  const engine = predictor.engine.replace(/\s*\(\d+ threads?\)$/, '');
+  const engine = engineWithoutThreads(predictor.engine);
   const store = await ShardStore.open(
     shardDir,
     {

@@ -11,6 +11,7 @@
  * restart finds its jobs), and two different jobs on one Redis (even one queue) never share
  * an id.
  */
+import { engineWithoutThreads } from './incremental-engine-name.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -451,7 +452,7 @@ export function shardProcessor(o: { threads?: number }) {
       const modelKey = `${d.model}|${d.engine}|${o.threads}|${d.modelPad ?? 0}`;
       return models.use(modelKey, () => loadPredictor(d.model, { engine: d.engine, threads: o.threads, pad: d.modelPad }), async (predictor) => {
         if (predictor.hash !== d.identity.modelHash) throw new Error(`${d.model} on worker host ${host} differs from the model the job was enqueued with`);
-        const engine = predictor.engine.replace(/\s*\(\d+ threads?\)$/, '');
+        const engine = engineWithoutThreads(predictor.engine);
         if (engine !== d.identity.engine) throw new Error(`worker host ${host} runs ${d.model} on ${engine}, the job needs ${d.identity.engine} (same engine, same bits)`);
         const mismatch = inputMismatch(predictor, dataset.shape);
         if (mismatch) throw new Error(`${d.model}: ${mismatch}`);

@@ -1,0 +1,33 @@
+/**
+ * One lane of the incremental engine (incremental-lanes.ts): its own engine on its own
+ * sessions, computing the share of items each request names until told to stop.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { ThreadLifecycle } from '../runtime/threads.js';
+import { IncrementalEngine } from './incremental.js';
+import { OrtNetExecutor } from './incremental-ort.js';
+import type { FromLane, LaneWorkerData, ToLane } from './incremental-lanes.js';
+
+const port = parentPort;
+if (port) {
+  const data = workerData as LaneWorkerData;
+  const exec = new OrtNetExecutor(data.net, data.threads);
+  const engine = new IncrementalEngine(data.net, exec, data.opts);
+  const life = new ThreadLifecycle();
+  port.on('message', async (msg: ToLane) => {
+    if (msg.type === 'stop') {
+      await life.stop(port, () => exec.dispose());
+      return;
+    }
+    try {
+      const { g, tau, planes, fills, n, lane, lanes } = msg.req;
+      const result = await life.track(async () => {
+        engine.resetStats();
+        return engine.runLane(engine.layout(g, tau), planes, fills, n, lane, lanes);
+      });
+      port.postMessage({ type: 'done', id: msg.id, result } satisfies FromLane, [result.probs.buffer as ArrayBuffer]);
+    } catch (err) {
+      port.postMessage({ type: 'error', id: msg.id, message: (err as Error)?.message ?? String(err) } satisfies FromLane);
+    }
+  });
+}
