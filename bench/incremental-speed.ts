@@ -24,7 +24,7 @@ import { loadModel } from '../src/models/load.js';
 import { exactMaps, geometryOf, inferencesPerMap, SEED_PARAMS, type ExactOptions, type OcclusionParams } from '../src/occlusion/exact.js';
 import { IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
 import { netFromModel } from '../src/occlusion/net-from-tfjs.js';
-import { DEFAULT_CHUNK, DEFAULT_FULL_THRESHOLD, type IncrementalOptions, type StageProfile } from '../src/occlusion/incremental.js';
+import { DEFAULT_CALL_FLOATS, DEFAULT_FULL_THRESHOLD, type IncrementalOptions, type StageProfile } from '../src/occlusion/incremental.js';
 import type { Net } from '../src/occlusion/net.js';
 import { approximationError, type ApproximationError } from '../src/occlusion/approx.js';
 import type { Geometry } from '../src/occlusion/geometry.js';
@@ -161,7 +161,7 @@ async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult
   }
   for (const groups of [1, 2, 3, 4, 6]) variants.push({ kind: 'groups', label: `${groups} groups per axis`, opts: { groups }, groups });
   variants.push({ kind: 'other', label: 'no pool fusion', opts: { fusePools: false } });
-  for (const chunk of [256, 1024, 2048]) variants.push({ kind: 'other', label: `chunk ${chunk}`, opts: { chunk } });
+  for (const mb of [0.25, 1, 4, 64]) variants.push({ kind: 'other', label: `${mb} MB per call`, opts: { callFloats: mb * 2 ** 18 } });
   for (const lanes of [1, 2]) if (lanes <= x.threads) variants.push({ kind: 'other', label: lanes === 1 ? `1 lane x ${x.threads} threads` : `${lanes} lanes x ${Math.floor(x.threads / lanes)} thread`, opts: { lanes } });
   for (const tau of [0.6, 0.4, 0.25]) variants.push({ kind: 'approx', label: `approx tau ${tau}`, opts: {}, tau });
   for (const kind of ['switch', 'groups', 'other', 'approx'] as const) {
@@ -175,7 +175,7 @@ async function sweeps(o: IncrementalBenchOptions, result: IncrementalBenchResult
         switch: "  switch to full computation at each stage (Krypton's rule; largest window's share of that stage's output), raced with the full engine:",
         groups: '  window sizes per axis and stage (block sizes over all steps: fewer FLOPs, more and smaller calls), raced with the full engine:',
         approx: '  approximate (projective-field threshold tau), raced with the full engine; error against exact maps of the same stamps:',
-        other: `  other settings (default: pool fusion on, chunk ${DEFAULT_CHUNK}, lanes: all threads), raced with the full engine:`,
+        other: `  other settings (default: pool fusion on, ${DEFAULT_CALL_FLOATS / 2 ** 18} MB of input per call, lanes: all threads), raced with the full engine:`,
       }[kind],
     );
     const exact = kind === 'approx' ? await exactMaps(x.full, x.images, [x.stamps, 21, 21, 1], { ...x.params, normalize: 'none' }) : undefined;

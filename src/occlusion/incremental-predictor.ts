@@ -53,7 +53,7 @@ export class IncrementalPredictor implements Predictor, OcclusionScorer {
     const threads = opts.threads ?? defaultThreads();
     const lanes = Math.max(1, Math.min(threads, opts.lanes ?? (lanesAvailable() ? threads : 1)));
     const perLane = Math.max(1, Math.floor(threads / lanes));
-    const engineOpts: IncrementalOptions = { fullThreshold: opts.fullThreshold, fusePools: opts.fusePools, groups: opts.groups, chunk: opts.chunk };
+    const engineOpts: IncrementalOptions = { fullThreshold: opts.fullThreshold, fusePools: opts.fusePools, groups: opts.groups, chunk: opts.chunk, callFloats: opts.callFloats };
     this.exec = new OrtNetExecutor(net, perLane, threads);
     this.lanes = Array.from({ length: lanes - 1 }, () => new WorkerLane({ net, opts: engineOpts, threads: perLane }));
     this.engineCore = new IncrementalEngine(net, this.exec, engineOpts, this.lanes);
