@@ -117,7 +117,7 @@ const rate = (c: Contender): number => c.maps / c.secs;
  * items: a stage's time is its thread time over the lanes (its share of the wall time when
  * the lanes stay busy alike), its GFLOP/s the rate of one lane's thread.
  */
-function profileOf(stages: StageProfile[], base: number, scatter: number, maps: number, totalMs: number, lanes: number): IncrementalBenchResult['profile'] {
+function profileOf(stages: StageProfile[], base: number, scatter: number, wait: number, maps: number, totalMs: number, lanes: number): IncrementalBenchResult['profile'] {
   const rows: IncrementalBenchResult['profile'] = [];
   const add = (part: string, ms: number, flops?: number): void => {
     rows.push({ part, msPerMap: ms / maps, share: ms / totalMs, ...(flops ? { gflops: flops / lanes / (ms / 1000) / 1e9 } : {}) });
@@ -128,6 +128,7 @@ function profileOf(stages: StageProfile[], base: number, scatter: number, maps: 
     add(`${s.name} gather (JS)`, s.gatherMs / lanes);
   }
   add('scatter (JS)', scatter);
+  if (lanes > 1) add('waiting for the other lanes', wait);
   const known = rows.reduce((a, r) => a + r.msPerMap * maps, 0);
   add('rest (maps, scores, calls)', Math.max(0, totalMs - known));
   return rows;
@@ -243,7 +244,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
       ratio: ir.mapsPerSec / fr.mapsPerSec,
       flopRatio: fullFlops / incFlops,
       maxAbsDiff,
-      profile: profileOf(st.stages, st.baseMs, st.scatterMs, st.maps, ti.secs * 1000, st.lanes),
+      profile: profileOf(st.stages, st.baseMs, st.scatterMs, st.laneWaitMs, st.maps, ti.secs * 1000, st.lanes),
     };
     log(`exact maps, seed classifier ${o.activation ?? 'relu'}, ${perMap - 1} positions, ${threads} thread(s), ${stamps} maps per call`);
     log(`  full engine        ${fr.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(fr.flopsPerMap).padStart(11)}/map  ${fr.gflops.toFixed(1)} GFLOP/s  (${fr.engine})`);

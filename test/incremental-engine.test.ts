@@ -14,7 +14,7 @@ import { modelToOnnx } from '../src/models/to-onnx.js';
 import { loadModel } from '../src/models/load.js';
 import { exactMaps, SEED_PARAMS, type ExactOptions } from '../src/occlusion/exact.js';
 import { incrementalPredictorFor, type IncrementalPredictor } from '../src/occlusion/incremental-predictor.js';
-import { laneItems } from '../src/occlusion/incremental.js';
+import { assignLanes, laneItems } from '../src/occlusion/incremental.js';
 import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { Rng } from '../src/util/rng.js';
@@ -167,19 +167,24 @@ test('incremental maps equal the full engine\'s (< 1e-5) on four model shapes', 
   }
 });
 
-test('lanes split every map\'s items into disjoint shares covering them all', () => {
-  for (const [n, nActive, lanes] of [[1, 7, 1], [3, 10, 2], [2, 5, 3], [2, 2, 3]]) {
+test('lanes split every map\'s items into disjoint shares covering them all, in proportion to their shares', () => {
+  for (const [n, nActive, shares] of [[1, 7, [1]], [3, 10, [0.5, 0.5]], [2, 50, [0.2, 0.3, 0.5]], [2, 2, [0.4, 0.3, 0.3]], [1, 625, [0.55, 0.45]]] as [number, number, number[]][]) {
+    const laneOf = assignLanes(nActive, shares);
     const seen = new Int32Array(n * nActive);
-    for (let lane = 0; lane < lanes; lane++) {
-      const ids = laneItems(n, nActive, lane, lanes);
+    for (let lane = 0; lane < shares.length; lane++) {
+      const ids = laneItems(n, laneOf, lane);
       for (let t = 1; t < ids.length; t++) assert.ok(ids[t] > ids[t - 1], 'ascending');
       for (const id of ids) {
-        assert.equal((id % nActive) % lanes, lane);
+        assert.equal(laneOf[id % nActive], lane);
         seen[id]++;
       }
+      // within one position of its share
+      assert.ok(Math.abs(ids.length / n - shares[lane] * nActive) <= 1, `lane ${lane}: ${ids.length / n} of ${nActive}`);
     }
-    assert.ok(seen.every((v) => v === 1), `n ${n} active ${nActive} lanes ${lanes}`);
+    assert.ok(seen.every((v) => v === 1), `n ${n} active ${nActive} shares ${shares}`);
   }
+  // interleaved: two equal lanes alternate
+  assert.deepEqual([...assignLanes(6, [0.5, 0.5])], [0, 1, 0, 1, 0, 1]);
 });
 
 test('graphs the engine cannot run are named in one line; exactMaps falls back to the full engine with that note', async () => {

@@ -20,10 +20,10 @@ if (port) {
       return;
     }
     try {
-      const { g, tau, planes, fills, n, lane, lanes } = msg.req;
+      const { g, tau, planes, fills, n, lane, laneOf } = msg.req;
       const result = await life.track(async () => {
         engine.resetStats();
-        return engine.runLane(engine.layout(g, tau), planes, fills, n, lane, lanes);
+        return engine.runLane(engine.layout(g, tau), planes, fills, n, lane, laneOf);
       });
       port.postMessage({ type: 'done', id: msg.id, result } satisfies FromLane, [result.probs.buffer as ArrayBuffer]);
     } catch (err) {

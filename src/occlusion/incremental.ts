@@ -83,16 +83,19 @@ export interface IncrementalStats {
   flops: number;
   /** Threads running items at once; stage times are summed over them (thread milliseconds). */
   lanes: number;
+  /** Time this thread waited for the other lanes after finishing its own share. */
+  laneWaitMs: number;
   stages: StageProfile[];
 }
 
-/** What a lane gives back: its items' probabilities (laneItems order) and its own times. */
+/** What a lane gives back: its items' probabilities (laneItems order), its own times and compute time. */
 export interface LaneResult {
   probs: Float32Array;
   stages: StageProfile[];
+  ms: number;
 }
 
-/** One lane's work: the share `lane` of `lanes` of n maps' items, on the stored unoccluded inputs. */
+/** One lane's work: the items of n maps whose active position `laneOf` gives to `lane`, on the stored unoccluded inputs. */
 export interface LaneRequest {
   g: Geometry;
   tau?: number;
@@ -101,7 +104,8 @@ export interface LaneRequest {
   planes: Float32Array[];
   fills: Float32Array;
   lane: number;
-  lanes: number;
+  /** The lane of each active position (the same for every map). */
+  laneOf: Uint8Array;
 }
 
 /** Another thread running the same engine on its share of the items (incremental-lanes.ts). */
@@ -111,13 +115,32 @@ export interface RemoteLane {
 }
 
 /**
- * Lane `lane` of `lanes`: items (map * nActive + active position) of every map whose active
- * position index is `lane` modulo `lanes`; neighbouring positions cost alike, so lanes balance.
+ * The lane of each of nActive positions, interleaved (neighbouring positions cost alike) in
+ * proportion to `shares` (one per lane, summing to 1): each position goes to the lane with the
+ * most unspent share.
  */
-export function laneItems(n: number, nActive: number, lane: number, lanes: number): Int32Array {
-  const per = Math.floor(nActive / lanes) + (lane < nActive % lanes ? 1 : 0);
+export function assignLanes(nActive: number, shares: ArrayLike<number>): Uint8Array {
+  const laneOf = new Uint8Array(nActive);
+  const credit = new Float64Array(shares.length);
+  for (let a = 0; a < nActive; a++) {
+    let best = 0;
+    for (let j = 0; j < shares.length; j++) {
+      credit[j] += shares[j];
+      if (credit[j] > credit[best]) best = j;
+    }
+    laneOf[a] = best;
+    credit[best] -= 1;
+  }
+  return laneOf;
+}
+
+/** Items (map * nActive + active position) of n maps whose position `laneOf` gives to `lane`, ascending. */
+export function laneItems(n: number, laneOf: Uint8Array, lane: number): Int32Array {
+  const nActive = laneOf.length;
+  let per = 0;
+  for (let a = 0; a < nActive; a++) if (laneOf[a] === lane) per++;
   const ids = new Int32Array(n * per);
-  for (let i = 0, t = 0; i < n; i++) for (let a = lane; a < nActive; a += lanes) ids[t++] = i * nActive + a;
+  for (let i = 0, t = 0; i < n; i++) for (let a = 0; a < nActive; a++) if (laneOf[a] === lane) ids[t++] = i * nActive + a;
   return ids;
 }
 
@@ -169,6 +192,8 @@ export class IncrementalEngine {
   private readonly chunk: number;
   private readonly fusePools: boolean;
   private readonly callFloats: number;
+  /** Share of each call's positions per lane (this thread first), following measured speed. */
+  private readonly shares: Float64Array;
   /** The reused input buffer: fresh multi-megabyte arrays per call cost page faults and GC. */
   private buffer = new Float32Array(0);
   stats: IncrementalStats;
@@ -186,6 +211,7 @@ export class IncrementalEngine {
     this.chunk = Math.max(1, opts.chunk ?? DEFAULT_CHUNK);
     this.fusePools = opts.fusePools ?? DEFAULT_FUSE_POOLS;
     this.callFloats = Math.max(1, opts.callFloats ?? DEFAULT_CALL_FLOATS);
+    this.shares = new Float64Array(lanes.length + 1).fill(1 / (lanes.length + 1));
     this.stats = this.emptyStats();
   }
 
@@ -200,7 +226,7 @@ export class IncrementalEngine {
   }
 
   private emptyStats(): IncrementalStats {
-    return { maps: 0, items: 0, baseMs: 0, scatterMs: 0, flops: 0, lanes: this.lanes.length + 1, stages: [] };
+    return { maps: 0, items: 0, baseMs: 0, scatterMs: 0, laneWaitMs: 0, flops: 0, lanes: this.lanes.length + 1, stages: [] };
   }
 
   resetStats(): void {
@@ -327,12 +353,17 @@ export class IncrementalEngine {
     this.stats.baseMs += performance.now() - t0;
     const stored = [...base.inputs, base.tail];
     const nLanes = this.lanes.length + 1;
+    const laneOf = assignLanes(nActive, this.shares);
     // Remote lanes start first: this thread's own lane blocks its event loop in each session run.
-    const remote = this.lanes.map((lane, j) => lane.run({ g, tau, n, planes: stored, fills, lane: j + 1, lanes: nLanes }));
-    const own = this.runLane(l, stored, fills, n, 0, nLanes);
+    const remote = this.lanes.map((lane, j) => lane.run({ g, tau, n, planes: stored, fills, lane: j + 1, laneOf }));
+    const t1 = performance.now();
+    const own = this.runLane(l, stored, fills, n, 0, laneOf);
     // Never leave a lane running behind a failure: wait for all before throwing.
     const parts = await Promise.allSettled([own, ...remote]);
     for (const p of parts) if (p.status === 'rejected') throw p.reason;
+    const done = parts.map((p) => (p as PromiseFulfilledResult<LaneResult>).value);
+    this.stats.laneWaitMs += performance.now() - t1 - done[0].ms;
+    if (nLanes > 1) this.rebalance(done.map((r) => r.ms), laneOf);
     t0 = performance.now();
     const out = new Float32Array(n * perMap * k);
     // Positions whose change never reaches the output score as the unoccluded image.
@@ -341,9 +372,8 @@ export class IncrementalEngine {
       for (let j = 0; j < perMap; j++) out.set(b, (i * perMap + j) * k);
     }
     const prof = this.profile(l);
-    parts.forEach((p, lane) => {
-      const { probs, stages } = (p as PromiseFulfilledResult<LaneResult>).value;
-      const items = laneItems(n, nActive, lane, nLanes);
+    done.forEach(({ probs, stages }, lane) => {
+      const items = laneItems(n, laneOf, lane);
       items.forEach((item, t) => {
         const i = Math.floor(item / nActive);
         out.set(probs.subarray(t * k, (t + 1) * k), (i * perMap + l.plan.active[item % nActive] + 1) * k);
@@ -369,7 +399,8 @@ export class IncrementalEngine {
    * and the tail, on the stored unoccluded inputs `stored` (each stage's, then the tail's).
    * Returns the items' probabilities in laneItems order; adds its times to this engine's stats.
    */
-  async runLane(l: Layout, stored: Float32Array[], fills: Float32Array, n: number, lane: number, lanes: number): Promise<LaneResult> {
+  async runLane(l: Layout, stored: Float32Array[], fills: Float32Array, n: number, lane: number, laneOf: Uint8Array): Promise<LaneResult> {
+    const t0 = performance.now();
     const k = this.net.numClasses;
     const nActive = l.plan.active.length;
     const planes: Plane[] = this.shapes.stages.map((s, i) => ({ data: stored[i], h: s.inShape[0], w: s.inShape[1], c: s.inShape[2] }));
@@ -380,7 +411,7 @@ export class IncrementalEngine {
     const state: ItemState = { data: new Array<Float32Array>(n * nActive), off: new Int32Array(n * nActive) };
     for (const [s, sp] of l.steps.entries()) {
       for (const bk of sp.buckets) {
-        const mine = lanes === 1 ? bk.members : bk.members.filter((a) => a % lanes === lane);
+        const mine = bk.members.filter((a) => laneOf[a] === lane);
         if (mine.length === 0) continue;
         const ids = new Int32Array(n * mine.length);
         for (let i = 0, t = 0; i < n; i++) for (const a of mine) ids[t++] = i * nActive + a;
@@ -390,7 +421,7 @@ export class IncrementalEngine {
         }
       }
     }
-    const all = laneItems(n, nActive, lane, lanes);
+    const all = laneItems(n, laneOf, lane);
     const probs = new Float32Array(all.length * k);
     const fp = planes[l.plan.fullFrom];
     const per = this.perCall(fp.h * fp.w * fp.c);
@@ -398,7 +429,24 @@ export class IncrementalEngine {
       const ids = all.subarray(from, Math.min(all.length, from + per));
       probs.set(await this.runFull(l, ids, nActive, planes, fills, state, prof[l.steps.length]), from * k);
     }
-    return { probs, stages: prof };
+    return { probs, stages: prof, ms: performance.now() - t0 };
+  }
+
+  /**
+   * Next calls' shares from this one's lane times: lanes finish together when each one's share
+   * follows its measured speed (threads of one machine differ under other load, and this
+   * thread also runs the unoccluded pass and the event loop). Any split gives the same maps.
+   */
+  private rebalance(ms: number[], laneOf: Uint8Array): void {
+    const counts = new Float64Array(ms.length);
+    for (const j of laneOf) counts[j]++;
+    const speed = ms.map((t, j) => counts[j] / Math.max(t, 1e-3));
+    const total = speed.reduce((a, b) => a + b, 0);
+    if (!(total > 0)) return;
+    // halfway to the measured split: one slow call does not swing the next
+    for (let j = 0; j < ms.length; j++) this.shares[j] = Math.max(0.05, 0.5 * this.shares[j] + (0.5 * speed[j]) / total);
+    const sum = this.shares.reduce((a, b) => a + b, 0);
+    for (let j = 0; j < ms.length; j++) this.shares[j] /= sum;
   }
 
   /** Blocks of `ids` for a stage whose padded input is `plane`: the previous step's windows (or the patch) over the unoccluded input. */
