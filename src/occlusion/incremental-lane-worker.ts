@@ -14,7 +14,7 @@ if (port) {
   const exec = new OrtNetExecutor(data.net, data.threads);
   const engine = new IncrementalEngine(data.net, exec, data.opts);
   const life = new ThreadLifecycle();
-  port.on('message', async (msg: ToLane) => {
+  const handle = async (msg: ToLane): Promise<void> => {
     if (msg.type === 'stop') {
       await life.stop(port, () => exec.dispose());
       return;
@@ -29,5 +29,10 @@ if (port) {
     } catch (err) {
       port.postMessage({ type: 'error', id: msg.id, message: (err as Error)?.message ?? String(err) } satisfies FromLane);
     }
+  };
+  // One request at a time, in order: the engine reuses one gather buffer.
+  let queue: Promise<unknown> = Promise.resolve();
+  port.on('message', (msg: ToLane) => {
+    queue = queue.then(() => handle(msg));
   });
 }

@@ -192,6 +192,7 @@ export class IncrementalEngine {
   private readonly chunk: number;
   private readonly fusePools: boolean;
   private readonly callFloats: number;
+  private running: Promise<unknown> = Promise.resolve();
   /** Share of each call's positions per lane (this thread first), following measured speed. */
   private readonly shares: Float64Array;
   /** The reused input buffer: fresh multi-megabyte arrays per call cost page faults and GC. */
@@ -343,7 +344,14 @@ export class IncrementalEngine {
    * With lanes, the items are split between this thread and the lanes' threads (each item's
    * windows depend on its own chain only), all running at once.
    */
-  async occlusionProbs(x: Float32Array, n: number, g: Geometry, fills: Float32Array, tau?: number): Promise<Float32Array> {
+  occlusionProbs(x: Float32Array, n: number, g: Geometry, fills: Float32Array, tau?: number): Promise<Float32Array> {
+    // One call at a time: calls share the gather buffer and the lanes' split.
+    const run = this.running.then(() => this.occlusionProbsNow(x, n, g, fills, tau));
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  private async occlusionProbsNow(x: Float32Array, n: number, g: Geometry, fills: Float32Array, tau?: number): Promise<Float32Array> {
     const l = this.layout(g, tau);
     const k = this.net.numClasses;
     const perMap = l.plan.positions + 1;
