@@ -7,7 +7,7 @@
  * Runtime, gathering; unoccluded pass; scatter) and, with `sweep`, maps/s for every stage the
  * switch to full computation could start at (Krypton's rule, measured).
  *
- *   node dist/bench/incremental-speed.js [--seconds S] [--threads T] [--stamps N] [--sweep] [--json FILE]
+ *   node dist/bench/incremental-speed.js [--seconds S] [--threads T] [--stamps N (6)] [--sweep] [--json FILE]
  *
  * Weights are random (seeded): speed does not depend on them. The two engines alternate in
  * rounds so a change of machine load hits both alike.
@@ -206,7 +206,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
   const clf = buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 1, activation: o.activation });
   const g = geometryOf(params, 21, 21);
   const perMap = inferencesPerMap(params, 21, 21);
-  const stamps = o.stamps ?? 3;
+  const stamps = o.stamps ?? 6;
   const rng = new Rng(1);
   const images = Float32Array.from({ length: stamps * 441 }, () => rng.next());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'occmap-incr-bench-'));
@@ -273,7 +273,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const r = await runIncrementalBench({
     seconds: Number(arg('--seconds') ?? 6),
     threads: Number(arg('--threads') ?? 2),
-    stamps: Number(arg('--stamps') ?? 3),
+    stamps: Number(arg('--stamps') ?? 6),
     sweep: args.includes('--sweep'),
     activation: arg('--activation') === 'linear' ? 'linear' : 'relu',
   });

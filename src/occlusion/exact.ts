@@ -151,6 +151,8 @@ interface Chunk {
 
 /** A predictor that scores every position of a group of maps itself (the incremental engine). */
 export interface OcclusionScorer {
+  /** Maps it scores best in one call: exactMaps groups at least this many (memory grows with it). */
+  readonly mapsPerCall?: number;
   /** Probabilities (n, positions + 1, classes) in the layout of one predict call per group. */
   occlusionProbs(images: Float32Array, n: number, g: Geometry, fills: Float32Array, approx?: number): Promise<Float32Array>;
 }
@@ -236,7 +238,8 @@ export async function exactMaps(
   const pos = positions(g);
   const nPos = pos.ys.length;
   const perMap = nPos + 1;
-  const group = mapsPerGroup(opts, h, w, batchSize);
+  const inc = scorerFor(predictor, opts.engine ?? 'auto');
+  const group = Math.max(mapsPerGroup(opts, h, w, batchSize), inc.scorer?.mapsPerCall ?? 1);
   const nGroups = Math.ceil(n / group);
 
   const maps = new Float32Array(n * h * w);
@@ -290,7 +293,6 @@ export async function exactMaps(
     onProgress?.({ stamps: done, inferences });
   };
 
-  const inc = scorerFor(predictor, opts.engine ?? 'auto');
   if (inc.scorer) {
     const scorer = inc.scorer;
     for (let gi = 0; gi < nGroups; gi++) {

@@ -36,6 +36,8 @@ export interface IncrementalPredictorOptions extends IncrementalOptions {
   logits?: boolean;
 }
 
+export const DEFAULT_MAPS_PER_CALL = 6;
+
 export class IncrementalPredictor implements Predictor, OcclusionScorer {
   readonly inputShape: [number, number, number];
   readonly numClasses: number;
@@ -43,6 +45,12 @@ export class IncrementalPredictor implements Predictor, OcclusionScorer {
   readonly hash: string;
   readonly channels?: number[];
   readonly engineCore: IncrementalEngine;
+  /**
+   * Maps per engine call at least (exactMaps groups them): more items per block size and call,
+   * fewer waits for the lanes. Measured (2 lanes): 6 maps 1.2-1.3x the maps/s of 3 (the
+   * default 2,048-inference batch); the windows of one call's items peak at ~21 MB per map (two steps' outputs).
+   */
+  readonly mapsPerCall = DEFAULT_MAPS_PER_CALL;
   private readonly exec: OrtNetExecutor;
   private readonly lanes: WorkerLane[];
 

@@ -193,6 +193,7 @@ export class IncrementalEngine {
   private readonly fusePools: boolean;
   private readonly callFloats: number;
   private running: Promise<unknown> = Promise.resolve();
+  private calls = 0;
   /** Share of each call's positions per lane (this thread first), following measured speed. */
   private readonly shares: Float64Array;
   /** The reused input buffer: fresh multi-megabyte arrays per call cost page faults and GC. */
@@ -371,7 +372,8 @@ export class IncrementalEngine {
     for (const p of parts) if (p.status === 'rejected') throw p.reason;
     const done = parts.map((p) => (p as PromiseFulfilledResult<LaneResult>).value);
     this.stats.laneWaitMs += performance.now() - t1 - done[0].ms;
-    if (nLanes > 1) this.rebalance(done.map((r) => r.ms), laneOf);
+    // the first call builds every lane's sessions: its times say nothing about speed
+    if (nLanes > 1 && this.calls++ > 0) this.rebalance(done.map((r) => r.ms), laneOf);
     t0 = performance.now();
     const out = new Float32Array(n * perMap * k);
     // Positions whose change never reaches the output score as the unoccluded image.
