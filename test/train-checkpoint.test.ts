@@ -61,6 +61,9 @@ test('stopped after 2 epochs and resumed to 5: the same weights and history as 5
   assert.deepEqual(wb, wa);
   // Another training's checkpoint (other batch size) is refused, naming the file.
   await assert.rejects(trainModel(model(s), d, { ...opts, batchSize: 4, epochs: 5, checkpoint: ck }), /checkpoint\.json: is the checkpoint of another training \(batchSize 8 vs 4\)/);
+  // So is one of other data of the same size.
+  const other = { ...d, x: d.x.map((v) => v + 0.01) };
+  await assert.rejects(trainModel(model(s), other, { ...opts, epochs: 5, checkpoint: ck }), /checkpoint\.json: is the checkpoint of another training \(data "[0-9a-f]{8}" vs "[0-9a-f]{8}"\)/);
 });
 
 test('train-explainer --checkpoint: killed after its first epoch, the same command resumes and installs the model', { timeout: 240_000 }, async () => {

@@ -132,7 +132,7 @@ export function classifierStep(ctx: StudyCtx, holdout: Holdout, holdoutHash: str
     keepStale: true,
     run: async () => {
       ctx.log(`experiments: training the classifier on ${ctx.ds.shape[0]} stamps (up to ${preset.classifierEpochs} epochs) -> ${dir}`);
-      const t = await trainClassifier({ data: ctx.data, out: dir, force: existsSync(dir), ...settings, seed, holdout, backend: 'auto', command: ctx.command, log: (s) => ctx.log(`    ${s}`) });
+      const t = await trainClassifier({ data: ctx.data, out: dir, checkpoint: `${dir}.checkpoint`, force: existsSync(dir), ...settings, seed, holdout, backend: 'auto', command: ctx.command, log: (s) => ctx.log(`    ${s}`) });
       t.model.dispose();
       return readCard(dir) as ModelCard;
     },

@@ -124,7 +124,7 @@ export class StudyRuns {
         const avg = this.runSeconds.length ? this.runSeconds.reduce((a, b) => a + b, 0) / this.runSeconds.length : NaN;
         ctx.log(`${tag} training ${r.name} (${this.tags(r)}) on ${inp.datasets[r.data].shape[0]} maps` + (this.runSeconds.length ? `; ~${formatDuration(avg)} per run so far` : ''));
         const t0 = performance.now();
-        await trainExplainer({ data: mapsFile(ctx, r.data), out: dir, classifier: inp.clfDir, ...settings, holdout: inp.holdout, force: true, quiet: true, log: (s) => ctx.log(`    ${s}`), command: ctx.command });
+        await trainExplainer({ data: mapsFile(ctx, r.data), out: dir, checkpoint: `${dir}.checkpoint`, classifier: inp.clfDir, ...settings, holdout: inp.holdout, force: true, quiet: true, log: (s) => ctx.log(`    ${s}`), command: ctx.command });
         this.runSeconds.push((performance.now() - t0) / 1000);
         this.trained++;
       },

@@ -33,6 +33,8 @@ export interface LoopState {
 /** What must match for a checkpoint to continue this training (epochs may grow). */
 export interface Fingerprint {
   weights: number[][];
+  /** FNV-1a of the training data's bytes (inputs, targets, and any extra inputs). */
+  data: string;
   train: number;
   val: number;
   seed: number;
@@ -57,6 +59,16 @@ interface TensorEntry {
   name?: string;
   shape: number[];
   offset: number;
+}
+
+/** FNV-1a (32-bit) over the bytes of typed arrays: which data a checkpoint was trained on. */
+export function dataHash(arrays: readonly ArrayBufferView[]): string {
+  let h = 0x811c9dc5;
+  for (const a of arrays) {
+    const b = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    for (let i = 0; i < b.length; i++) h = Math.imul(h ^ b[i], 0x01000193);
+  }
+  return (h >>> 0).toString(16).padStart(8, '0');
 }
 
 export async function saveCheckpoint(

@@ -26,7 +26,7 @@ import { correctCount, lossTensor, lossView, makeOptimizer, type LossName, type 
 import { availableCores, emptyTiming, parallelBlocker, ReplicaPool, type MainContext, type StepTiming } from './parallel.js';
 import { threadTime, threadTimeSince } from './thread-time.js';
 import { evalSums } from './replica.js';
-import { loadCheckpoint, saveCheckpoint, type Fingerprint, type LoopState } from './checkpoint.js';
+import { dataHash, loadCheckpoint, saveCheckpoint, type Fingerprint, type LoopState } from './checkpoint.js';
 
 export { lossTensor, lossView, type LossName, type OptimizerName } from './objective.js';
 export type { TrainSet } from './batcher.js';
@@ -293,7 +293,7 @@ export async function trainModel(model: LayersModel, data: TrainSet, o: LoopOpti
   let bestWeights: tf.Tensor[] | null = null;
   const order = split.train.slice();
   let stepper: Stepper | null = null;
-  const fp: Fingerprint = { weights: model.getWeights().map((t) => t.shape), train: split.train.length, val: split.val.length, seed, batchSize, loss: o.loss, optimizer: o.optimizer ?? 'adam', lr: o.lr ?? null, patience, workers };
+  const fp: Fingerprint = { weights: model.getWeights().map((t) => t.shape), data: o.checkpoint ? dataHash([data.x, data.y, ...(data.extra ?? []).map((e) => e.data)]) : '', train: split.train.length, val: split.val.length, seed, batchSize, loss: o.loss, optimizer: o.optimizer ?? 'adam', lr: o.lr ?? null, patience, workers };
   try {
     if (o.checkpoint) bestWeights = await resume(o.checkpoint, fp, s, model, ctx, log, (n) => replayStreams(n, order, batchSize, shuffleRng, dropRng, drops.length));
     stepper = await makeStepper(model, data, order.length, split.val, ctx, workers, o);
