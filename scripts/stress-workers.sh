@@ -12,7 +12,7 @@
 # time); a rerun counts each file's passes in a row from it and goes on from there (a failed or
 # aborted run starts that file's count again), so 50 runs can span interrupted sessions.
 #
-# Builds once (tsc), then runs dist/test/<name>.test.js RUNS times per file. queue needs the
+# Builds once (npm run build), then runs dist/test/<name>.test.js RUNS times per file. queue needs the
 # Redis of the tests (bash .ci/start-redis.sh). Exit status: 1 if any run aborted or failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -24,7 +24,8 @@ if [ ${#FILES[@]} -eq 0 ]; then
   # --workers (in-process and through the CLI), BullMQ's sandboxed shard processors.
   FILES=(serve-api serve-browser occlusion-exact occlude-cli queue)
 fi
-npx tsc -p tsconfig.json >/dev/null || { echo "build failed"; exit 1; }
+# The whole build, as npm test makes it: the browser test needs the viewer bundle (dist/web/).
+npm run build >/dev/null || { echo "build failed"; exit 1; }
 LOG=$(mktemp -d "${TMPDIR:-/tmp}/occmap-stress.XXXXXX")
 status=0
 for f in "${FILES[@]}"; do
