@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initTf } from '../src/runtime/tfjs.js';
@@ -64,6 +64,14 @@ test('stopped after 2 epochs and resumed to 5: the same weights and history as 5
   // So is one of other data of the same size.
   const other = { ...d, x: d.x.map((v) => v + 0.01) };
   await assert.rejects(trainModel(model(s), other, { ...opts, epochs: 5, checkpoint: ck }), /checkpoint\.json: is the checkpoint of another training \(data "[0-9a-f]{8}" vs "[0-9a-f]{8}"\)/);
+  // A checkpoint of the first version (no data hash) is taken, with a warning.
+  const jf = path.join(ck, 'checkpoint.json');
+  const j = JSON.parse(readFileSync(jf, 'utf8'));
+  delete j.fingerprint.data;
+  writeFileSync(jf, JSON.stringify(j));
+  const warned: string[] = [];
+  await trainModel(model(s), d, { ...opts, epochs: 5, checkpoint: ck, log: (l) => warned.push(l) });
+  assert.match(warned.join('\n'), /warning: .*checkpoint\.json does not record which data it was trained on/);
 });
 
 test('train-explainer --checkpoint: killed after its first epoch, the same command resumes and installs the model', { timeout: 240_000 }, async () => {

@@ -47,6 +47,8 @@ export interface Fingerprint {
 }
 
 export interface Restored {
+  /** A warning for the log (a checkpoint that cannot be fully checked). */
+  note?: string;
   state: LoopState;
   weights: tf.Tensor[];
   bestWeights: tf.Tensor[] | null;
@@ -111,7 +113,9 @@ export function loadCheckpoint(dir: string, fp: Fingerprint): Restored | null {
     tensors: TensorEntry[];
   };
   if (j.kind !== 'occmap-training-checkpoint') throw fileError(jf, 'is not an occmap training checkpoint');
-  const diff = (Object.keys(fp) as (keyof Fingerprint)[]).filter((k) => JSON.stringify(fp[k]) !== JSON.stringify(j.fingerprint[k]));
+  // Checkpoints of the first version do not record their data: taken as this data, said in the log.
+  const unknownData = j.fingerprint.data === undefined;
+  const diff = (Object.keys(fp) as (keyof Fingerprint)[]).filter((k) => !(k === 'data' && unknownData) && JSON.stringify(fp[k]) !== JSON.stringify(j.fingerprint[k]));
   if (diff.length) {
     throw fileError(jf, `is the checkpoint of another training (${diff.map((k) => `${k} ${JSON.stringify(j.fingerprint[k])} vs ${JSON.stringify(fp[k])}`).join(', ')}): delete it, or give the same options`);
   }
@@ -123,6 +127,7 @@ export function loadCheckpoint(dir: string, fp: Fingerprint): Restored | null {
   const best = group('best');
   const opt = group('optimizer');
   return {
+    ...(unknownData ? { note: `${jf} does not record which data it was trained on: assumed to be this data` } : {}),
     state: j.state,
     weights: group('weights').map(of),
     bestWeights: best.length ? best.map(of) : null,

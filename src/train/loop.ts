@@ -401,6 +401,7 @@ async function resume(
 ): Promise<tf.Tensor[] | null> {
   const r = loadCheckpoint(dir, fp);
   if (!r) return null;
+  if (r.note) log(`warning: ${r.note}`);
   replay(r.state.epoch);
   model.setWeights(r.weights);
   r.weights.forEach((t) => t.dispose());
