@@ -44,17 +44,20 @@ function copyRows(dst: Float32Array, d: number, dStride: number, src: Float32Arr
   for (let r = 0; r < rows; r++) dst.set(src.subarray(s + r * sStride, s + r * sStride + run), d + r * dStride);
 }
 
+/** Element strides of a plane (per map, per row) and of its blocks (per row, per block): once per call, not per item. */
+function strides(plane: Plane, b: Blocks): { c: number; mapSize: number; rowIn: number; bRow: number; blockSize: number } {
+  const c = plane.c;
+  const bRow = b.bw * c;
+  return { c, mapSize: plane.h * plane.w * c, rowIn: plane.w * c, bRow, blockSize: b.bh * bRow };
+}
+
 /**
  * dst (items x bh x bw x c) = for every item, its block of the plane with the overlay written
  * over the part they share. Rows the overlay covers across the whole block width are not
  * copied from the plane first.
  */
 export function gatherBlocks(dst: Float32Array, plane: Plane, b: Blocks, ov: Overlay, from = 0, count = b.map.length): Float32Array {
-  const { c } = plane;
-  const mapSize = plane.h * plane.w * c;
-  const rowIn = plane.w * c;
-  const bRow = b.bw * c;
-  const blockSize = b.bh * bRow;
+  const { c, mapSize, rowIn, bRow, blockSize } = strides(plane, b);
   for (let t = 0; t < count; t++) {
     const i = from + t;
     const by = b.y0[i];
@@ -94,11 +97,7 @@ export function gatherPatched(
   from = 0,
   count = b.map.length,
 ): Float32Array {
-  const { c } = plane;
-  const mapSize = plane.h * plane.w * c;
-  const rowIn = plane.w * c;
-  const bRow = b.bw * c;
-  const blockSize = b.bh * bRow;
+  const { c, mapSize, rowIn, bRow, blockSize } = strides(plane, b);
   for (let t = 0; t < count; t++) {
     const i = from + t;
     const m = b.map[i];
