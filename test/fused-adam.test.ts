@@ -13,12 +13,19 @@ before(async () => {
 const model = () => buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 3 });
 const varsOf = (m: tfl.LayersModel) => m.trainableWeights.map((w) => w.read() as tf.Variable);
 
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
 function randomGrads(total: number, rng: Rng): Float32Array {
   // Magnitudes from 1e-1 to 1e-4 and zeros, as real gradients have.
   return Float32Array.from({ length: total }, (_, i) => (i % 17 === 0 ? 0 : (rng.next() - 0.5) * 10 ** (-1 - 3 * rng.next())));
 }
 
-test('fused Adam reproduces tf.train.adam bit for bit (weights and optimizer state over several steps)', async () => {
+test('fused Adam follows tf.train.adam to float rounding (weights, predictions, optimizer state over several steps)', async () => {
   const a = model();
   const b = model();
   const va = varsOf(a);
@@ -45,15 +52,19 @@ test('fused Adam reproduces tf.train.adam bit for bit (weights and optimizer sta
       // Forward passes between updates: the backend caches packed filters per tensor, so an
       // update written in place into a filter would be ignored here.
       const [pa, pb] = [a, b].map((m) => tf.tidy(() => (m.predict(x, { batchSize: 4 }) as tf.Tensor).dataSync()));
-      assert.deepEqual(pb, pa, `predictions after step ${step + 1}`);
+      assert.ok(maxAbsDiff(pb, pa) < 1e-6, `predictions after step ${step + 1} differ by ${maxAbsDiff(pb, pa)}`);
     }
-    assert.deepEqual(flatWeights(b), flatWeights(a));
+    // Weights move by ~5e-3 in these steps; the two differ by float rounding only.
+    assert.ok(maxAbsDiff(flatWeights(b), flatWeights(a)) < 1e-7, `weights differ by ${maxAbsDiff(flatWeights(b), flatWeights(a))}`);
+    assert.ok(maxAbsDiff(flatWeights(b), flatWeights(model())) > 1e-3, 'the steps changed the weights');
     const [sa, sb] = [await oa.getWeights(), await ob.getWeights()];
     assert.equal(sb.length, sa.length);
     assert.equal(ob.iterations, oa.iterations);
     for (let k = 0; k < sa.length; k++) {
       assert.equal(sb[k].name.replace(/_\d+\//, '/'), sa[k].name.replace(/_\d+\//, '/'));
-      assert.deepEqual(sb[k].tensor.dataSync(), sa[k].tensor.dataSync(), sa[k].name);
+      const [ta, tb] = [sa[k].tensor.dataSync(), sb[k].tensor.dataSync()];
+      const scale = maxAbsDiff(ta, new Float32Array(ta.length)) || 1e-30;
+      assert.ok(maxAbsDiff(tb, ta) <= 1e-5 * scale, `${sa[k].name}: ${maxAbsDiff(tb, ta)} of ${scale}`);
     }
     // The state it keeps in the optimizer object restores (checkpoints) like tf.train.adam's:
     // restored into two plain optimizers, fused and tfjs updates continue identically.
@@ -75,7 +86,7 @@ test('fused Adam reproduces tf.train.adam bit for bit (weights and optimizer sta
       }
       (od as tf.Optimizer).applyGradients(named);
     });
-    assert.deepEqual(flatWeights(c), flatWeights(d));
+    assert.ok(maxAbsDiff(flatWeights(c), flatWeights(d)) < 1e-7);
     assert.deepEqual(flatWeights(b), wb);
     [oc, od].forEach((o) => o.dispose());
     [c, d].forEach((m) => m.dispose());

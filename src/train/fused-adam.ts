@@ -61,6 +61,35 @@ function offsetOf(backend: WasmHeapBackend, t: tf.Tensor): number {
   return d.memoryOffset >>> 2;
 }
 
+interface AdamConstants {
+  b1: number;
+  b2: number;
+  c1: number;
+  c2: number;
+  eps: number;
+  nlr: number;
+  /** 1 - beta^t, the bias corrections. */
+  om1: number;
+  om2: number;
+}
+
+/**
+ * One variable: moments in place at m0 / v0 (float indices into h), its new weights into
+ * next[o..o+n). A function of its own with plain locals: as a closure over the caller's
+ * mutable offset it ran 2.5x slower.
+ */
+function adamPass(h: Float32Array, flat: Float32Array, next: Float32Array, o: number, m0: number, v0: number, w0: number, n: number, k: AdamConstants): void {
+  const { b1, b2, c1, c2, eps, nlr, om1, om2 } = k;
+  for (let j = 0; j < n; j++) {
+    const g = flat[o + j];
+    const nm = h[m0 + j] * b1 + g * c1;
+    const nv = h[v0 + j] * b2 + g * g * c2;
+    h[m0 + j] = nm;
+    h[v0 + j] = nv;
+    next[o + j] = (nm / om1 / (Math.sqrt(nv / om2) + eps)) * nlr + h[w0 + j];
+  }
+}
+
 /**
  * Apply `flat` (the gradients of `vars`, concatenated in order) with `optimizer`, in place.
  * Returns false, doing nothing, when this is not tf.train.adam on the wasm backend.
@@ -94,25 +123,12 @@ export function fusedAdamApply(optimizer: tf.Optimizer, vars: readonly tf.Variab
   const om1 = f(1 - h[ab1]);
   const om2 = f(1 - h[ab2]);
   const next = scratch.length >= total ? scratch.subarray(0, total) : (scratch = new Float32Array(total));
+  const k: AdamConstants = { b1, b2, c1, c2, eps, nlr, om1, om2 };
   let o = 0;
-  vars.forEach((x, i) => {
-    const w0 = offsetOf(backend, x);
-    const m0 = offsetOf(backend, m[i].variable);
-    const v0 = offsetOf(backend, v[i].variable);
-    const n = x.size;
-    for (let j = 0; j < n; j++) {
-      const g = flat[o + j];
-      const nm = f(f(h[m0 + j] * b1) + f(g * c1));
-      const nv = f(f(h[v0 + j] * b2) + f(f(g * g) * c2));
-      h[m0 + j] = nm;
-      h[v0 + j] = nv;
-      const mh = f(nm / om1);
-      const vh = f(nv / om2);
-      const step = f(f(mh / f(f(Math.sqrt(vh)) + eps)) * nlr);
-      next[o + j] = f(step + h[w0 + j]);
-    }
-    o += n;
-  });
+  for (let i = 0; i < vars.length; i++) {
+    adamPass(h, flat, next, o, offsetOf(backend, m[i].variable), offsetOf(backend, v[i].variable), offsetOf(backend, vars[i]), vars[i].size, k);
+    o += vars[i].size;
+  }
   h[ab1] = f(h[ab1] * b1);
   h[ab2] = f(h[ab2] * b2);
   // The weights get new tensors, as tf.train.adam gives them, not in-place writes: the wasm
