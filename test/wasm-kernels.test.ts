@@ -229,6 +229,8 @@ test('fast kernels free every scratch buffer on the wasm heap', async () => {
       tf.tidy(op).dispose();
     }
     tf.tidy(() => tf.matMul(tf.ones([5, 7]), tf.ones([5, 3]), true, false)).dispose();
+    tf.tidy(() => tf.sum(tf.ones([4, 5, 3]), [0, 1])).dispose();
+    tf.dispose(tf.tidy(() => tf.split(tf.ones([4, 5, 6]), [2, 4], 2)));
   };
   run();
   const before = tf.backend().numDataIds();
@@ -251,6 +253,26 @@ test('BatchMatMul with transposed operands matches cpu', async () => {
   const ab = randn(rng, 3 * 5 * 4);
   const bb = randn(rng, 3 * 6 * 4);
   await parity('batched a.bT (original kernel)', () => tf.matMul(tf.tensor3d(ab, [3, 5, 4]), tf.tensor3d(bb, [3, 6, 4]), false, true));
+});
+
+test('Sum over leading axes and SplitV along the last axis match cpu; other axes and dtypes fall back', async () => {
+  await ready;
+  const rng = new Rng(12);
+  const x = randn(rng, 3 * 5 * 4 * 7);
+  const x4 = () => tf.tensor4d(x, [3, 5, 4, 7]);
+  await parity('sum [0,1,2]', () => tf.sum(x4(), [0, 1, 2]));
+  await parity('sum [2,0,1] keepDims', () => tf.sum(x4(), [2, 0, 1], true));
+  await parity('sum [-4,-3,-2]', () => tf.sum(x4(), [-4, -3, -2]));
+  await parity('sum rank 2 axis 0', () => tf.sum(tf.tensor2d(x, [60, 7]), 0));
+  await parity('sum [1,2] (original kernel)', () => tf.sum(x4(), [1, 2]));
+  await parity('sum all (original kernel)', () => tf.reshape(tf.sum(x4()), [1]));
+  await parity('sum int32 (original kernel)', () => tf.cast(tf.sum(tf.tensor2d(Int32Array.from(x, (v) => Math.round(v * 10)), [60, 7], 'int32'), 0), 'float32'));
+  await parity('sum of an empty batch', () => tf.sum(tf.zeros([0, 4, 7]), [0, 1]));
+  for (const [sizes, axis] of [[[3, 4], 3], [[1, 5, 1], -1], [[2, 2, 3], 3], [[7], 3], [[2, 3], 1]] as [number[], number][]) {
+    const parts = await Promise.all(sizes.map((_, i) => parity(`splitV ${sizes} axis ${axis} part ${i}`, () => tf.split(x4(), sizes, axis)[i])));
+    assert.equal(parts.length, sizes.length);
+  }
+  await parity('split in 7 equal parts', () => tf.split(x4(), 7, 3)[6]);
 });
 
 test('MaxPoolGrad on wasm matches cpu, ties included (pool 2/2 valid, 3/2 same, 3/1 same, odd sizes)', async () => {
