@@ -197,16 +197,20 @@ export function refExecutor(net: Net): NetExecutor & { calls: { window: number; 
       }
       return { inputs: inputs.map(join), tail: join(tails), probs: Float32Array.from(probs.flatMap((p) => [...p])) };
     },
-    async window(stage, blocks, n, bh, bw, last = stage) {
+    async window(stage, blocks, n, bh, bw, last = stage, out) {
       calls.window++;
       const s = net.stages[stage];
-      return join(
+      const y = join(
         items(blocks, n, bh, bw, s.cin).map((b) => {
           let v = round(validStage(s, b));
           for (let j = stage + 1; j <= last; j++) v = round(validStage(net.stages[j], v));
           return v;
         }),
       );
+      if (!out) return y;
+      if (out.length !== y.length) throw new Error(`window output of ${y.length} floats into ${out.length}`);
+      out.set(y);
+      return out;
     },
     async tail(from, x, n) {
       calls.tail++;

@@ -4,10 +4,10 @@
  * point for the full tail; sessions are built on first use from net-onnx.ts graphs.
  */
 import type * as ort from 'onnxruntime-common';
-import { createOnnxSession, releaseOnnxSession, runOnnxBatched, runOnnxOutputs } from '../runtime/onnx.js';
+import { createOnnxSession, releaseOnnxSession, runOnnxBatched, runOnnxInto, runOnnxOutputs } from '../runtime/onnx.js';
 import type { NetExecutor } from './incremental.js';
 import { netShapes, type Net } from './net.js';
-import { baseGraph, tailGraph, windowGraph } from './net-onnx.js';
+import { baseGraph, tailGraph, windowGraph, windowOutShape } from './net-onnx.js';
 
 /** onnxruntime-node rejects tensors on a SharedArrayBuffer (worker threads share the images). */
 function own(x: Float32Array): Float32Array {
@@ -50,8 +50,9 @@ export class OrtNetExecutor implements NetExecutor {
     return (await runOnnxBatched(s, [{ name: 'x', data: own(x), shape: [...this.net.input] }], n, { batchSize, output: 'probs' })).data;
   }
 
-  async window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number, last = stage): Promise<Float32Array> {
+  async window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number, last = stage, out?: Float32Array): Promise<Float32Array> {
     const s = await this.session(`window ${stage}-${last} ${bh}x${bw}`, () => windowGraph(this.net, stage, bh, bw, last));
+    if (out) return runOnnxInto(s, [{ name: 'x', data: blocks, shape: [bh, bw, this.net.stages[stage].cin] }], n, 'y', out, windowOutShape(this.net, stage, bh, bw, last));
     return (await runOnnxBatched(s, [{ name: 'x', data: blocks, shape: [bh, bw, this.net.stages[stage].cin] }], n, { batchSize: n })).data;
   }
 

@@ -16,8 +16,11 @@ import { planWindows, type Interval, type WindowPlan } from './windows.js';
 export interface NetExecutor {
   /** n unoccluded images: each stage's padded input, the tail's padded input, the model outputs. */
   base(x: Float32Array, n: number): Promise<{ inputs: Float32Array[]; tail: Float32Array; probs: Float32Array }>;
-  /** Stages `stage`..`last` (default: just `stage`) on n pre-padded blocks of bh x bw, one after the other, without padding. */
-  window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number, last?: number): Promise<Float32Array>;
+  /**
+   * Stages `stage`..`last` (default: just `stage`) on n pre-padded blocks of bh x bw, one after
+   * the other, without padding. With `out` (exactly the output's size), written there and returned.
+   */
+  window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number, last?: number, out?: Float32Array): Promise<Float32Array>;
   /** Stages from `from` on, in full, then the tail, on n whole padded inputs of stage `from` (or the tail). */
   tail(from: number, x: Float32Array, n: number): Promise<Float32Array>;
   dispose(): void;
@@ -198,6 +201,12 @@ export class IncrementalEngine {
   private readonly shares: Float64Array;
   /** The reused input buffer: fresh multi-megabyte arrays per call cost page faults and GC. */
   private buffer = new Float32Array(0);
+  /**
+   * The steps' window outputs, likewise reused: step s writes into arena s % 2 while its blocks
+   * are gathered from step s - 1's outputs in the other one, which step s + 1 then overwrites.
+   */
+  private readonly arenas = [new Float32Array(0), new Float32Array(0)];
+  private arenaUsed = 0;
   stats: IncrementalStats;
 
   constructor(
@@ -420,6 +429,7 @@ export class IncrementalEngine {
     // Step by step over the lane's items (item = map * nActive + active position), one call per block size and chunk.
     const state: ItemState = { data: new Array<Float32Array>(n * nActive), off: new Int32Array(n * nActive) };
     for (const [s, sp] of l.steps.entries()) {
+      this.startArena(s, this.stepOutFloats(sp, n, laneOf, lane));
       for (const bk of sp.buckets) {
         const mine = bk.members.filter((a) => laneOf[a] === lane);
         if (mine.length === 0) continue;
@@ -440,6 +450,28 @@ export class IncrementalEngine {
       probs.set(await this.runFull(l, ids, nActive, planes, fills, state, prof[l.steps.length]), from * k);
     }
     return { probs, stages: prof, ms: performance.now() - t0 };
+  }
+
+  /** Floats of all window outputs of step `sp` for this lane's items of n maps. */
+  private stepOutFloats(sp: StepLayout, n: number, laneOf: Uint8Array, lane: number): number {
+    const cout = this.net.stages[sp.last].cout;
+    let f = 0;
+    for (let a = 0; a < laneOf.length; a++) if (laneOf[a] === lane) f += sp.oh[a] * sp.ow[a] * cout;
+    return f * n;
+  }
+
+  /** Step s writes its outputs from the start of arena s % 2 (at least `floats` long). */
+  private startArena(s: number, floats: number): void {
+    if (this.arenas[s % 2].length < floats) this.arenas[s % 2] = new Float32Array(floats);
+    this.arenaUsed = 0;
+  }
+
+  /** The next `floats` of the current step's arena. */
+  private takeArena(s: number, floats: number): Float32Array {
+    const out = this.arenas[s % 2].subarray(this.arenaUsed, this.arenaUsed + floats);
+    if (out.length !== floats) throw new Error(`internal: step ${s} outputs overflow their arena`);
+    this.arenaUsed += floats;
+    return out;
   }
 
   /**
@@ -486,9 +518,9 @@ export class IncrementalEngine {
     const input = this.gather(l, s, ids, nActive, plane, b, fills, state, this.scratch(m * bk.bh * bk.bw * plane.c));
     prof.gatherMs += performance.now() - t0;
     t0 = performance.now();
-    const y = await this.exec.window(sp.first, input, m, bk.bh, bk.bw, sp.last);
+    const size = sp.oh[pos[0]] * sp.ow[pos[0]] * this.net.stages[sp.last].cout;
+    const y = await this.exec.window(sp.first, input, m, bk.bh, bk.bw, sp.last, this.takeArena(s, m * size));
     prof.runMs += performance.now() - t0;
-    const size = y.length / m;
     ids.forEach((item, t) => {
       state.data[item] = y;
       state.off[item] = t * size;

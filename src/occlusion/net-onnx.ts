@@ -152,6 +152,17 @@ export function baseGraph(net: Net): Uint8Array {
   return model(b, 'incremental_base', [nhwcInfo('x', h, w, c)], outputs);
 }
 
+/** Output [h, w, c] of stages i..last (no padding) on a block of bh x bw. */
+export function windowOutShape(net: Net, i: number, bh: number, bw: number, last = i): [number, number, number] {
+  let [oh, ow] = [bh, bw];
+  for (let j = i; j <= last; j++) {
+    const s = net.stages[j];
+    oh = Math.floor((oh - ((s.kernel[0] - 1) * s.dilation[0] + 1)) / s.strides[0]) + 1;
+    ow = Math.floor((ow - ((s.kernel[1] - 1) * s.dilation[1] + 1)) / s.strides[1]) + 1;
+  }
+  return [oh, ow, net.stages[last].cout];
+}
+
 /**
  * Stages i..last on pre-padded blocks of bh x bw (the later ones without padding: fused
  * poolings): input `x` (N,bh,bw,cin), output `y` (N,oh,ow,cout), NHWC.
@@ -159,14 +170,11 @@ export function baseGraph(net: Net): Uint8Array {
 export function windowGraph(net: Net, i: number, bh: number, bw: number, last = i): Uint8Array {
   const b = new Builder();
   ['x', 'y'].forEach((n) => b.reserve(n));
-  let [oh, ow] = [bh, bw];
   let y: Val = { name: 'x', shape: R4, nchw: false };
-  for (let j = i; j <= last; j++) {
-    const s = net.stages[j];
-    oh = Math.floor((oh - ((s.kernel[0] - 1) * s.dilation[0] + 1)) / s.strides[0]) + 1;
-    ow = Math.floor((ow - ((s.kernel[1] - 1) * s.dilation[1] + 1)) / s.strides[1]) + 1;
-    y = stageOp(b, s, y, [0, 0, 0, 0]);
-  }
+  // One channel: NHWC and NCHW hold the same bytes, a Reshape (free) instead of a Transpose.
+  if (net.stages[i].cin === 1) y = { name: b.op('Reshape', ['x', b.int64s('nchw_shape', [-1, 1, bh, bw])], 'x_nchw'), shape: R4, nchw: true };
+  for (let j = i; j <= last; j++) y = stageOp(b, net.stages[j], y, [0, 0, 0, 0]);
+  const [oh, ow] = windowOutShape(net, i, bh, bw, last);
   b.op('Identity', [nhwc(b, y).name], 'y', {}, 'y');
   const names = net.stages.slice(i, last + 1).map((s) => s.name).join('_');
   return model(b, `incremental_${names}_window`, [nhwcInfo('x', bh, bw, net.stages[i].cin)], [nhwcInfo('y', oh, ow, net.stages[last].cout)]);

@@ -182,6 +182,22 @@ export async function runOnnxBatchedOutputs(
   return out;
 }
 
+/**
+ * One session.run on a whole batch whose output `name` (n items of `shape`) is written into
+ * `out` (n x item floats, e.g. a view into a buffer the caller reuses). onnxruntime-node
+ * otherwise allocates every output afresh and copies it into a new ArrayBuffer: for the
+ * incremental engine's many megabyte-sized window outputs that was a large share of each call.
+ */
+export async function runOnnxInto(session: ort.InferenceSession, feeds: OnnxFeed[], n: number, name: string, out: Float32Array, shape: number[]): Promise<Float32Array> {
+  const T = ortLoaded().Tensor;
+  const item = shape.reduce((a, b) => a * b, 1);
+  if (out.length !== n * item) throw new RangeError(`output ${name}: ${out.length} floats for ${n} items of shape ${JSON.stringify(shape)}`);
+  const input: Record<string, ort.Tensor> = {};
+  for (const f of feeds) input[f.name] = new T('float32', f.data, [n, ...f.shape]);
+  await session.run(input, { [name]: new T('float32', out, [n, ...shape]) });
+  return out;
+}
+
 /** One session.run on a whole batch, every output (float32) by name. */
 export async function runOnnxOutputs(session: ort.InferenceSession, feeds: OnnxFeed[], n: number): Promise<Record<string, Float32Array>> {
   const input: Record<string, ort.Tensor> = {};
