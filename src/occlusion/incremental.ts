@@ -199,13 +199,20 @@ export class IncrementalEngine {
   private calls = 0;
   /** Share of each call's positions per lane (this thread first), following measured speed. */
   private readonly shares: Float64Array;
-  /** The reused input buffer: fresh multi-megabyte arrays per call cost page faults and GC. */
-  private buffer = new Float32Array(0);
   /**
-   * The steps' window outputs, likewise reused: step s writes into arena s % 2 while its blocks
-   * are gathered from step s - 1's outputs in the other one, which step s + 1 then overwrites.
+   * One reused ArrayBuffer for everything a lane call copies between: the stored unoccluded
+   * inputs, the two arenas and the gather buffer. Fresh multi-megabyte arrays per call cost
+   * page faults and GC; and within one buffer the gathering copies rows with copyWithin, which
+   * allocates nothing (gather.ts). Carved per call by carveHeap.
    */
-  private readonly arenas = [new Float32Array(0), new Float32Array(0)];
+  private heap: Float32Array = new Float32Array(0);
+  /** The gather buffer: the blocks of one executor call. */
+  private buffer: Float32Array = new Float32Array(0);
+  /**
+   * The steps' window outputs: step s writes into arena s % 2 while its blocks are gathered
+   * from step s - 1's outputs in the other one, which step s + 1 then overwrites.
+   */
+  private readonly arenas: Float32Array[] = [new Float32Array(0), new Float32Array(0)];
   private arenaUsed = 0;
   stats: IncrementalStats;
 
@@ -227,8 +234,50 @@ export class IncrementalEngine {
   }
 
   private scratch(size: number): Float32Array {
-    if (this.buffer.length < size) this.buffer = new Float32Array(size);
+    if (this.buffer.length < size) throw new Error(`internal: a gather of ${size} floats overflows its buffer of ${this.buffer.length}`);
     return this.buffer;
+  }
+
+  /**
+   * Lay out the heap for one lane call: copies of the stored planes, then the arenas and the
+   * gather buffer at the sizes this call needs (growing the heap, never shrinking it).
+   */
+  private carveHeap(stored: Float32Array[], arenaFloats: [number, number], gatherFloats: number): Float32Array[] {
+    const total = stored.reduce((a, p) => a + p.length, 0) + arenaFloats[0] + arenaFloats[1] + gatherFloats;
+    // a little headroom: the lanes' shares, and so the sizes, change from call to call
+    if (this.heap.length < total) this.heap = new Float32Array(Math.ceil(total * 1.25));
+    let at = 0;
+    const take = (f: number): Float32Array => this.heap.subarray(at, (at += f));
+    const planes = stored.map((p) => {
+      const v = take(p.length);
+      v.set(p);
+      return v;
+    });
+    this.arenas[0] = take(arenaFloats[0]);
+    this.arenas[1] = take(arenaFloats[1]);
+    this.buffer = take(gatherFloats);
+    return planes;
+  }
+
+  /** Heap sizes of one lane call: each arena's largest step, and the largest gather of one executor call. */
+  private laneSizes(l: Layout, n: number, laneOf: Uint8Array, lane: number, laneItemCount: number): { arenas: [number, number]; gather: number } {
+    const arenas: [number, number] = [0, 0];
+    let gather = 0;
+    for (const [s, sp] of l.steps.entries()) {
+      arenas[s % 2] = Math.max(arenas[s % 2], this.stepOutFloats(sp, n, laneOf, lane));
+      const c = this.net.stages[sp.first].cin;
+      for (const bk of sp.buckets) {
+        let mine = 0;
+        for (const a of bk.members) if (laneOf[a] === lane) mine++;
+        const f = bk.bh * bk.bw * c;
+        if (mine > 0) gather = Math.max(gather, Math.min(this.perCall(f), n * mine) * f);
+      }
+    }
+    const F = l.plan.fullFrom;
+    const sh = F < this.shapes.stages.length ? this.shapes.stages[F].inShape : [this.shapes.tailInput.h, this.shapes.tailInput.w, this.shapes.tailInput.c];
+    const f = sh[0] * sh[1] * sh[2];
+    if (laneItemCount > 0) gather = Math.max(gather, Math.min(this.perCall(f), laneItemCount) * f);
+    return { arenas, gather };
   }
 
   /** Items per call for blocks of `floats` values. */
@@ -422,9 +471,12 @@ export class IncrementalEngine {
     const t0 = performance.now();
     const k = this.net.numClasses;
     const nActive = l.plan.active.length;
-    const planes: Plane[] = this.shapes.stages.map((s, i) => ({ data: stored[i], h: s.inShape[0], w: s.inShape[1], c: s.inShape[2] }));
+    const all = laneItems(n, laneOf, lane);
+    const sizes = this.laneSizes(l, n, laneOf, lane, all.length);
+    const copies = this.carveHeap(stored, sizes.arenas, sizes.gather);
+    const planes: Plane[] = this.shapes.stages.map((s, i) => ({ data: copies[i], h: s.inShape[0], w: s.inShape[1], c: s.inShape[2] }));
     const ti = this.shapes.tailInput;
-    planes.push({ data: stored[this.shapes.stages.length], h: ti.h, w: ti.w, c: ti.c });
+    planes.push({ data: copies[this.shapes.stages.length], h: ti.h, w: ti.w, c: ti.c });
     const prof = this.profile(l);
     // Step by step over the lane's items (item = map * nActive + active position), one call per block size and chunk.
     const state: ItemState = { data: new Array<Float32Array>(n * nActive), off: new Int32Array(n * nActive) };
@@ -441,7 +493,6 @@ export class IncrementalEngine {
         }
       }
     }
-    const all = laneItems(n, laneOf, lane);
     const probs = new Float32Array(all.length * k);
     const fp = planes[l.plan.fullFrom];
     const per = this.perCall(fp.h * fp.w * fp.c);
@@ -460,9 +511,9 @@ export class IncrementalEngine {
     return f * n;
   }
 
-  /** Step s writes its outputs from the start of arena s % 2 (at least `floats` long). */
+  /** Step s writes its outputs from the start of arena s % 2 (carveHeap made it at least `floats` long). */
   private startArena(s: number, floats: number): void {
-    if (this.arenas[s % 2].length < floats) this.arenas[s % 2] = new Float32Array(floats);
+    if (this.arenas[s % 2].length < floats) throw new Error(`internal: step ${s} needs an arena of ${floats} floats, has ${this.arenas[s % 2].length}`);
     this.arenaUsed = 0;
   }
 
