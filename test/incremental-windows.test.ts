@@ -215,6 +215,52 @@ test('gatherBlocks: base block with the overlay written over the shared part', (
   assert.deepEqual([...out], [102, 103, 104, 107, -1, -2, 112, -3, -4]);
 });
 
+test('gatherBlocks against element-by-element copying: short and long rows, views of one buffer (copyWithin) or separate arrays', () => {
+  const rng = new Rng(11);
+  for (const c of [1, 3, 8, 40]) {
+    const [h, w, maps, items, bh, bw] = [9, 11, 2, 7, 5, 6];
+    const planeData = Float32Array.from({ length: maps * h * w * c }, () => rng.next());
+    const b = { map: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), bh, bw };
+    const ov = { data: [] as Float32Array[], off: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), oh: new Int32Array(items), ow: new Int32Array(items) };
+    const ovData = Float32Array.from({ length: items * 4 * 5 * c }, () => -rng.next());
+    for (let i = 0; i < items; i++) {
+      b.map[i] = i % maps;
+      b.y0[i] = Math.floor(rng.next() * (h - bh + 1));
+      b.x0[i] = Math.floor(rng.next() * (w - bw + 1));
+      ov.oh[i] = 1 + Math.floor(rng.next() * 4);
+      ov.ow[i] = 1 + Math.floor(rng.next() * 5);
+      ov.y0[i] = Math.floor(rng.next() * (h - ov.oh[i] + 1));
+      ov.x0[i] = Math.floor(rng.next() * (w - ov.ow[i] + 1));
+      ov.off[i] = i * 20 * c;
+    }
+    // reference: every block cell from the overlay where it covers the cell, else from the plane
+    const want = new Float32Array(items * bh * bw * c);
+    for (let i = 0; i < items; i++) {
+      for (let y = 0; y < bh; y++) {
+        for (let x = 0; x < bw; x++) {
+          const [py, px] = [b.y0[i] + y, b.x0[i] + x];
+          const inOv = py >= ov.y0[i] && py < ov.y0[i] + ov.oh[i] && px >= ov.x0[i] && px < ov.x0[i] + ov.ow[i];
+          for (let k = 0; k < c; k++) {
+            want[((i * bh + y) * bw + x) * c + k] = inOv
+              ? ovData[ov.off[i] + ((py - ov.y0[i]) * ov.ow[i] + (px - ov.x0[i])) * c + k]
+              : planeData[((b.map[i] * h + py) * w + px) * c + k];
+          }
+        }
+      }
+    }
+    const separate = gatherBlocks(new Float32Array(want.length), { data: planeData, h, w, c }, b, { ...ov, data: Array.from({ length: items }, () => ovData) });
+    assert.deepEqual([...separate], [...want], `separate arrays, c=${c}`);
+    const heap = new Float32Array(planeData.length + ovData.length + want.length + 3);
+    const planeView = heap.subarray(1, 1 + planeData.length);
+    const ovView = heap.subarray(2 + planeData.length, 2 + planeData.length + ovData.length);
+    planeView.set(planeData);
+    ovView.set(ovData);
+    const dst = heap.subarray(heap.length - want.length);
+    const shared = gatherBlocks(dst, { data: planeView, h, w, c }, b, { ...ov, data: Array.from({ length: items }, () => ovView) });
+    assert.deepEqual([...shared], [...want], `one buffer, c=${c}`);
+  }
+});
+
 /** Probabilities (n, positions + 1, K) of the occluded images, each computed whole by the reference executor. */
 async function fullProbs(net: Net, x: Float32Array, n: number, g: Geometry, fills: Float32Array): Promise<Float32Array> {
   const ex = refExecutor(net);
