@@ -8,7 +8,8 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { writeDataset } from '../data/dataset.js';
-import { buildHits2015, defaultArchivePath } from '../data/hits2015.js';
+import { defaultArchivePath } from '../data/hits2015.js';
+import { buildHits2015Parallel } from '../data/hits2015/derive-parallel.js';
 import { PRESETS } from '../experiments/plan.js';
 import { runExperiments, type RunExperimentsSummary } from '../experiments/seed.js';
 import { describeRun } from '../experiments/report.js';
@@ -67,7 +68,7 @@ export async function runDemo(o: DemoOptions): Promise<{ summary: RunExperiments
   const td = performance.now();
   if (!existsSync(data)) {
     log('demo: deriving the HiTS 2015 dataset from the shipped stamps (template, science, difference, SNR difference; balanced)');
-    const { dataset, summary } = buildHits2015({ balance: 'undersample', seed: 1, onProgress: o.quiet ? undefined : new ProgressPrinter().callback, command: 'occmap demo' });
+    const { dataset, summary } = await buildHits2015Parallel({ balance: 'undersample', seed: 1, onProgress: o.quiet ? undefined : new ProgressPrinter().callback, command: 'occmap demo' });
     await writeDataset(data, dataset);
     log(`demo: ${summary.final.n} stamps from ${summary.final.objects} objects (${summary.final.label1} supernova, ${summary.final.label0} not) -> ${data}`);
   } else log(`demo: dataset ${data} (made by an earlier run)`);

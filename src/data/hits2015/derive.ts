@@ -50,7 +50,7 @@ interface Template {
 }
 
 /** What every object's derivation shares: the archive, its pass-1 statistics and the options. */
-interface DeriveCtx {
+export interface DeriveCtx {
   archive: Hits2015Archive;
   h: number;
   w: number;
@@ -66,7 +66,7 @@ interface DeriveCtx {
 }
 
 /** The growing output of the derivation, in archive order. */
-interface DeriveOut {
+export interface DeriveOut {
   images: Float32Array[];
   labels: number[];
   info: Hits2015Derived['info'];
@@ -248,12 +248,17 @@ function derivationRecord(ctx: DeriveCtx, classes: string[], dtByClass: Record<s
   };
 }
 
-/**
- * The per-epoch derivation (the slow part): every kept stamp of the selected classes, in
- * archive order, with its label, provenance and the counts. Balance and augmentation come
- * after, in assembleHits2015.
- */
-export function deriveHits2015(opts: Hits2015Options = {}): Hits2015Derived {
+/** What every share of the per-object work needs: the archive passes, done once per thread. */
+export interface DeriveSetup {
+  ctx: DeriveCtx;
+  classes: string[];
+  /** Epochs of each object, in time order. */
+  byObject: number[][];
+  /** The objects of the selected classes, in archive order. */
+  selected: number[];
+}
+
+export function deriveSetup(opts: Hits2015Options): DeriveSetup {
   const archive = opts.archive ?? readHits2015Archive(opts.source ?? defaultArchivePath());
   const classes = parseClasses(opts.classes);
   const K = opts.templateEpochs ?? 5;
@@ -267,29 +272,62 @@ export function deriveHits2015(opts: Hits2015Options = {}): Hits2015Derived {
   const cal = new Calibration(archive, good, frame);
   const register: RegistrationOptions | false = opts.register === false ? false : {};
   const ctx: DeriveCtx = { archive, h, w, frame, good, gain, cal, K, threshold, undetected: opts.snUndetected ?? 'drop', register };
+  return { ctx, classes, ...objectsOf(archive, classes) };
+}
 
+/** Each object's epochs in time order, and the objects of `classes` in archive order. */
+export function objectsOf(archive: Hits2015Archive, classes: readonly string[]): { byObject: number[][]; selected: number[] } {
   const byObject: number[][] = archive.names.map(() => []);
   for (let i = 0; i < archive.n; i++) byObject[archive.object[i]].push(i);
   for (const list of byObject) list.sort((a, b) => archive.mjd[a] - archive.mjd[b]);
-  const selected = byObject.map((_, o) => o).filter((o) => (classes as string[]).includes(archive.classes[o]));
+  const selected = byObject.map((_, o) => o).filter((o) => classes.includes(archive.classes[o]));
+  return { byObject, selected };
+}
 
+/** Derive the objects `selected[from..to)` (every kept epoch, in archive order). */
+export function deriveObjects(setup: DeriveSetup, from: number, to: number, onObject: () => void = () => {}): DeriveOut {
   const out: DeriveOut = {
     images: [],
     labels: [],
     info: { object: [], objectClass: [], mjd: [], snr: [], scale: [], seeing: [], templateSeeing: [] },
-    counts: Object.fromEntries(classes.map((c) => [c, emptyCounts()])),
+    counts: Object.fromEntries(setup.classes.map((c) => [c, emptyCounts()])),
     dtByClass: {},
   };
-  const progress = new ProgressReporter(opts.onProgress, { label: 'hits2015', unit: 'objects', total: selected.length });
-  for (const o of selected) {
-    deriveObject(ctx, o, byObject[o], out);
-    progress.tick();
+  for (let k = from; k < to; k++) {
+    const o = setup.selected[k];
+    deriveObject(setup.ctx, o, setup.byObject[o], out);
+    onObject();
   }
-  progress.stop();
+  return out;
+}
+
+/** Consecutive shares of the objects, joined in order: the same output as one pass over all. */
+export function joinDeriveOuts(parts: DeriveOut[]): DeriveOut {
+  const [first, ...rest] = parts;
+  for (const p of rest) {
+    first.images.push(...p.images);
+    first.labels.push(...p.labels);
+    for (const k of Object.keys(first.info) as (keyof DeriveOut['info'])[]) (first.info[k] as unknown[]).push(...(p.info[k] as unknown[]));
+    for (const [c, cc] of Object.entries(p.counts)) {
+      const t = (first.counts[c] ??= emptyCounts());
+      t.objects += cc.objects;
+      t.epochs += cc.epochs;
+      t.kept += cc.kept;
+      t.label0 += cc.label0;
+      t.label1 += cc.label1;
+      for (const r of DROP_REASONS) t.dropped[r] += cc.dropped[r];
+    }
+    for (const [c, dts] of Object.entries(p.dtByClass)) (first.dtByClass[c] ??= []).push(...dts);
+  }
+  return first;
+}
+
+export function deriveResult(setup: DeriveSetup, out: DeriveOut): Hits2015Derived {
+  const { ctx, classes } = setup;
   if (out.images.length === 0) throw new UserError(`no stamps left for classes ${classes.join(',')}`);
   return {
-    h,
-    w,
+    h: ctx.h,
+    w: ctx.w,
     images: out.images,
     labels: out.labels,
     info: out.info,
@@ -297,4 +335,18 @@ export function deriveHits2015(opts: Hits2015Options = {}): Hits2015Derived {
     total: totalCounts(out.counts),
     derivation: derivationRecord(ctx, classes, out.dtByClass),
   };
+}
+
+/**
+ * The per-epoch derivation (the slow part): every kept stamp of the selected classes, in
+ * archive order, with its label, provenance and the counts. Balance and augmentation come
+ * after, in assembleHits2015. deriveHits2015Parallel (derive-parallel.ts) shares the objects
+ * out over worker threads with the same result.
+ */
+export function deriveHits2015(opts: Hits2015Options = {}): Hits2015Derived {
+  const setup = deriveSetup(opts);
+  const progress = new ProgressReporter(opts.onProgress, { label: 'hits2015', unit: 'objects', total: setup.selected.length });
+  const out = deriveObjects(setup, 0, setup.selected.length, () => progress.tick());
+  progress.stop();
+  return deriveResult(setup, out);
 }
