@@ -275,6 +275,20 @@ test('Sum over leading axes and SplitV along the last axis match cpu; other axes
   await parity('split in 7 equal parts', () => tf.split(x4(), 7, 3)[6]);
 });
 
+test("Sum and SplitV give the backend's own results bit for bit (training trajectories must not change)", async () => {
+  await ready;
+  await tf.setBackend('wasm');
+  const x = randn(new Rng(13), 10 * 12 * 12 * 32);
+  const run = () => tf.tidy(() => [tf.sum(tf.tensor4d(x, [10, 12, 12, 32]), [0, 1, 2]), ...tf.split(tf.tensor4d(x, [10, 12, 12, 32]), [12, 20], 3)].map((t) => t.dataSync()));
+  const fast = run();
+  registerWasmGradKernels('naive');
+  try {
+    assert.deepEqual(fast, run());
+  } finally {
+    registerWasmGradKernels('fast');
+  }
+});
+
 test('MaxPoolGrad on wasm matches cpu, ties included (pool 2/2 valid, 3/2 same, 3/1 same, odd sizes)', async () => {
   await ready;
   const rng = new Rng(21);

@@ -758,9 +758,11 @@ function sumFast(args: KernelArgs): TensorInfo {
   const outShape = attrs.keepDims ? [...x.shape.slice(0, -1).map(() => 1), C] : [C];
   const out = alloc(backend, outShape);
   const h = heap(backend);
-  const acc = new Float64Array(C);
+  // float32 sums in row order, as the backend's kernel adds after its transpose: bit for bit
+  // the same gradients (a double accumulator changed training trajectories).
+  const acc = new Float32Array(C);
   let s = offsetOf(backend, x);
-  for (let r = 0; r < rows; r++, s += C) for (let c = 0; c < C; c++) acc[c] += h[s + c];
+  for (let r = 0; r < rows; r++, s += C) for (let c = 0; c < C; c++) acc[c] = Math.fround(acc[c] + h[s + c]);
   h.set(acc, offsetOf(backend, out));
   return out;
 }

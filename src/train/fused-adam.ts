@@ -79,14 +79,17 @@ interface AdamConstants {
  * mutable offset it ran 2.5x slower.
  */
 function adamPass(h: Float32Array, flat: Float32Array, next: Float32Array, o: number, m0: number, v0: number, w0: number, n: number, k: AdamConstants): void {
+  const f = Math.fround;
   const { b1, b2, c1, c2, eps, nlr, om1, om2 } = k;
   for (let j = 0; j < n; j++) {
     const g = flat[o + j];
-    const nm = h[m0 + j] * b1 + g * c1;
-    const nv = h[v0 + j] * b2 + g * g * c2;
+    const nm = f(f(h[m0 + j] * b1) + f(g * c1));
+    const nv = f(f(h[v0 + j] * b2) + f(f(g * g) * c2));
     h[m0 + j] = nm;
     h[v0 + j] = nv;
-    next[o + j] = (nm / om1 / (Math.sqrt(nv / om2) + eps)) * nlr + h[w0 + j];
+    const mh = f(nm / om1);
+    const vh = f(nv / om2);
+    next[o + j] = f(f(f(mh / f(f(Math.sqrt(vh)) + eps)) * nlr) + h[w0 + j]);
   }
 }
 
