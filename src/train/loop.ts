@@ -22,10 +22,10 @@ import { Progress } from '../util/progress.js';
 import { UserError, OptionError } from '../util/errors.js';
 import { Batcher, type TrainSet } from './batcher.js';
 import { dropoutLayers, installShardDropout, type ShardWindow } from './dropout.js';
-import { lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
+import { correctCount, lossTensor, lossView, makeOptimizer, type LossName, type OptimizerName } from './objective.js';
 import { availableCores, emptyTiming, parallelBlocker, ReplicaPool, type MainContext, type StepTiming } from './parallel.js';
 import { threadTime, threadTimeSince } from './thread-time.js';
-import { applyFlat, evalSums, gradLayout, shardGradient } from './replica.js';
+import { evalSums } from './replica.js';
 import { dataHash, loadCheckpoint, saveCheckpoint, type Fingerprint, type LoopState } from './checkpoint.js';
 
 export { lossTensor, lossView, type LossName, type OptimizerName } from './objective.js';
@@ -165,14 +165,10 @@ interface Stepper {
   evaluate?(): Promise<{ loss: number; acc?: number }>;
 }
 
-/**
- * Single-thread steps: the whole batch as one shard, then the optimiser (the same two calls as
- * a replica's, so one and many threads share their code and, for Adam on wasm, the fused update).
- */
+/** Single-thread steps: tf's own minimize on the whole batch. */
 function localStepper(ctx: MainContext, batcher: Batcher): Stepper {
   let order: number[] = [];
   let timing = emptyTiming(1);
-  const grad = new Float32Array(gradLayout(ctx.vars).total);
   return {
     workers: 1,
     startEpoch: (o) => {
@@ -188,10 +184,20 @@ function localStepper(ctx: MainContext, batcher: Batcher): Stepper {
       ctx.drops.forEach((d, i) => (d.seed = seeds[i]));
       ctx.dropWindow.offset = 0;
       ctx.dropWindow.total = to - from;
-      const batch = batcher.batch(order, from, to);
+      const { x, y, dispose } = batcher.batch(order, from, to);
+      let corr: tf.Scalar | null = null;
       try {
-        const r = shardGradient(ctx.net, ctx.fromLogits, ctx.loss, batch, 1, ctx.vars, grad);
-        applyFlat(ctx.optimizer, ctx.vars, grad);
+        const cost = ctx.optimizer.minimize(
+          () => {
+            const out = ctx.net.apply(x, { training: true }) as tf.Tensor;
+            if (ctx.loss === 'sparse_categorical_crossentropy') corr = tf.keep(correctCount(y, out));
+            return lossTensor(ctx.loss, y, out, ctx.fromLogits);
+          },
+          true,
+          ctx.vars,
+        )!;
+        const lossSum = cost.dataSync()[0] * (to - from);
+        cost.dispose();
         const own = threadTimeSince(tt0);
         const wall = performance.now() - t0;
         timing.steps++;
@@ -199,9 +205,10 @@ function localStepper(ctx: MainContext, batcher: Batcher): Stepper {
         timing.shards[0].wallMs += wall;
         timing.shards[0].cpuMs += own.cpuMs;
         timing.shards[0].queuedMs += own.queuedMs;
-        return { lossSum: r.scaledLoss * (to - from), correct: r.correct };
+        return { lossSum, correct: corr ? (corr as tf.Scalar).dataSync()[0] : 0 };
       } finally {
-        batch.dispose();
+        (corr as tf.Scalar | null)?.dispose();
+        dispose();
       }
     },
     close: async () => {},

@@ -13,7 +13,6 @@
  */
 import { tf, tfl } from '../runtime/tfjs.js';
 import type { Batch, Batcher } from './batcher.js';
-import { fusedAdamApply } from './fused-adam.js';
 import { correctCount, lossTensor, type LossName } from './objective.js';
 
 export interface GradLayout {
@@ -105,9 +104,8 @@ export function evalSums(
   return { lossSum, correct };
 }
 
-/** Apply a flat gradient (layout of `vars`) with `optimizer` (Adam on wasm: one fused pass in place). */
+/** Apply a flat gradient (layout of `vars`) with `optimizer`. */
 export function applyFlat(optimizer: tf.Optimizer, vars: readonly tf.Variable[], flat: Float32Array): void {
-  if (fusedAdamApply(optimizer, vars, flat)) return;
   tf.tidy(() => {
     const named: tf.NamedTensorMap = {};
     let o = 0;
