@@ -421,17 +421,22 @@ export class IncrementalEngine {
     const stored = [...base.inputs, base.tail];
     const nLanes = this.lanes.length + 1;
     const laneOf = assignLanes(nActive, this.shares);
+    // When each lane's share was done, seen from here: the remote lanes' times include sending
+    // the planes and the results back, which their own compute time leaves out.
+    const start = performance.now();
+    const finished = new Float64Array(nLanes);
+    const mark = (j: number) => (r: LaneResult): LaneResult => ((finished[j] = performance.now() - start), r);
     // Remote lanes start first: this thread's own lane blocks its event loop in each session run.
-    const remote = this.lanes.map((lane, j) => lane.run({ g, tau, n, planes: stored, fills, lane: j + 1, laneOf }));
+    const remote = this.lanes.map((lane, j) => lane.run({ g, tau, n, planes: stored, fills, lane: j + 1, laneOf }).then(mark(j + 1)));
     const t1 = performance.now();
-    const own = this.runLane(l, stored, fills, n, 0, laneOf);
+    const own = this.runLane(l, stored, fills, n, 0, laneOf).then(mark(0));
     // Never leave a lane running behind a failure: wait for all before throwing.
     const parts = await Promise.allSettled([own, ...remote]);
     for (const p of parts) if (p.status === 'rejected') throw p.reason;
     const done = parts.map((p) => (p as PromiseFulfilledResult<LaneResult>).value);
     this.stats.laneWaitMs += performance.now() - t1 - done[0].ms;
     // the first call builds every lane's sessions: its times say nothing about speed
-    if (nLanes > 1 && this.calls++ > 0) this.rebalance(done.map((r) => r.ms), laneOf);
+    if (nLanes > 1 && this.calls++ > 0) this.rebalance(Array.from(finished), laneOf);
     t0 = performance.now();
     const out = new Float32Array(n * perMap * k);
     // Positions whose change never reaches the output score as the unoccluded image.
