@@ -98,9 +98,10 @@ export function registerDemo(program: Command): void {
     .addHelpText(
       'after',
       `
-Same as 'npm start'. About 3-5 minutes on a 2-core machine: derives the 966-stamp balanced
+Same as 'npm start'. About 5-6.5 minutes on an idle 2-core machine: derives the 966-stamp balanced
 HiTS 2015 dataset, trains the seed's CNN classifier, computes the exact occlusion map of every
-stamp (626 classifier inferences each, ONNX Runtime), trains the U-Net explainer (encoder from
+stamp (the map 626 classifier inferences give, computed by the incremental engine for a
+quarter of their arithmetic on ONNX Runtime), trains the U-Net explainer (encoder from
 the classifier, skip connections) conditioned one-hot on the class (the best variant measured
 on held-out HiTS 2015 objects), evaluates it on held-out objects against the
 mean-map and |SNR| baselines, times exact vs estimated maps and writes OUT/index.html.
