@@ -4,11 +4,11 @@ import { defaultArchivePath, readHits2015Archive, type Hits2015Archive } from '.
 import { deriveHits2015 } from '../src/data/hits2015/derive.js';
 import { balancedRanges, buildHits2015Parallel, deriveHits2015Parallel } from '../src/data/hits2015/derive-parallel.js';
 import { buildHits2015 } from '../src/data/hits2015.js';
+import { archiveOf } from './hits2015-fixtures.js';
 
 /** A slice of the shipped archive: a few objects of each class and enough constant stars to calibrate. */
 function slice(): Hits2015Archive {
   const A = readHits2015Archive(defaultArchivePath());
-  const s = A.h * A.w;
   const quota: Record<string, number> = { supernova: 6, constant: 40, eclipsing_binary: 3, rr_lyrae: 3 };
   const taken: Record<string, number> = {};
   const objs: number[] = [];
@@ -19,22 +19,7 @@ function slice(): Hits2015Archive {
       taken[c] = (taken[c] ?? 0) + 1;
     }
   });
-  const remap = new Map(objs.map((o, k) => [o, k]));
-  const idx: number[] = [];
-  for (let i = 0; i < A.n; i++) if (remap.has(A.object[i])) idx.push(i);
-  const stamps = new Float32Array(idx.length * s);
-  idx.forEach((i, k) => stamps.set(A.stamps.subarray(i * s, (i + 1) * s), k * s));
-  return {
-    file: A.file,
-    stamps,
-    n: idx.length,
-    h: A.h,
-    w: A.w,
-    mjd: Float64Array.from(idx, (i) => A.mjd[i]),
-    object: Int32Array.from(idx, (i) => remap.get(A.object[i])!),
-    names: objs.map((o) => A.names[o]),
-    classes: objs.map((o) => A.classes[o]),
-  };
+  return archiveOf(A, objs);
 }
 
 test('balancedRanges: consecutive, covering, about equal weight', () => {

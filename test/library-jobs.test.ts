@@ -26,6 +26,7 @@ import {
   type ProgressEvent,
 } from '../src/index.js';
 import { defaultArchivePath, readHits2015Archive, type Hits2015Archive } from '../src/data/hits2015/archive.js';
+import { archiveOf } from './hits2015-fixtures.js';
 
 let tmp: string;
 const stdout: string[] = [];
@@ -130,7 +131,6 @@ test('datasets, trainClassifier, occludeDataset, trainExplainer: in-process, res
 /** A few objects of the shipped archive: 2 supernovae and the constant stars that calibrate their fields. */
 function smallArchive(): Hits2015Archive {
   const A = readHits2015Archive(defaultArchivePath());
-  const s = A.h * A.w;
   const pick: number[] = [];
   let sn = 0;
   A.classes.forEach((c, o) => {
@@ -141,22 +141,7 @@ function smallArchive(): Hits2015Archive {
       pick.push(o);
     }
   });
-  const remap = new Map(pick.map((o, k) => [o, k]));
-  const idx: number[] = [];
-  for (let i = 0; i < A.n; i++) if (remap.has(A.object[i])) idx.push(i);
-  const stamps = new Float32Array(idx.length * s);
-  idx.forEach((i, k) => stamps.set(A.stamps.subarray(i * s, (i + 1) * s), k * s));
-  return {
-    file: A.file,
-    stamps,
-    n: idx.length,
-    h: A.h,
-    w: A.w,
-    mjd: Float64Array.from(idx, (i) => A.mjd[i]),
-    object: Int32Array.from(idx, (i) => remap.get(A.object[i])!),
-    names: pick.map((o) => A.names[o]),
-    classes: pick.map((o) => A.classes[o]),
-  };
+  return archiveOf(A, pick);
 }
 
 test('deriveHits2015 / buildHits2015 through the public API: a dataset returned, progress by callback, nothing printed', async () => {
