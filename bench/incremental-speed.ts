@@ -7,7 +7,7 @@
  * Runtime, gathering; unoccluded pass; scatter) and, with `sweep`, maps/s for every stage the
  * switch to full computation could start at (Krypton's rule, measured).
  *
- *   node dist/bench/incremental-speed.js [--seconds S] [--threads T] [--stamps N (6)] [--sweep] [--json FILE]
+ *   node dist/bench/incremental-speed.js [--seconds S] [--threads T] [--stamps N (48)] [--sweep] [--json FILE]
  *
  * Weights are random (seeded): speed does not depend on them. The two engines alternate in
  * rounds so a change of machine load hits both alike.
@@ -36,7 +36,12 @@ export interface IncrementalBenchOptions {
   /** Seconds of timed maps per engine (split over rounds). */
   seconds?: number;
   threads?: number;
-  /** Maps per timed call (a multiple of maps per batch group is fairest). */
+  /**
+   * Maps per timed exactMaps call (a multiple of maps per batch group is fairest). Default 48,
+   * 8 incremental engine calls: consecutive calls overlap (exactMaps asks for the next group
+   * first), as over an occlude shard of 256 maps; with a single call (6 maps) every call ends
+   * with one lane waiting for the other.
+   */
   stamps?: number;
   /** Also time every switch point to full computation. */
   sweep?: boolean;
@@ -213,7 +218,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
   const clf = buildClassifier({ inputShape: [21, 21, 1], numClasses: 2, seed: 1, activation: o.activation });
   const g = geometryOf(params, 21, 21);
   const perMap = inferencesPerMap(params, 21, 21);
-  const stamps = o.stamps ?? 6;
+  const stamps = o.stamps ?? 48;
   const rng = new Rng(1);
   const images = Float32Array.from({ length: stamps * 441 }, () => rng.next());
   const dir = mkdtempSync(path.join(os.tmpdir(), 'occmap-incr-bench-'));
@@ -253,7 +258,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
       maxAbsDiff,
       profile: profileOf(st.stages, st.baseMs, st.scatterMs, st.laneWaitMs, st.maps, ti.secs * 1000, st.lanes),
     };
-    log(`exact maps, seed classifier ${o.activation ?? 'relu'}, ${perMap - 1} positions, ${threads} thread(s), ${stamps} maps per call`);
+    log(`exact maps, seed classifier ${o.activation ?? 'relu'}, ${perMap - 1} positions, ${threads} thread(s), ${stamps} maps per exactMaps call`);
     log(`  full engine        ${fr.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(fr.flopsPerMap).padStart(11)}/map  ${fr.gflops.toFixed(1)} GFLOP/s  (${fr.engine})`);
     log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full; ${ir.calls} block sizes over all steps)`);
     log(`  incremental / full: ${result.ratio.toFixed(2)}x maps/s (FLOP ratio ${result.flopRatio.toFixed(2)}x); max |map difference| ${maxAbsDiff.toExponential(1)}`);
@@ -280,7 +285,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const r = await runIncrementalBench({
     seconds: Number(arg('--seconds') ?? 6),
     threads: Number(arg('--threads') ?? 2),
-    stamps: Number(arg('--stamps') ?? 6),
+    stamps: Number(arg('--stamps') ?? 48),
     sweep: args.includes('--sweep'),
     activation: arg('--activation') === 'linear' ? 'linear' : 'relu',
   });

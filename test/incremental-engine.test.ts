@@ -252,3 +252,94 @@ test('approximate mode (projective-field threshold): tau 1 is exact; a small tau
     inc.dispose();
   }
 });
+
+test('overlapping engine calls (maps of several groups, 2 lanes) give the full engine\'s maps', async () => {
+  await initTf('cpu');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'occmap-incr-'));
+  const c = CASES[1];
+  const model = randomize(c.build(), 11);
+  const full = await fullEngine(model, dir, 'overlap');
+  const r = incrementalPredictorFor(model, { hash: 'test', threads: 2, lanes: 2 });
+  assert.ok('predictor' in r);
+  const inc = r.predictor;
+  try {
+    const [h, w, ch] = c.input;
+    // three engine calls, the last one short: each call's share of this thread overlaps the other lane's previous one
+    const n = 2 * inc.mapsPerCall + 1;
+    const rng = new Rng(31);
+    const images = Float32Array.from({ length: n * h * w * ch }, () => rng.next() * 2 - 1);
+    const opts: ExactOptions = { ...SEED_PARAMS, ...c.opts, batchSize: 2 * 700 };
+    const want = await exactMaps(full, images, [n, h, w, ch], opts);
+    const got = await exactMaps(inc, images, [n, h, w, ch], opts);
+    assert.equal(got.engine, 'incremental');
+    assert.ok(maxDiff(got.maps, want.maps) < 1e-5);
+    assert.deepEqual([...got.targets], [...want.targets]);
+    assert.equal(inc.stats.maps, n);
+  } finally {
+    inc.dispose();
+    full.dispose();
+    model.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A scorer whose calls resolve when the test says, recording when each was asked for. */
+function gatedScorer(fail?: number) {
+  const log: string[] = [];
+  const release: (() => void)[] = [];
+  let running = 0;
+  const scorer = {
+    inputShape: [2, 2, 1] as [number, number, number],
+    numClasses: 2,
+    engine: 'fake',
+    hash: 'fake',
+    mapsPerCall: 1,
+    predict: async (_x: Float32Array, n: number) => new Float32Array(n * 2).fill(0.5),
+    occlusionProbs: (_x: Float32Array, n: number, g: { h: number; w: number; ph: number; pw: number; stride: number; pad: number }) => {
+      const call = release.length;
+      log.push(`ask ${call}`);
+      running++;
+      const perMap = ((g.h + 2 * g.pad - g.ph) / g.stride + 1) * ((g.w + 2 * g.pad - g.pw) / g.stride + 1) + 1;
+      return new Promise<Float32Array>((resolve, reject) => {
+        release.push(() => {
+          running--;
+          log.push(`done ${call}`);
+          if (call === fail) reject(new Error(`call ${call} failed`));
+          else resolve(new Float32Array(n * perMap * 2).fill(0.5));
+        });
+      });
+    },
+    dispose: () => undefined,
+  };
+  return { scorer, log, release, running: () => running };
+}
+
+test('exactMaps asks an occlusion scorer for the next group before awaiting this one, and leaves none running on failure', async () => {
+  const tick = () => new Promise((r) => setTimeout(r, 5));
+  const opts: ExactOptions = { ...SEED_PARAMS, pad: 1, batchSize: 1 };
+  const ok = gatedScorer();
+  const run = exactMaps(ok.scorer, new Float32Array(3 * 4), [3, 2, 2, 1], opts);
+  await tick();
+  assert.deepEqual(ok.log, ['ask 0', 'ask 1']);
+  for (let i = 0; i < 3; i++) {
+    ok.release[i]();
+    await tick();
+  }
+  const res = await run;
+  assert.deepEqual(ok.log, ['ask 0', 'ask 1', 'done 0', 'ask 2', 'done 1', 'done 2']);
+  assert.equal(res.maps.length, 3 * 4);
+
+  const bad = gatedScorer(0);
+  const failing = exactMaps(bad.scorer, new Float32Array(3 * 4), [3, 2, 2, 1], opts);
+  let settled = false;
+  failing.catch(() => undefined).finally(() => (settled = true));
+  await tick();
+  bad.release[0]();
+  await tick();
+  // the call asked for ahead is still running: the failure waits for it
+  assert.equal(settled, false);
+  bad.release[1]();
+  await assert.rejects(failing, /call 0 failed/);
+  assert.equal(bad.running(), 0);
+  assert.deepEqual(bad.log, ['ask 0', 'ask 1', 'done 0', 'done 1']);
+});

@@ -295,11 +295,27 @@ export async function exactMaps(
 
   if (inc.scorer) {
     const scorer = inc.scorer;
-    for (let gi = 0; gi < nGroups; gi++) {
+    const call = (gi: number): Promise<Float32Array> => {
       const i0 = gi * group;
       const i1 = Math.min(n, i0 + group);
-      groupProbs.set(await scorer.occlusionProbs(x.subarray(i0 * px, i1 * px), i1 - i0, g, fills.subarray(i0 * c, i1 * c), opts.approx));
-      inferences += (i1 - i0) * perMap;
+      return scorer.occlusionProbs(x.subarray(i0 * px, i1 * px), i1 - i0, g, fills.subarray(i0 * c, i1 * c), opts.approx);
+    };
+    // The next group is asked for before this one is awaited: an engine with lanes in other
+    // threads starts it while they finish this one (IncrementalEngine.occlusionProbs).
+    let next = nGroups > 0 ? call(0) : null;
+    for (let gi = 0; gi < nGroups; gi++) {
+      const now = next!;
+      next = gi + 1 < nGroups ? call(gi + 1) : null;
+      // a failure of the one asked for ahead is reported when its turn comes
+      next?.catch(() => undefined);
+      try {
+        groupProbs.set(await now);
+      } catch (e) {
+        // never leave a call running behind a failure
+        await next?.catch(() => undefined);
+        throw e;
+      }
+      inferences += (Math.min(n, (gi + 1) * group) - gi * group) * perMap;
       finishGroup(gi);
     }
     return { maps, raw, targets, baseProbs, inferences, engine: 'incremental' };
