@@ -218,7 +218,7 @@ test('gatherBlocks: base block with the overlay written over the shared part', (
 test('gatherBlocks against element-by-element copying: short and long rows, views of one buffer (copyWithin) or separate arrays', () => {
   const rng = new Rng(11);
   for (const c of [1, 3, 8, 40]) {
-    const [h, w, maps, items, bh, bw] = [9, 11, 2, 7, 5, 6];
+    const [h, w, maps, items, bh, bw] = [9, 11, 2, 40, 5, 6];
     const planeData = Float32Array.from({ length: maps * h * w * c }, () => rng.next());
     const b = { map: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), bh, bw };
     const ov = { data: [] as Float32Array[], off: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), oh: new Int32Array(items), ow: new Int32Array(items) };
