@@ -46,7 +46,7 @@ export function steps(work: string, ensemble: number): Step[] {
     {
       name: 'classifier',
       output: w('classifier'),
-      args: ['train-classifier', '--data', w('hits-scale.npz'), '--out', w('classifier'), '--seed', '0'],
+      args: ['train-classifier', '--data', w('hits-scale.npz'), '--out', w('classifier'), '--seed', '0', '--checkpoint', w('classifier-ck')],
     },
     {
       name: 'maps',
@@ -61,6 +61,8 @@ export function steps(work: string, ensemble: number): Step[] {
         'train-explainer', '--data', w('maps.npz'), '--classifier', w('classifier'), '--holdout-from', w('classifier'),
         '--variant', 'unet', '--condition', 'onehot', '--target-units', 'unclipped',
         ...(ensemble > 1 ? ['--ensemble', String(ensemble), '--no-bootstrap'] : []),
+        // an hour or more of training: a killed run resumes from its last epoch
+        '--checkpoint', w('explainer-ck'),
         '--out', w('explainer'),
       ],
     },

@@ -98,8 +98,8 @@ export function registerDemo(program: Command): void {
     .addHelpText(
       'after',
       `
-Same as 'npm start'. About 5-6.5 minutes on an idle 2-core machine: derives the 966-stamp balanced
-HiTS 2015 dataset, trains the seed's CNN classifier, computes the exact occlusion map of every
+Same as 'npm start'. 3.5-6.5 minutes on an idle 2-core machine (the shorter with AVX-512):
+derives the 966-stamp balanced HiTS 2015 dataset, trains the seed's CNN classifier, computes the exact occlusion map of every
 stamp (the map 626 classifier inferences give, computed by the incremental engine for a
 quarter of their arithmetic on ONNX Runtime), trains the U-Net explainer (encoder from
 the classifier, skip connections) conditioned one-hot on the class (the best variant measured

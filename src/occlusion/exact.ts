@@ -142,6 +142,29 @@ export function inputMismatch(predictor: Predictor, shape: readonly number[]): s
   return null;
 }
 
+/**
+ * Groups 0..nGroups-1 through `call`, each result to `done` in order. The next group is asked
+ * for before this one is awaited: an engine with lanes in other threads starts it while they
+ * finish this one (IncrementalEngine.occlusionProbs). A failure is thrown once the call asked
+ * for ahead has settled too, so none is left running.
+ */
+async function scoreGroups(nGroups: number, call: (gi: number) => Promise<Float32Array>, done: (gi: number, probs: Float32Array) => void): Promise<void> {
+  let next = nGroups > 0 ? call(0) : null;
+  for (let gi = 0; gi < nGroups; gi++) {
+    const now = next!;
+    next = gi + 1 < nGroups ? call(gi + 1) : null;
+    next?.catch(() => undefined);
+    let probs: Float32Array;
+    try {
+      probs = await now;
+    } catch (e) {
+      await next?.catch(() => undefined);
+      throw e;
+    }
+    done(gi, probs);
+  }
+}
+
 interface Chunk {
   group: number;
   /** First flattened item of the group in this chunk, and how many. */
@@ -295,29 +318,15 @@ export async function exactMaps(
 
   if (inc.scorer) {
     const scorer = inc.scorer;
-    const call = (gi: number): Promise<Float32Array> => {
+    await scoreGroups(nGroups, (gi) => {
       const i0 = gi * group;
       const i1 = Math.min(n, i0 + group);
       return scorer.occlusionProbs(x.subarray(i0 * px, i1 * px), i1 - i0, g, fills.subarray(i0 * c, i1 * c), opts.approx);
-    };
-    // The next group is asked for before this one is awaited: an engine with lanes in other
-    // threads starts it while they finish this one (IncrementalEngine.occlusionProbs).
-    let next = nGroups > 0 ? call(0) : null;
-    for (let gi = 0; gi < nGroups; gi++) {
-      const now = next!;
-      next = gi + 1 < nGroups ? call(gi + 1) : null;
-      // a failure of the one asked for ahead is reported when its turn comes
-      next?.catch(() => undefined);
-      try {
-        groupProbs.set(await now);
-      } catch (e) {
-        // never leave a call running behind a failure
-        await next?.catch(() => undefined);
-        throw e;
-      }
+    }, (gi, probs) => {
+      groupProbs.set(probs);
       inferences += (Math.min(n, (gi + 1) * group) - gi * group) * perMap;
       finishGroup(gi);
-    }
+    });
     return { maps, raw, targets, baseProbs, inferences, engine: 'incremental' };
   }
 
