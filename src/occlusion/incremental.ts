@@ -39,8 +39,8 @@ export const DEFAULT_FULL_THRESHOLD = 0.9;
 export const DEFAULT_CHUNK = 2048;
 
 /**
- * Floats of gathered input per executor call at most (1 MB): a call's input, its NCHWc copy
- * and output stay in a core's 2 MB L2 between the gathering and the convolution. Measured
+ * Floats of gathered input, and of output, per executor call at most (1 MB each): a call's
+ * input, its NCHWc copy and output stay in a core's L2 between the gathering and the convolution. Measured
  * with 2 lanes (`occmap bench --only-incremental --sweep`): 1.05-1.2x the maps/s of 64 MB
  * calls, which stream every block through memory twice.
  */
@@ -60,7 +60,7 @@ export interface IncrementalOptions {
   fusePools?: boolean;
   groups?: number;
   chunk?: number;
-  /** Floats of gathered input per executor call at most. */
+  /** Floats of gathered input, and of window output, per executor call at most. */
   callFloats?: number;
 }
 
@@ -276,7 +276,7 @@ export class IncrementalEngine {
         let mine = 0;
         for (const a of bk.members) if (laneOf[a] === lane) mine++;
         const f = bk.bh * bk.bw * c;
-        if (mine > 0) gather = Math.max(gather, Math.min(this.perCall(f), n * mine) * f);
+        if (mine > 0) gather = Math.max(gather, Math.min(this.bucketPerCall(sp, bk), n * mine) * f);
       }
     }
     const F = l.plan.fullFrom;
@@ -284,6 +284,17 @@ export class IncrementalEngine {
     const f = sh[0] * sh[1] * sh[2];
     if (laneItemCount > 0) gather = Math.max(gather, Math.min(this.perCall(f), laneItemCount) * f);
     return { arenas, gather };
+  }
+
+  /**
+   * Items per window call of one block size: its input and its output each within callFloats
+   * (a one-channel conv1 block of 9x9 gives 6x6x32 outputs, 14x its input: capped by the input
+   * alone, 2,048 blocks made 9 MB of outputs, and ONNX Runtime's layout conversion of them took
+   * 60% of the step).
+   */
+  private bucketPerCall(sp: StepLayout, bk: { bh: number; bw: number; members: Int32Array }): number {
+    const a = bk.members[0];
+    return this.perCall(Math.max(bk.bh * bk.bw * this.net.stages[sp.first].cin, sp.oh[a] * sp.ow[a] * this.net.stages[sp.last].cout));
   }
 
   /** Items per call for blocks of `floats` values. */
@@ -540,7 +551,7 @@ export class IncrementalEngine {
         if (mine.length === 0) continue;
         const ids = new Int32Array(n * mine.length);
         for (let i = 0, t = 0; i < n; i++) for (const a of mine) ids[t++] = i * nActive + a;
-        const per = this.perCall(bk.bh * bk.bw * planes[sp.first].c);
+        const per = this.bucketPerCall(sp, bk);
         for (let from = 0; from < ids.length; from += per) {
           await this.runWindows(l, s, bk, ids.subarray(from, Math.min(ids.length, from + per)), nActive, planes, fills, state, prof[s]);
         }
