@@ -33,6 +33,7 @@ import {
 } from '../src/data/hits2015.js';
 import { splitIndices, leakedGroups } from '../src/data/split.js';
 import { readDataset } from '../src/data/dataset.js';
+import { archiveOf } from './hits2015-fixtures.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(ROOT, 'bin/occmap.js');
@@ -200,34 +201,16 @@ function sliceArchive(): { a: Hits2015Archive; badStamps: Record<string, number>
       taken[c] = (taken[c] ?? 0) + 1;
     }
   });
-  const objs = [...pick].sort((x, y) => x - y);
-  const remap = new Map(objs.map((o, k) => [o, k]));
-  const idx: number[] = [];
-  for (let i = 0; i < A.n; i++) if (remap.has(A.object[i])) idx.push(i);
-  const stamps = new Float32Array(idx.length * s);
-  idx.forEach((i, k) => stamps.set(A.stamps.subarray(i * s, (i + 1) * s), k * s));
+  const a = archiveOf(A, [...pick].sort((x, y) => x - y));
   const badStamps: Record<string, number> = {};
-  idx.forEach((i, k) => {
-    const st = stamps.subarray(k * s, (k + 1) * s);
+  for (let k = 0; k < a.n; k++) {
+    const st = a.stamps.subarray(k * s, (k + 1) * s);
     if (st.some((v) => !Number.isFinite(v) || v <= -999 || v >= 1e7)) {
-      const c = A.classes[A.object[i]];
+      const c = a.classes[a.object[k]];
       badStamps[c] = (badStamps[c] ?? 0) + 1;
     }
-  });
-  return {
-    a: {
-      file: A.file,
-      stamps,
-      n: idx.length,
-      h: A.h,
-      w: A.w,
-      mjd: Float64Array.from(idx, (i) => A.mjd[i]),
-      object: Int32Array.from(idx, (i) => remap.get(A.object[i])!),
-      names: objs.map((o) => A.names[o]),
-      classes: objs.map((o) => A.classes[o]),
-    },
-    badStamps,
-  };
+  }
+  return { a, badStamps };
 }
 
 let slice: ReturnType<typeof sliceArchive> | undefined;
