@@ -154,14 +154,12 @@ async function scoreGroups(nGroups: number, call: (gi: number) => Promise<Float3
     const now = next!;
     next = gi + 1 < nGroups ? call(gi + 1) : null;
     next?.catch(() => undefined);
-    let probs: Float32Array;
     try {
-      probs = await now;
+      done(gi, await now);
     } catch (e) {
       await next?.catch(() => undefined);
       throw e;
     }
-    done(gi, probs);
   }
 }
 
