@@ -31,6 +31,7 @@ import type { Geometry } from '../src/occlusion/geometry.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { Rng } from '../src/util/rng.js';
+import type { LayoutChoice } from '../src/occlusion/net-layout.js';
 
 export interface IncrementalBenchOptions {
   /** Seconds of timed maps per engine (split over rounds). */
@@ -46,8 +47,15 @@ export interface IncrementalBenchOptions {
   /** Also time every switch point to full computation. */
   sweep?: boolean;
   activation?: 'relu' | 'linear';
+  /** The incremental engine's activation layout (default auto: NCHWc where it runs). */
+  layout?: LayoutChoice;
   params?: OcclusionParams;
   log?: (line: string) => void;
+}
+
+function layoutArg(v: string | undefined): LayoutChoice | undefined {
+  if (v === undefined || v === 'auto' || v === 'nhwc' || v === 'nchwc') return v;
+  throw new Error(`--layout must be auto, nhwc or nchwc, got '${v}'`);
 }
 
 export interface EngineFigures {
@@ -66,6 +74,8 @@ export interface IncrementalBenchResult {
   ratio: number;
   flopRatio: number;
   maxAbsDiff: number;
+  /** The incremental engine with NHWC activations between steps, raced in the same run (when it runs NCHWc). */
+  nhwc?: { mapsPerSec: number; ratio: number };
   /** Share of the incremental engine's wall time, and milliseconds per map. */
   profile: { part: string; msPerMap: number; share: number; gflops?: number }[];
   /** sweep: each variant's maps/s and its ratio to the full engine raced alongside. */
@@ -228,7 +238,7 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
   try {
     writeFileSync(path.join(dir, 'c.onnx'), modelToOnnx(clf).bytes);
     const full = await loadModel(path.join(dir, 'c.onnx'), { threads, outputs: 'probs', layout: 'NHWC', batchSize: 4096 });
-    const inc = new IncrementalPredictor(net, { hash: 'bench', threads });
+    const inc = new IncrementalPredictor(net, { hash: 'bench', threads, layout: o.layout });
     // warm-up (sessions, JIT) and the equality check
     const a = await exactMaps(full, images, [stamps, 21, 21, 1], params);
     const b = await exactMaps(inc, images, [stamps, 21, 21, 1], params);
@@ -237,7 +247,11 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
 
     const cf: Contender = { name: 'full', p: full, maps: 0, secs: 0 };
     const ci: Contender = { name: 'incremental', p: inc, maps: 0, secs: 0 };
-    await race([cf, ci], images, stamps, params, seconds, () => inc.engineCore.resetStats());
+    // what NCHWc between steps gives, in the same run: the engine with NHWC activations raced beside it
+    const nhwc = o.layout === undefined && (await inc.netLayout()).block > 0 ? new IncrementalPredictor(net, { hash: 'bench', threads, layout: 'nhwc' }) : null;
+    const cn: Contender[] = nhwc ? [{ name: 'incremental NHWC', p: nhwc, maps: 0, secs: 0 }] : [];
+    await race([cf, ci, ...cn], images, stamps, params, seconds, () => inc.engineCore.resetStats());
+    nhwc?.dispose();
     const tf = cf;
     const ti = ci;
     const st = inc.stats;
@@ -256,12 +270,14 @@ export async function runIncrementalBench(o: IncrementalBenchOptions = {}): Prom
       ratio: ir.mapsPerSec / fr.mapsPerSec,
       flopRatio: fullFlops / incFlops,
       maxAbsDiff,
+      ...(cn.length > 0 ? { nhwc: { mapsPerSec: cn[0].maps / cn[0].secs, ratio: cn[0].maps / cn[0].secs / fr.mapsPerSec } } : {}),
       profile: profileOf(st.stages, st.baseMs, st.scatterMs, st.laneWaitMs, st.maps, ti.secs * 1000, st.lanes),
     };
     log(`exact maps, seed classifier ${o.activation ?? 'relu'}, ${perMap - 1} positions, ${threads} thread(s), ${stamps} maps per exactMaps call`);
     log(`  full engine        ${fr.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(fr.flopsPerMap).padStart(11)}/map  ${fr.gflops.toFixed(1)} GFLOP/s  (${fr.engine})`);
-    log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full; ${ir.calls} block sizes over all steps)`);
+    log(`  incremental engine ${ir.mapsPerSec.toFixed(2).padStart(8)} maps/s  ${mf(ir.flopsPerMap).padStart(11)}/map  ${ir.gflops.toFixed(1)} GFLOP/s  (windows to ${fullFrom}, then full; ${ir.calls} block sizes over all steps; ${st.layout})`);
     log(`  incremental / full: ${result.ratio.toFixed(2)}x maps/s (FLOP ratio ${result.flopRatio.toFixed(2)}x); max |map difference| ${maxAbsDiff.toExponential(1)}`);
+    if (result.nhwc) log(`  the same engine with NHWC activations between steps: ${result.nhwc.mapsPerSec.toFixed(2)} maps/s, ${result.nhwc.ratio.toFixed(2)}x the full engine (raced in this run)`);
     log(`  where the incremental engine's time goes (ms per map, share${st.lanes > 1 ? `; stages: thread time / ${st.lanes} lanes running at once, GFLOP/s per lane thread` : ''}):`);
     for (const p of result.profile) log(`    ${p.part.padEnd(34)} ${p.msPerMap.toFixed(2).padStart(7)} ms  ${(100 * p.share).toFixed(1).padStart(5)}%${p.gflops ? `  ${p.gflops.toFixed(0)} GFLOP/s` : ''}`);
     inc.dispose();
@@ -288,6 +304,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     stamps: Number(arg('--stamps') ?? 48),
     sweep: args.includes('--sweep'),
     activation: arg('--activation') === 'linear' ? 'linear' : 'relu',
+    layout: layoutArg(arg('--layout')),
   });
   const json = arg('--json');
   if (json) await writeFileAtomic(json, JSON.stringify(r, null, 2));

@@ -19,6 +19,8 @@ import { TfjsPredictor } from '../src/models/tfjs-predictor.js';
 import type { Predictor } from '../src/models/predictor.js';
 import { Rng } from '../src/util/rng.js';
 import { approximationError } from '../src/occlusion/approx.js';
+import { nchwcBlockSize } from '../src/occlusion/incremental-ort.js';
+import type { LayoutChoice } from '../src/occlusion/net-layout.js';
 
 type Model = InstanceType<typeof tfl.LayersModel>;
 
@@ -121,47 +123,85 @@ function maxDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
+/** Incremental maps of case `c` (random weights of seed 10 + ci) equal the full engine's; returns the engine's stats. */
+async function assertSameMaps(c: Case, ci: number, dir: string, lanes: number, layout?: LayoutChoice): Promise<IncrementalPredictor['stats']> {
+  const model = randomize(c.build(), 10 + ci);
+  const rng = new Rng(20 + ci);
+  const n = 3;
+  const [h, w, ch] = c.input;
+  const images = Float32Array.from({ length: n * h * w * ch }, () => rng.next() * 2 - 1);
+  const opts: ExactOptions = { ...SEED_PARAMS, ...c.opts, batchSize: 2 * 700 };
+  const full = await fullEngine(model, dir, `m${ci}`);
+  const r = incrementalPredictorFor(model, { hash: 'test', threads: Math.max(2, lanes), lanes, layout });
+  assert.ok('predictor' in r, `${c.name}: ${'unsupported' in r ? r.unsupported : ''}`);
+  const inc = (r as { predictor: IncrementalPredictor }).predictor;
+  try {
+    const want = await exactMaps(full, images, [n, h, w, ch], opts);
+    const got = await exactMaps(inc, images, [n, h, w, ch], opts);
+    assert.equal(got.engine, 'incremental');
+    assert.equal(want.engine, 'full');
+    assert.deepEqual([...got.targets], [...want.targets], c.name);
+    assert.ok(maxDiff(got.baseProbs, want.baseProbs) < 1e-5, `${c.name}: base probabilities`);
+    const d = maxDiff(got.maps, want.maps);
+    assert.ok(d < 1e-5, `${c.name}: max abs diff ${d}`);
+    assert.ok(spread(want.maps, n) > 1e-3, `${c.name}: the test maps are flat`);
+    assert.equal(got.inferences, want.inferences);
+    // the windows really were used: positions recomputed, and at least one stage on windows
+    assert.ok(inc.stats.items > 0 && inc.stats.stages.some((st) => st.mode.startsWith('window')), c.name);
+    assert.equal(inc.stats.lanes, lanes, c.name);
+    // plain predictions agree too
+    const p1 = await inc.predict(images, n);
+    const p2 = await full.predict(images, n);
+    assert.ok(maxDiff(p1, p2) < 1e-5);
+    return inc.stats;
+  } finally {
+    inc.dispose();
+    full.dispose();
+    model.dispose();
+  }
+}
+
 test('incremental maps equal the full engine\'s (< 1e-5) on four model shapes', async () => {
   await initTf('cpu');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'occmap-incr-'));
   try {
-    for (const [ci, c] of CASES.entries()) {
-      const model = randomize(c.build(), 10 + ci);
-      const rng = new Rng(20 + ci);
-      const n = 3;
-      const [h, w, ch] = c.input;
-      const images = Float32Array.from({ length: n * h * w * ch }, () => rng.next() * 2 - 1);
-      const opts: ExactOptions = { ...SEED_PARAMS, ...c.opts, batchSize: 2 * 700 };
-      const full = await fullEngine(model, dir, `m${ci}`);
-      // one lane on 2 intra-op threads, and 2 or 3 lanes (worker threads) sharing the items
-      const lanes = ci === 0 ? 1 : 2 + (ci % 2);
-      const r = incrementalPredictorFor(model, { hash: 'test', threads: Math.max(2, lanes), lanes });
-      assert.ok('predictor' in r, `${c.name}: ${'unsupported' in r ? r.unsupported : ''}`);
-      const inc = (r as { predictor: IncrementalPredictor }).predictor;
-      try {
-        const want = await exactMaps(full, images, [n, h, w, ch], opts);
-        const got = await exactMaps(inc, images, [n, h, w, ch], opts);
-        assert.equal(got.engine, 'incremental');
-        assert.equal(want.engine, 'full');
-        assert.deepEqual([...got.targets], [...want.targets], c.name);
-        assert.ok(maxDiff(got.baseProbs, want.baseProbs) < 1e-5, `${c.name}: base probabilities`);
-        const d = maxDiff(got.maps, want.maps);
-        assert.ok(d < 1e-5, `${c.name}: max abs diff ${d}`);
-        assert.ok(spread(want.maps, n) > 1e-3, `${c.name}: the test maps are flat`);
-        assert.equal(got.inferences, want.inferences);
-        // the windows really were used: positions recomputed, and at least one stage on windows
-        assert.ok(inc.stats.items > 0 && inc.stats.stages.some((st) => st.mode.startsWith('window')), c.name);
-        assert.equal(inc.stats.lanes, lanes, c.name);
-        // plain predictions agree too
-        const p1 = await inc.predict(images, n);
-        const p2 = await full.predict(images, n);
-        assert.ok(maxDiff(p1, p2) < 1e-5);
-      } finally {
-        inc.dispose();
-        full.dispose();
-        model.dispose();
-      }
+    // one lane on 2 intra-op threads, and 2 or 3 lanes (worker threads) sharing the items
+    for (const [ci, c] of CASES.entries()) await assertSameMaps(c, ci, dir, ci === 0 ? 1 : 2 + (ci % 2), 'nhwc');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Zero padding after the last stage (the tail converts back to NHWC) and 20 channels (padded to whole blocks). */
+const PADDED_TAIL: Case = {
+  name: '20 channels, max pool same, zero padding before flatten',
+  input: [11, 10, 3],
+  build: () =>
+    seqModel([11, 10, 3], [
+      L.conv2d({ filters: 20, kernelSize: 3, padding: 'same', activation: 'elu' }),
+      L.maxPooling2d({ poolSize: 2, strides: 2, padding: 'same' }),
+      L.conv2d({ filters: 20, kernelSize: 2, padding: 'valid', activation: 'relu' }),
+      L.zeroPadding2d({ padding: 1 }),
+      L.flatten(),
+      L.dense({ units: 3, activation: 'softmax' }),
+    ]),
+  opts: { patch: [3, 3], stride: 1, pad: 1, normalize: 'none' },
+};
+
+test('NCHWc between steps: the same maps (< 1e-5) as the full engine; a model it cannot lay out is refused with the reason', async (t) => {
+  if ((await nchwcBlockSize()) === 0) {
+    t.skip('this ONNX Runtime has no NCHWc kernels');
+    return;
+  }
+  await initTf('cpu');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'occmap-incr-nchwc-'));
+  try {
+    for (const [ci, c] of [...CASES.slice(0, 3), PADDED_TAIL].entries()) {
+      const st = await assertSameMaps(c, ci, dir, ci === 0 ? 1 : 2, 'nchwc');
+      assert.match(st.layout, /^NCHWc \(block \d+\)$/, c.name);
     }
+    // batch normalisation after a convolution: asked for NCHWc, the engine says why not
+    await assert.rejects(assertSameMaps(CASES[3], 3, dir, 1, 'nchwc'), /cannot run this model in NCHWc: .*batch normalisation/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { axisMap, changedOut, groupLines, inputSpan, placeWindow, planWindows, propagate, truncate, type AxisMap, type Rect } from '../src/occlusion/windows.js';
-import { gatherBlocks } from '../src/occlusion/gather.js';
+import { gatherBlocks, gatherPatched } from '../src/occlusion/gather.js';
 import { netShapes, type Net } from '../src/occlusion/net.js';
 import { IncrementalEngine } from '../src/occlusion/incremental.js';
 import { occludeInto, positions, type Geometry } from '../src/occlusion/geometry.js';
@@ -215,49 +215,76 @@ test('gatherBlocks: base block with the overlay written over the shared part', (
   assert.deepEqual([...out], [102, 103, 104, 107, -1, -2, 112, -3, -4]);
 });
 
-test('gatherBlocks against element-by-element copying: short and long rows, views of one buffer (copyWithin) or separate arrays', () => {
+test('gatherBlocks against element-by-element copying: short and long rows, channel groups (NCHWc), blocks as wide as the plane, one buffer (copyWithin) or separate arrays', () => {
   const rng = new Rng(11);
-  for (const c of [1, 3, 8, 40]) {
-    const [h, w, maps, items, bh, bw] = [9, 11, 2, 40, 5, 6];
-    const planeData = Float32Array.from({ length: maps * h * w * c }, () => rng.next());
-    const b = { map: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), bh, bw };
-    const ov = { data: [] as Float32Array[], off: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), oh: new Int32Array(items), ow: new Int32Array(items) };
-    const ovData = Float32Array.from({ length: items * 4 * 5 * c }, () => -rng.next());
-    for (let i = 0; i < items; i++) {
-      b.map[i] = i % maps;
-      b.y0[i] = Math.floor(rng.next() * (h - bh + 1));
-      b.x0[i] = Math.floor(rng.next() * (w - bw + 1));
-      ov.oh[i] = 1 + Math.floor(rng.next() * 4);
-      ov.ow[i] = 1 + Math.floor(rng.next() * 5);
-      ov.y0[i] = Math.floor(rng.next() * (h - ov.oh[i] + 1));
-      ov.x0[i] = Math.floor(rng.next() * (w - ov.ow[i] + 1));
-      ov.off[i] = i * 20 * c;
-    }
-    // reference: every block cell from the overlay where it covers the cell, else from the plane
-    const want = new Float32Array(items * bh * bw * c);
-    for (let i = 0; i < items; i++) {
-      for (let y = 0; y < bh; y++) {
-        for (let x = 0; x < bw; x++) {
-          const [py, px] = [b.y0[i] + y, b.x0[i] + x];
-          const inOv = py >= ov.y0[i] && py < ov.y0[i] + ov.oh[i] && px >= ov.x0[i] && px < ov.x0[i] + ov.ow[i];
-          for (let k = 0; k < c; k++) {
-            want[((i * bh + y) * bw + x) * c + k] = inOv
-              ? ovData[ov.off[i] + ((py - ov.y0[i]) * ov.ow[i] + (px - ov.x0[i])) * c + k]
-              : planeData[((b.map[i] * h + py) * w + px) * c + k];
+  const layouts = [[1, 1], [1, 3], [1, 8], [1, 40], [3, 1], [2, 16], [4, 8]];
+  for (const [groups, c] of layouts) {
+    for (const bw of [6, 11]) {
+      const [h, w, maps, items, bh] = [9, 11, 2, 40, 5];
+      const planeData = Float32Array.from({ length: maps * groups * h * w * c }, () => rng.next());
+      const b = { map: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), bh, bw };
+      const ov = { data: [] as Float32Array[], off: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), oh: new Int32Array(items), ow: new Int32Array(items) };
+      const ovData = Float32Array.from({ length: items * groups * 4 * 5 * c }, () => -rng.next());
+      for (let i = 0; i < items; i++) {
+        b.map[i] = i % maps;
+        b.y0[i] = Math.floor(rng.next() * (h - bh + 1));
+        b.x0[i] = Math.floor(rng.next() * (w - bw + 1));
+        ov.oh[i] = 1 + Math.floor(rng.next() * 4);
+        ov.ow[i] = 1 + Math.floor(rng.next() * 5);
+        ov.y0[i] = Math.floor(rng.next() * (h - ov.oh[i] + 1));
+        ov.x0[i] = Math.floor(rng.next() * (w - ov.ow[i] + 1));
+        ov.off[i] = i * 20 * groups * c;
+      }
+      // reference: every block cell from the overlay where it covers the cell, else from the plane; each group an image of c channels
+      const want = new Float32Array(items * groups * bh * bw * c);
+      for (let i = 0; i < items; i++) {
+        for (let g = 0; g < groups; g++) {
+          for (let y = 0; y < bh; y++) {
+            for (let x = 0; x < bw; x++) {
+              const [py, px] = [b.y0[i] + y, b.x0[i] + x];
+              const inOv = py >= ov.y0[i] && py < ov.y0[i] + ov.oh[i] && px >= ov.x0[i] && px < ov.x0[i] + ov.ow[i];
+              for (let k = 0; k < c; k++) {
+                want[(((i * groups + g) * bh + y) * bw + x) * c + k] = inOv
+                  ? ovData[ov.off[i] + ((g * ov.oh[i] + py - ov.y0[i]) * ov.ow[i] + (px - ov.x0[i])) * c + k]
+                  : planeData[(((b.map[i] * groups + g) * h + py) * w + px) * c + k];
+              }
+            }
           }
         }
       }
+      const what = `groups=${groups}, c=${c}, bw=${bw}`;
+      const separate = gatherBlocks(new Float32Array(want.length), { data: planeData, h, w, c, groups }, b, { ...ov, data: Array.from({ length: items }, () => ovData) });
+      assert.deepEqual([...separate], [...want], `separate arrays, ${what}`);
+      const heap = new Float32Array(planeData.length + ovData.length + want.length + 3);
+      const planeView = heap.subarray(1, 1 + planeData.length);
+      const ovView = heap.subarray(2 + planeData.length, 2 + planeData.length + ovData.length);
+      planeView.set(planeData);
+      ovView.set(ovData);
+      const dst = heap.subarray(heap.length - want.length);
+      const shared = gatherBlocks(dst, { data: planeView, h, w, c, groups }, b, { ...ov, data: Array.from({ length: items }, () => ovView) });
+      assert.deepEqual([...shared], [...want], `one buffer, ${what}`);
     }
-    const separate = gatherBlocks(new Float32Array(want.length), { data: planeData, h, w, c }, b, { ...ov, data: Array.from({ length: items }, () => ovData) });
-    assert.deepEqual([...separate], [...want], `separate arrays, c=${c}`);
-    const heap = new Float32Array(planeData.length + ovData.length + want.length + 3);
-    const planeView = heap.subarray(1, 1 + planeData.length);
-    const ovView = heap.subarray(2 + planeData.length, 2 + planeData.length + ovData.length);
-    planeView.set(planeData);
-    ovView.set(ovData);
-    const dst = heap.subarray(heap.length - want.length);
-    const shared = gatherBlocks(dst, { data: planeView, h, w, c }, b, { ...ov, data: Array.from({ length: items }, () => ovView) });
-    assert.deepEqual([...shared], [...want], `one buffer, c=${c}`);
+  }
+});
+
+test('gatherPatched in channel groups: the patch takes each real channel\'s fill, channels padding the last group stay 0', () => {
+  // one 3x4 map of 5 channels stored as 2 groups of 4 (the last 3 lanes padding), patch rows 1-2, cols 1-2
+  const [h, w, groups, c, channels] = [3, 4, 2, 4, 5];
+  const data = Float32Array.from({ length: groups * h * w * c }, (_, i) => 1 + i);
+  for (let g = 0; g < groups; g++) for (let p = 0; p < h * w; p++) for (let k = 0; k < c; k++) if (g * c + k >= channels) data[(g * h * w + p) * c + k] = 0;
+  const fills = Float32Array.of(-1, -2, -3, -4, -5);
+  const out = gatherPatched(new Float32Array(groups * h * w * c), { data, h, w, c, groups, channels }, { map: Int32Array.of(0), y0: Int32Array.of(0), x0: Int32Array.of(0), bh: h, bw: w }, { y: [{ lo: 1, hi: 3 }], x: [{ lo: 1, hi: 3 }] }, fills);
+  for (let g = 0; g < groups; g++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        for (let k = 0; k < c; k++) {
+          const i = ((g * h + y) * w + x) * c + k;
+          const ch = g * c + k;
+          const inPatch = y >= 1 && x >= 1 && x < 3;
+          assert.equal(out[i], ch >= channels ? 0 : inPatch ? fills[ch] : data[i], `g${g} y${y} x${x} k${k}`);
+        }
+      }
+    }
   }
 });
 

@@ -34,6 +34,8 @@ export interface OnnxNode {
   outputs: string[];
   name?: string;
   attributes?: OnnxAttribute[];
+  /** Operator set domain ('' or absent: the default ai.onnx); the model must import it (OnnxModel.opsets). */
+  domain?: string;
 }
 
 export interface OnnxTensor {
@@ -60,6 +62,8 @@ export interface OnnxGraph {
 export interface OnnxModel {
   irVersion: number;
   opsetVersion: number;
+  /** Further operator sets the nodes use, beside the default domain's opsetVersion. */
+  opsets?: { domain: string; version: number }[];
   producerName: string;
   producerVersion: string;
   docString?: string;
@@ -200,6 +204,7 @@ export function writeNode(w: ProtoWriter, n: OnnxNode): void {
   if (n.name) w.string(3, n.name);
   w.string(4, n.opType);
   for (const a of n.attributes ?? []) w.message(5, (aw) => writeAttribute(aw, a));
+  if (n.domain) w.string(7, n.domain);
 }
 
 export function writeTensor(w: ProtoWriter, t: OnnxTensor): void {
@@ -257,6 +262,12 @@ export function encodeOnnxModel(m: OnnxModel): Uint8Array {
     ow.string(1, '');
     ow.varint(2, m.opsetVersion);
   });
+  for (const o of m.opsets ?? []) {
+    w.message(8, (ow) => {
+      ow.string(1, o.domain);
+      ow.varint(2, o.version);
+    });
+  }
   for (const [key, value] of Object.entries(m.metadata ?? {})) {
     w.message(14, (ew) => {
       ew.string(1, key);

@@ -7,12 +7,20 @@
  */
 import { overlap, type Interval } from './windows.js';
 
-/** A stage's stored inputs: `maps` padded NHWC activations of size h x w x c, back to back. */
+/**
+ * A stage's stored inputs: padded activations of its maps, back to back, each `groups` images
+ * of h x w x c (NHWC: one group of all channels; NCHWc: channel blocks, net-layout.ts). Blocks
+ * are gathered in the same layout.
+ */
 export interface Plane {
   data: Float32Array;
   h: number;
   w: number;
   c: number;
+  /** Default 1. */
+  groups?: number;
+  /** Channels that are real (the rest of the last group pads to a block; fills apply to these); default groups x c. */
+  channels?: number;
 }
 
 /** Where each item's block sits in its map's padded input (block size is fixed per call). */
@@ -59,7 +67,12 @@ function whole(a: Float32Array): Float32Array {
  * with copyWithin: no view per row, measured 1.5-3x faster per row than set(subarray).
  */
 function copyRows(dst: Float32Array, d: number, dStride: number, src: Float32Array, s: number, sStride: number, rows: number, run: number): void {
-  if (run <= 0) return;
+  if (run <= 0 || rows <= 0) return;
+  // rows back to back on both sides (a block as wide as its plane): one copy
+  if (rows > 1 && run === dStride && run === sStride) {
+    run *= rows;
+    rows = 1;
+  }
   if (run >= SHORT_RUN && dst.buffer === src.buffer) {
     const all = whole(dst);
     const dd = dst.byteOffset / 4 + d;
@@ -78,11 +91,14 @@ function copyRows(dst: Float32Array, d: number, dStride: number, src: Float32Arr
   for (let r = 0; r < rows; r++) dst.set(src.subarray(s + r * sStride, s + r * sStride + run), d + r * dStride);
 }
 
-/** Element strides of a plane (per map, per row) and of its blocks (per row, per block): once per call, not per item. */
-function strides(plane: Plane, b: Blocks): { c: number; mapSize: number; rowIn: number; bRow: number; blockSize: number } {
+/** Element strides of a plane (per map, per group, per row) and of its blocks (per row, per group, per block): once per call, not per item. */
+function strides(plane: Plane, b: Blocks): { c: number; groups: number; mapSize: number; groupIn: number; rowIn: number; bRow: number; groupBlock: number; blockSize: number } {
   const c = plane.c;
+  const groups = plane.groups ?? 1;
   const bRow = b.bw * c;
-  return { c, mapSize: plane.h * plane.w * c, rowIn: plane.w * c, bRow, blockSize: b.bh * bRow };
+  const groupIn = plane.h * plane.w * c;
+  const groupBlock = b.bh * bRow;
+  return { c, groups, mapSize: groups * groupIn, groupIn, rowIn: plane.w * c, bRow, groupBlock, blockSize: groups * groupBlock };
 }
 
 /**
@@ -91,27 +107,30 @@ function strides(plane: Plane, b: Blocks): { c: number; mapSize: number; rowIn: 
  * copied from the plane first.
  */
 export function gatherBlocks(dst: Float32Array, plane: Plane, b: Blocks, ov: Overlay, from = 0, count = b.map.length): Float32Array {
-  const { c, mapSize, rowIn, bRow, blockSize } = strides(plane, b);
+  const { c, groups, mapSize, groupIn, rowIn, bRow, groupBlock, blockSize } = strides(plane, b);
   for (let t = 0; t < count; t++) {
     const i = from + t;
     const by = b.y0[i];
     const bx = b.x0[i];
     const [oy, ox, oh, ow] = [ov.y0[i], ov.x0[i], ov.oh[i], ov.ow[i]];
-    const d = t * blockSize;
     const ys = overlap({ lo: by, hi: by + b.bh }, { lo: oy, hi: oy + oh });
     const xs = overlap({ lo: bx, hi: bx + b.bw }, { lo: ox, hi: ox + ow });
-    const base = b.map[i] * mapSize + by * rowIn + bx * c;
     const full = xs.lo === bx && xs.hi === bx + b.bw && ys.hi > ys.lo;
-    if (full) {
-      copyRows(dst, d, bRow, plane.data, base, rowIn, ys.lo - by, bRow);
-      const after = by + b.bh - ys.hi;
-      copyRows(dst, d + (ys.hi - by) * bRow, bRow, plane.data, base + (ys.hi - by) * rowIn, rowIn, after, bRow);
-    } else {
-      copyRows(dst, d, bRow, plane.data, base, rowIn, b.bh, bRow);
-    }
-    if (ys.hi > ys.lo && xs.hi > xs.lo) {
-      const s = ov.off[i] + ((ys.lo - oy) * ow + (xs.lo - ox)) * c;
-      copyRows(dst, d + ((ys.lo - by) * b.bw + (xs.lo - bx)) * c, bRow, ov.data[i], s, ow * c, ys.hi - ys.lo, (xs.hi - xs.lo) * c);
+    for (let gi = 0; gi < groups; gi++) {
+      const d = t * blockSize + gi * groupBlock;
+      const base = b.map[i] * mapSize + gi * groupIn + by * rowIn + bx * c;
+      if (full) {
+        copyRows(dst, d, bRow, plane.data, base, rowIn, ys.lo - by, bRow);
+        const after = by + b.bh - ys.hi;
+        copyRows(dst, d + (ys.hi - by) * bRow, bRow, plane.data, base + (ys.hi - by) * rowIn, rowIn, after, bRow);
+      } else {
+        copyRows(dst, d, bRow, plane.data, base, rowIn, b.bh, bRow);
+      }
+      if (ys.hi > ys.lo && xs.hi > xs.lo) {
+        // the overlay is laid out like the plane: group gi's oh x ow x c cells after the earlier groups'
+        const s = ov.off[i] + gi * oh * ow * c + ((ys.lo - oy) * ow + (xs.lo - ox)) * c;
+        copyRows(dst, d + ((ys.lo - by) * b.bw + (xs.lo - bx)) * c, bRow, ov.data[i], s, ow * c, ys.hi - ys.lo, (xs.hi - xs.lo) * c);
+      }
     }
   }
   return dst.subarray(0, count * blockSize);
@@ -131,20 +150,24 @@ export function gatherPatched(
   from = 0,
   count = b.map.length,
 ): Float32Array {
-  const { c, mapSize, rowIn, bRow, blockSize } = strides(plane, b);
+  const { c, groups, mapSize, groupIn, rowIn, bRow, groupBlock, blockSize } = strides(plane, b);
+  const channels = plane.channels ?? groups * c;
   for (let t = 0; t < count; t++) {
     const i = from + t;
     const m = b.map[i];
     const by = b.y0[i];
     const bx = b.x0[i];
-    const d = t * blockSize;
-    copyRows(dst, d, bRow, plane.data, m * mapSize + by * rowIn + bx * c, rowIn, b.bh, bRow);
     const ys = overlap({ lo: by, hi: by + b.bh }, patch.y[i]);
     const xs = overlap({ lo: bx, hi: bx + b.bw }, patch.x[i]);
-    for (let y = ys.lo; y < ys.hi; y++) {
-      for (let x = xs.lo; x < xs.hi; x++) {
-        const o = d + ((y - by) * b.bw + (x - bx)) * c;
-        for (let k = 0; k < c; k++) dst[o + k] = fills[m * c + k];
+    for (let gi = 0; gi < groups; gi++) {
+      const d = t * blockSize + gi * groupBlock;
+      copyRows(dst, d, bRow, plane.data, m * mapSize + gi * groupIn + by * rowIn + bx * c, rowIn, b.bh, bRow);
+      for (let y = ys.lo; y < ys.hi; y++) {
+        for (let x = xs.lo; x < xs.hi; x++) {
+          const o = d + ((y - by) * b.bw + (x - bx)) * c;
+          // channels padding the last block stay 0 (their weights are 0 too)
+          for (let k = 0; k < c; k++) dst[o + k] = gi * c + k < channels ? fills[m * channels + gi * c + k] : 0;
+        }
       }
     }
   }

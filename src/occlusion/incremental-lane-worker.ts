@@ -11,7 +11,7 @@ import type { FromLane, LaneWorkerData, ToLane } from './incremental-lanes.js';
 const port = parentPort;
 if (port) {
   const data = workerData as LaneWorkerData;
-  const exec = new OrtNetExecutor(data.net, data.threads);
+  const exec = new OrtNetExecutor(data.net, data.threads, data.threads, data.opts.layout);
   const engine = new IncrementalEngine(data.net, exec, data.opts);
   const life = new ThreadLifecycle();
   const handle = async (msg: ToLane): Promise<void> => {

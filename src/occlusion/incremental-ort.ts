@@ -8,10 +8,36 @@ import { createOnnxSession, releaseOnnxSession, runOnnxBatched, runOnnxInto, run
 import type { NetExecutor } from './incremental.js';
 import { netShapes, type Net } from './net.js';
 import { baseGraph, tailGraph, windowGraph, windowOutShape } from './net-onnx.js';
+import { blockProbeGraph, tailGraphNchwc, windowGraphNchwc } from './net-onnx-nchwc.js';
+import { cellFloats, chooseLayout, type LayoutChoice, type NetLayout } from './net-layout.js';
+import { loadOrt } from '../runtime/ort.js';
 
 /** onnxruntime-node rejects tensors on a SharedArrayBuffer (worker threads share the images). */
 function own(x: Float32Array): Float32Array {
   return x.buffer instanceof SharedArrayBuffer ? x.slice() : x;
+}
+
+let blockSize: Promise<number> | null = null;
+
+/**
+ * This runtime's NCHWc block size (16 with AVX-512, 8 with AVX2), or 0 where it has no NCHWc
+ * kernels (its com.microsoft.nchwc operators are registered only then: the probe fails).
+ */
+export function nchwcBlockSize(): Promise<number> {
+  blockSize ??= (async () => {
+    let s: ort.InferenceSession | null = null;
+    try {
+      s = await createOnnxSession(blockProbeGraph(), { threads: 1, cache: false, source: 'NCHWc block probe' });
+      const { Tensor } = await loadOrt();
+      const out = await s.run({ x: new Tensor('float32', new Float32Array(4), [1, 4, 1, 1]) });
+      return Number(out.y.dims[1]);
+    } catch {
+      return 0;
+    } finally {
+      if (s) await releaseOnnxSession(s);
+    }
+  })();
+  return blockSize;
 }
 
 export class OrtNetExecutor implements NetExecutor {
@@ -24,8 +50,17 @@ export class OrtNetExecutor implements NetExecutor {
     readonly threads: number,
     /** Threads of the whole-image session (unoccluded pass, predict): the other lanes wait for it. */
     readonly baseThreads = threads,
+    /** Activation layout between window calls (net-layout.ts); auto: NCHWc where it runs and pays. */
+    readonly layoutChoice: LayoutChoice = 'auto',
   ) {
     this.shapes = netShapes(net);
+  }
+
+  private layout: Promise<NetLayout> | null = null;
+
+  netLayout(): Promise<NetLayout> {
+    this.layout ??= nchwcBlockSize().then((b) => chooseLayout(this.net, b, this.layoutChoice));
+    return this.layout;
   }
 
   private session(key: string, build: () => Uint8Array, threads = this.threads): Promise<ort.InferenceSession> {
@@ -51,15 +86,36 @@ export class OrtNetExecutor implements NetExecutor {
   }
 
   async window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number, last = stage, out?: Float32Array): Promise<Float32Array> {
-    const s = await this.session(`window ${stage}-${last} ${bh}x${bw}`, () => windowGraph(this.net, stage, bh, bw, last));
-    if (out) return runOnnxInto(s, [{ name: 'x', data: blocks, shape: [bh, bw, this.net.stages[stage].cin] }], n, 'y', out, windowOutShape(this.net, stage, bh, bw, last));
-    return (await runOnnxBatched(s, [{ name: 'x', data: blocks, shape: [bh, bw, this.net.stages[stage].cin] }], n, { batchSize: n })).data;
+    const lay = await this.netLayout();
+    const [oh, ow, oc] = windowOutShape(this.net, stage, bh, bw, last);
+    let s: ort.InferenceSession;
+    let inShape: number[];
+    let outShape: number[];
+    if (lay.block > 0) {
+      s = await this.session(`window nchwc ${stage}-${last} ${bh}x${bw}`, () => windowGraphNchwc(this.net, lay, stage, bh, bw, last));
+      inShape = [cellFloats(lay.inputs[stage]), bh, bw];
+      outShape = [cellFloats(lay.inputs[last + 1] ?? lay.tail), oh, ow];
+    } else {
+      s = await this.session(`window ${stage}-${last} ${bh}x${bw}`, () => windowGraph(this.net, stage, bh, bw, last));
+      inShape = [bh, bw, this.net.stages[stage].cin];
+      outShape = [oh, ow, oc];
+    }
+    const feeds = [{ name: 'x', data: blocks, shape: inShape }];
+    if (out) return runOnnxInto(s, feeds, n, 'y', out, outShape);
+    return (await runOnnxBatched(s, feeds, n, { batchSize: n })).data;
   }
 
   async tail(from: number, x: Float32Array, n: number): Promise<Float32Array> {
+    const lay = await this.netLayout();
+    const S = this.net.stages.length;
+    const [h, w, c] = from < S ? this.shapes.stages[from].inShape : [this.shapes.tailInput.h, this.shapes.tailInput.w, this.shapes.tailInput.c];
+    if (lay.block > 0) {
+      const s = await this.session(`tail nchwc ${from}`, () => tailGraphNchwc(this.net, lay, from));
+      const shape = [cellFloats(from < S ? lay.inputs[from] : lay.tail), h, w];
+      return (await runOnnxBatched(s, [{ name: 'x', data: x, shape }], n, { batchSize: n })).data;
+    }
     const s = await this.session(`tail ${from}`, () => tailGraph(this.net, from));
-    const sh = from < this.net.stages.length ? this.shapes.stages[from].inShape : [this.shapes.tailInput.h, this.shapes.tailInput.w, this.shapes.tailInput.c];
-    return (await runOnnxBatched(s, [{ name: 'x', data: x, shape: [...sh] }], n, { batchSize: n })).data;
+    return (await runOnnxBatched(s, [{ name: 'x', data: x, shape: [h, w, c] }], n, { batchSize: n })).data;
   }
 
   dispose(): void {

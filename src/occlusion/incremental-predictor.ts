@@ -16,6 +16,7 @@ import { lanesAvailable, WorkerLane } from './incremental-lanes.js';
 import { netFromModel } from './net-from-tfjs.js';
 import { INCREMENTAL_ENGINE } from './incremental-engine-name.js';
 import type { Net } from './net.js';
+import type { NetLayout } from './net-layout.js';
 
 export { INCREMENTAL_ENGINE };
 
@@ -61,8 +62,8 @@ export class IncrementalPredictor implements Predictor, OcclusionScorer {
     const threads = opts.threads ?? defaultThreads();
     const lanes = Math.max(1, Math.min(threads, opts.lanes ?? (lanesAvailable() ? threads : 1)));
     const perLane = Math.max(1, Math.floor(threads / lanes));
-    const engineOpts: IncrementalOptions = { fullThreshold: opts.fullThreshold, fusePools: opts.fusePools, groups: opts.groups, chunk: opts.chunk, callFloats: opts.callFloats };
-    this.exec = new OrtNetExecutor(net, perLane, threads);
+    const engineOpts: IncrementalOptions = { fullThreshold: opts.fullThreshold, fusePools: opts.fusePools, groups: opts.groups, chunk: opts.chunk, callFloats: opts.callFloats, layout: opts.layout };
+    this.exec = new OrtNetExecutor(net, perLane, threads, opts.layout);
     this.lanes = Array.from({ length: lanes - 1 }, () => new WorkerLane({ net, opts: engineOpts, threads: perLane }));
     this.engineCore = new IncrementalEngine(net, this.exec, engineOpts, this.lanes);
     this.inputShape = net.input;
@@ -91,6 +92,11 @@ export class IncrementalPredictor implements Predictor, OcclusionScorer {
   /** FLOPs per map for geometry g, counted from the windows the plan computes. */
   flopsPerMap(g: Geometry, approx?: number): number {
     return this.engineCore.flopsPerMap(g, approx);
+  }
+
+  /** The activation layout its window calls use (net-layout.ts). */
+  netLayout(): Promise<NetLayout> {
+    return this.exec.netLayout();
   }
 
   get stats(): IncrementalStats {

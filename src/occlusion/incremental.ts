@@ -11,6 +11,7 @@ import type { Geometry } from './geometry.js';
 import { gatherBlocks, gatherPatched, type Blocks, type Overlay, type Plane } from './gather.js';
 import { flopsPerCell, netFlops, netShapes, tailFlops, type Net } from './net.js';
 import { planWindows, type Interval, type WindowPlan } from './windows.js';
+import { cellFloats, layoutName, nhwcLayout, packLayout, type ActLayout, type LayoutChoice, type NetLayout } from './net-layout.js';
 
 /** Runs the pieces of a Net on batches (NHWC in, NHWC out). */
 export interface NetExecutor {
@@ -23,6 +24,11 @@ export interface NetExecutor {
   window(stage: number, blocks: Float32Array, n: number, bh: number, bw: number, last?: number, out?: Float32Array): Promise<Float32Array>;
   /** Stages from `from` on, in full, then the tail, on n whole padded inputs of stage `from` (or the tail). */
   tail(from: number, x: Float32Array, n: number): Promise<Float32Array>;
+  /**
+   * How window and tail calls take and give activations (net-layout.ts; default NHWC); base()
+   * always gives NHWC, which the engine packs into this layout.
+   */
+  netLayout?(): Promise<NetLayout>;
   dispose(): void;
 }
 
@@ -62,6 +68,8 @@ export interface IncrementalOptions {
   chunk?: number;
   /** Floats of gathered input, and of window output, per executor call at most. */
   callFloats?: number;
+  /** Activation layout between steps, for executors that offer a choice (net-layout.ts); default auto. */
+  layout?: LayoutChoice;
 }
 
 export interface StageProfile {
@@ -88,6 +96,8 @@ export interface IncrementalStats {
   lanes: number;
   /** Time this thread waited for the other lanes after finishing its own share. */
   laneWaitMs: number;
+  /** Activation layout between steps (NHWC, or NCHWc and its block size). */
+  layout: string;
   stages: StageProfile[];
 }
 
@@ -220,6 +230,9 @@ export class IncrementalEngine {
    */
   private readonly arenas: Float32Array[] = [new Float32Array(0), new Float32Array(0)];
   private arenaUsed = 0;
+  /** The executor's activation layout (NHWC until it has said). */
+  private lay: NetLayout;
+  private layAsked: Promise<void> | null = null;
   stats: IncrementalStats;
 
   constructor(
@@ -236,7 +249,28 @@ export class IncrementalEngine {
     this.fusePools = opts.fusePools ?? DEFAULT_FUSE_POOLS;
     this.callFloats = Math.max(1, opts.callFloats ?? DEFAULT_CALL_FLOATS);
     this.shares = new Float64Array(lanes.length + 1).fill(1 / (lanes.length + 1));
+    this.lay = nhwcLayout(net);
     this.stats = this.emptyStats();
+  }
+
+  private async ready(): Promise<void> {
+    this.layAsked ??= (async () => {
+      if (this.exec.netLayout) this.lay = await this.exec.netLayout();
+    })();
+    await this.layAsked;
+    this.stats.layout = layoutName(this.lay);
+  }
+
+  /** Stored activation i (stage i's padded input; the tail's for i = number of stages): NHWC shape and layout. */
+  private storedShape(i: number): { h: number; w: number; channels: number; lay: ActLayout } {
+    const st = this.shapes.stages;
+    const [h, w, channels] = i < st.length ? st[i].inShape : [this.shapes.tailInput.h, this.shapes.tailInput.w, this.shapes.tailInput.c];
+    return { h, w, channels, lay: i < st.length ? this.lay.inputs[i] : this.lay.tail };
+  }
+
+  /** Floats per cell of stage i's input, and of step output after stage `last`. */
+  private inCell(i: number): number {
+    return cellFloats(this.storedShape(i).lay);
   }
 
   private scratch(size: number): Float32Array {
@@ -248,16 +282,19 @@ export class IncrementalEngine {
    * Lay out the heap for one lane call: copies of the stored planes, then the arenas and the
    * gather buffer at the sizes this call needs (growing the heap, never shrinking it).
    */
-  private carveHeap(stored: Float32Array[], arenaFloats: [number, number], gatherFloats: number): Float32Array[] {
-    const total = stored.reduce((a, p) => a + p.length, 0) + arenaFloats[0] + arenaFloats[1] + gatherFloats;
+  private carveHeap(stored: Float32Array[], n: number, arenaFloats: [number, number], gatherFloats: number): Float32Array[] {
+    const sizes = stored.map((_, i) => {
+      const sh = this.storedShape(i);
+      return n * sh.h * sh.w * cellFloats(sh.lay);
+    });
+    const total = sizes.reduce((a, b) => a + b, 0) + arenaFloats[0] + arenaFloats[1] + gatherFloats;
     // a little headroom: the lanes' shares, and so the sizes, change from call to call
     if (this.heap.length < total) this.heap = new Float32Array(Math.ceil(total * 1.25));
     let at = 0;
     const take = (f: number): Float32Array => this.heap.subarray(at, (at += f));
-    const planes = stored.map((p) => {
-      const v = take(p.length);
-      v.set(p);
-      return v;
+    const planes = stored.map((p, i) => {
+      const sh = this.storedShape(i);
+      return packLayout(take(sizes[i]), p, n, sh.h, sh.w, sh.channels, sh.lay);
     });
     this.arenas[0] = take(arenaFloats[0]);
     this.arenas[1] = take(arenaFloats[1]);
@@ -271,7 +308,7 @@ export class IncrementalEngine {
     let gather = 0;
     for (const [s, sp] of l.steps.entries()) {
       arenas[s % 2] = Math.max(arenas[s % 2], this.stepOutFloats(sp, n, laneOf, lane));
-      const c = this.net.stages[sp.first].cin;
+      const c = this.inCell(sp.first);
       for (const bk of sp.buckets) {
         let mine = 0;
         for (const a of bk.members) if (laneOf[a] === lane) mine++;
@@ -279,9 +316,8 @@ export class IncrementalEngine {
         if (mine > 0) gather = Math.max(gather, Math.min(this.bucketPerCall(sp, bk), n * mine) * f);
       }
     }
-    const F = l.plan.fullFrom;
-    const sh = F < this.shapes.stages.length ? this.shapes.stages[F].inShape : [this.shapes.tailInput.h, this.shapes.tailInput.w, this.shapes.tailInput.c];
-    const f = sh[0] * sh[1] * sh[2];
+    const sh = this.storedShape(l.plan.fullFrom);
+    const f = sh.h * sh.w * cellFloats(sh.lay);
     if (laneItemCount > 0) gather = Math.max(gather, Math.min(this.perCall(f), laneItemCount) * f);
     return { arenas, gather };
   }
@@ -294,7 +330,7 @@ export class IncrementalEngine {
    */
   private bucketPerCall(sp: StepLayout, bk: { bh: number; bw: number; members: Int32Array }): number {
     const a = bk.members[0];
-    return this.perCall(Math.max(bk.bh * bk.bw * this.net.stages[sp.first].cin, sp.oh[a] * sp.ow[a] * this.net.stages[sp.last].cout));
+    return this.perCall(Math.max(bk.bh * bk.bw * this.inCell(sp.first), sp.oh[a] * sp.ow[a] * this.inCell(sp.last + 1)));
   }
 
   /** Items per call for blocks of `floats` values. */
@@ -303,7 +339,7 @@ export class IncrementalEngine {
   }
 
   private emptyStats(): IncrementalStats {
-    return { maps: 0, items: 0, baseMs: 0, scatterMs: 0, laneWaitMs: 0, flops: 0, lanes: this.lanes.length + 1, stages: [] };
+    return { maps: 0, items: 0, baseMs: 0, scatterMs: 0, laneWaitMs: 0, flops: 0, lanes: this.lanes.length + 1, layout: layoutName(this.lay), stages: [] };
   }
 
   resetStats(): void {
@@ -532,15 +568,17 @@ export class IncrementalEngine {
    * Returns the items' probabilities in laneItems order; adds its times to this engine's stats.
    */
   async runLane(l: Layout, stored: Float32Array[], fills: Float32Array, n: number, lane: number, laneOf: Uint8Array): Promise<LaneResult> {
+    await this.ready();
     const t0 = performance.now();
     const k = this.net.numClasses;
     const nActive = l.plan.active.length;
     const all = laneItems(n, laneOf, lane);
     const sizes = this.laneSizes(l, n, laneOf, lane, all.length);
-    const copies = this.carveHeap(stored, sizes.arenas, sizes.gather);
-    const planes: Plane[] = this.shapes.stages.map((s, i) => ({ data: copies[i], h: s.inShape[0], w: s.inShape[1], c: s.inShape[2] }));
-    const ti = this.shapes.tailInput;
-    planes.push({ data: copies[this.shapes.stages.length], h: ti.h, w: ti.w, c: ti.c });
+    const copies = this.carveHeap(stored, n, sizes.arenas, sizes.gather);
+    const planes: Plane[] = copies.map((data, i) => {
+      const sh = this.storedShape(i);
+      return { data, h: sh.h, w: sh.w, c: sh.lay.c, groups: sh.lay.groups, channels: sh.channels };
+    });
     const prof = this.profile(l);
     // Step by step over the lane's items (item = map * nActive + active position), one call per block size and chunk.
     const state: ItemState = { data: new Array<Float32Array>(n * nActive), off: new Int32Array(n * nActive) };
@@ -559,7 +597,7 @@ export class IncrementalEngine {
     }
     const probs = new Float32Array(all.length * k);
     const fp = planes[l.plan.fullFrom];
-    const per = this.perCall(fp.h * fp.w * fp.c);
+    const per = this.perCall(fp.h * fp.w * fp.c * (fp.groups ?? 1));
     for (let from = 0; from < all.length; from += per) {
       const ids = all.subarray(from, Math.min(all.length, from + per));
       probs.set(await this.runFull(l, ids, nActive, planes, fills, state, prof[l.steps.length]), from * k);
@@ -569,7 +607,7 @@ export class IncrementalEngine {
 
   /** Floats of all window outputs of step `sp` for this lane's items of n maps. */
   private stepOutFloats(sp: StepLayout, n: number, laneOf: Uint8Array, lane: number): number {
-    const cout = this.net.stages[sp.last].cout;
+    const cout = this.inCell(sp.last + 1);
     let f = 0;
     for (let a = 0; a < laneOf.length; a++) if (laneOf[a] === lane) f += sp.oh[a] * sp.ow[a] * cout;
     return f * n;
@@ -631,10 +669,10 @@ export class IncrementalEngine {
     const pos = ids.map((item) => item % nActive);
     const b: Blocks = { map: ids.map((item) => Math.floor(item / nActive)), y0: pos.map((a) => sp.y0[a]), x0: pos.map((a) => sp.x0[a]), bh: bk.bh, bw: bk.bw };
     let t0 = performance.now();
-    const input = this.gather(l, s, ids, nActive, plane, b, fills, state, this.scratch(m * bk.bh * bk.bw * plane.c));
+    const input = this.gather(l, s, ids, nActive, plane, b, fills, state, this.scratch(m * bk.bh * bk.bw * plane.c * (plane.groups ?? 1)));
     prof.gatherMs += performance.now() - t0;
     t0 = performance.now();
-    const size = sp.oh[pos[0]] * sp.ow[pos[0]] * this.net.stages[sp.last].cout;
+    const size = sp.oh[pos[0]] * sp.ow[pos[0]] * this.inCell(sp.last + 1);
     const y = await this.exec.window(sp.first, input, m, bk.bh, bk.bw, sp.last, this.takeArena(s, m * size));
     prof.runMs += performance.now() - t0;
     ids.forEach((item, t) => {
@@ -651,7 +689,7 @@ export class IncrementalEngine {
     const m = ids.length;
     const b: Blocks = { map: ids.map((item) => Math.floor(item / nActive)), y0: new Int32Array(m), x0: new Int32Array(m), bh: plane.h, bw: plane.w };
     let t0 = performance.now();
-    const input = this.gather(l, l.steps.length, ids, nActive, plane, b, fills, state, this.scratch(m * plane.h * plane.w * plane.c));
+    const input = this.gather(l, l.steps.length, ids, nActive, plane, b, fills, state, this.scratch(m * plane.h * plane.w * plane.c * (plane.groups ?? 1)));
     prof.gatherMs += performance.now() - t0;
     t0 = performance.now();
     const probs = await this.exec.tail(F, input, m);

@@ -16,7 +16,7 @@ import { activation } from '../models/onnx-export/activations.js';
 import { netShapes, padValue, type Net, type Pads, type Pointwise, type Stage, type TailLayer } from './net.js';
 
 /** Rank-4 values carry [N, H, W, C] (shape sizes are not needed, only the rank); flat ones [N, K]. */
-const R4 = [null, null, null, null];
+export const R4 = [null, null, null, null];
 const R2 = [null, null];
 
 function unsupported(why: string): never {
@@ -33,17 +33,18 @@ function nchw(b: Builder, v: Val): Val {
 }
 
 /** Constant padding of the two spatial axes. */
-function pad(b: Builder, v: Val, p: Pads, value: number): Val {
+export function pad(b: Builder, v: Val, p: Pads, value: number): Val {
   if (p.every((x) => x === 0)) return v;
   const [t, bt, l, r] = p;
   const pads = v.nchw ? [0, 0, t, l, 0, 0, bt, r] : [0, t, l, 0, 0, bt, r, 0];
   return { name: b.op('Pad', [v.name, b.int64s('pads', pads), b.scalar(value)], 'pad', { mode: str('constant') }), shape: v.shape, nchw: v.nchw };
 }
 
-function model(b: Builder, name: string, inputs: OnnxValueInfo[], outputs: OnnxValueInfo[]): Uint8Array {
+export function model(b: Builder, name: string, inputs: OnnxValueInfo[], outputs: OnnxValueInfo[], opsets?: OnnxModel['opsets']): Uint8Array {
   const m: OnnxModel = {
     irVersion: ONNX_IR_VERSION,
     opsetVersion: ONNX_OPSET,
+    ...(opsets ? { opsets } : {}),
     producerName: 'occmap-incremental',
     producerVersion: '1',
     graph: { name, nodes: b.nodes, initializers: b.initializers, inputs, outputs },
@@ -52,7 +53,7 @@ function model(b: Builder, name: string, inputs: OnnxValueInfo[], outputs: OnnxV
 }
 
 /** A pointwise layer, in whichever layout `v` is; activations by the exporter's table. */
-function pointwise(b: Builder, v: Val, p: Pointwise): Val {
+export function pointwise(b: Builder, v: Val, p: Pointwise): Val {
   const one = (type: string, attrs: Record<string, AttributeValue> = {}): Val => ({ name: b.op(type, [v.name], type.toLowerCase(), attrs), shape: v.shape, nchw: v.nchw });
   switch (p.op) {
     case 'act':
@@ -93,7 +94,7 @@ function stageOp(b: Builder, s: Stage, v: Val, pads: Pads): Val {
   return out;
 }
 
-function tailOps(b: Builder, v: Val, tail: TailLayer[]): Val {
+export function tailOps(b: Builder, v: Val, tail: TailLayer[]): Val {
   let x = v;
   for (const t of tail) {
     if (t.op === 'flatten') {
@@ -109,7 +110,7 @@ function tailOps(b: Builder, v: Val, tail: TailLayer[]): Val {
   return x;
 }
 
-const nhwcInfo = (name: string, h: number, w: number, c: number): OnnxValueInfo => ({ name, shape: ['N', h, w, c] });
+export const nhwcInfo = (name: string, h: number, w: number, c: number): OnnxValueInfo => ({ name, shape: ['N', h, w, c] });
 
 /** Run the stages from `from` on (the first reads a pre-padded input), then the tail, to the probabilities. */
 function finish(b: Builder, net: Net, x0: Val, from: number): string {

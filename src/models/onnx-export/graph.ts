@@ -98,10 +98,10 @@ export class Builder {
     return name;
   }
 
-  op(opType: string, inputs: string[], base: string, attrs: Record<string, AttributeValue> = {}, output?: string): string {
+  op(opType: string, inputs: string[], base: string, attrs: Record<string, AttributeValue> = {}, output?: string, domain?: string): string {
     const out = output ?? this.unique(base);
     const attributes: OnnxAttribute[] = Object.entries(attrs).map(([name, value]) => ({ name, value }));
-    this.nodes.push({ opType, inputs, outputs: [out], name: this.unique(`${base}/${opType}`), attributes });
+    this.nodes.push({ opType, inputs, outputs: [out], name: this.unique(`${base}/${opType}`), attributes, ...(domain ? { domain } : {}) });
     return out;
   }
 
