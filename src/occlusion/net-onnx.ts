@@ -3,7 +3,9 @@
  * also outputs every stage's padded input, one graph per stage that recomputes windows, and
  * the tail that finishes in full. Every graph takes and gives NHWC tensors (the engine's
  * gathering copies whole rows of w x c floats); convolutions and poolings run in NCHW inside,
- * and ONNX Runtime folds the Transposes into its NCHWc reorders.
+ * and ONNX Runtime folds the Transposes into its NCHWc reorders. Where the runtime has NCHWc
+ * kernels, windows and tails use net-onnx-nchwc.ts's graphs instead (no reorders); the
+ * unoccluded pass is always this one.
  *
  * Not the exporter (models/to-onnx.ts): that one translates any tfjs graph with Keras padding
  * semantics; here stages read blocks that are already padded (pads 0), and the layer set is
