@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { axisMap, changedOut, groupLines, inputSpan, placeWindow, planWindows, propagate, truncate, type AxisMap, type Rect } from '../src/occlusion/windows.js';
-import { gatherBlocks, gatherPatched } from '../src/occlusion/gather.js';
+import { gatherBlocks, gatherHeap, gatherPatched } from '../src/occlusion/gather.js';
 import { netShapes, type Net } from '../src/occlusion/net.js';
 import { IncrementalEngine } from '../src/occlusion/incremental.js';
 import { occludeInto, positions, type Geometry } from '../src/occlusion/geometry.js';
@@ -263,8 +263,43 @@ test('gatherBlocks against element-by-element copying: short and long rows, chan
       const dst = heap.subarray(heap.length - want.length);
       const shared = gatherBlocks(dst, { data: planeView, h, w, c, groups }, b, { ...ov, data: Array.from({ length: items }, () => ovView) });
       assert.deepEqual([...shared], [...want], `one buffer, ${what}`);
+      // the gathering memory: copies queued and run by one WebAssembly call
+      const wheap = gatherHeap(heap.length);
+      wheap.set(heap);
+      const wdst = wheap.subarray(wheap.length - want.length);
+      const queued = gatherBlocks(wdst, { data: wheap.subarray(1, 1 + planeData.length), h, w, c, groups }, b, { ...ov, data: Array.from({ length: items }, () => wheap.subarray(2 + planeData.length, 2 + planeData.length + ovData.length)) });
+      assert.deepEqual([...queued], [...want], `gathering memory, ${what}`);
     }
   }
+});
+
+test('gathering memory: more rows than one queue holds, a grown memory, and patches over queued copies give what plain arrays give', () => {
+  const rng = new Rng(12);
+  const [h, w, c, groups, items, bh, bw] = [13, 13, 16, 4, 1200, 5, 4];
+  const planeData = Float32Array.from({ length: groups * h * w * c }, () => rng.next());
+  const b = { map: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), bh, bw };
+  const ov = { data: [] as Float32Array[], off: new Int32Array(items), y0: new Int32Array(items), x0: new Int32Array(items), oh: new Int32Array(items).fill(2), ow: new Int32Array(items).fill(2) };
+  for (let i = 0; i < items; i++) {
+    b.y0[i] = Math.floor(rng.next() * (h - bh + 1));
+    b.x0[i] = Math.floor(rng.next() * (w - bw + 1));
+    ov.y0[i] = b.y0[i] + 1;
+    ov.x0[i] = b.x0[i] + 1;
+  }
+  const ovData = Float32Array.from({ length: groups * 4 * c }, () => -rng.next());
+  const size = items * groups * bh * bw * c;
+  const want = gatherBlocks(new Float32Array(size), { data: planeData, h, w, c, groups }, b, { ...ov, data: Array.from({ length: items }, () => ovData) });
+  gatherHeap(16);
+  // grown past its first size: the views taken after growing hold the data
+  const heap = gatherHeap(planeData.length + ovData.length + size);
+  heap.set(planeData);
+  heap.set(ovData, planeData.length);
+  const got = gatherBlocks(heap.subarray(heap.length - size), { data: heap.subarray(0, planeData.length), h, w, c, groups }, b, { ...ov, data: Array.from({ length: items }, () => heap.subarray(planeData.length, planeData.length + ovData.length)) });
+  assert.deepEqual([...got], [...want]);
+  const patch = { y: Array.from({ length: items }, (_, i) => ({ lo: b.y0[i] + 1, hi: b.y0[i] + 3 })), x: Array.from({ length: items }, (_, i) => ({ lo: b.x0[i], hi: b.x0[i] + 2 })) };
+  const fills = Float32Array.from({ length: groups * c }, (_, k) => -1 - k);
+  const pWant = gatherPatched(new Float32Array(size), { data: planeData, h, w, c, groups }, { ...b, map: new Int32Array(items) }, patch, fills);
+  const pGot = gatherPatched(heap.subarray(heap.length - size), { data: heap.subarray(0, planeData.length), h, w, c, groups }, { ...b, map: new Int32Array(items) }, patch, fills);
+  assert.deepEqual([...pGot], [...pWant]);
 });
 
 test('gatherPatched in channel groups: the patch takes each real channel\'s fill, channels padding the last group stay 0', () => {

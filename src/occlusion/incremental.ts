@@ -8,7 +8,7 @@
  * incremental-ort.ts); this module only plans, gathers and scatters, and counts what it did.
  */
 import type { Geometry } from './geometry.js';
-import { gatherBlocks, gatherPatched, type Blocks, type Overlay, type Plane } from './gather.js';
+import { gatherBlocks, gatherHeap, gatherPatched, type Blocks, type Overlay, type Plane } from './gather.js';
 import { flopsPerCell, netFlops, netShapes, tailFlops, type Net } from './net.js';
 import { planWindows, type Interval, type WindowPlan } from './windows.js';
 import { cellFloats, layoutName, nhwcLayout, packLayout, type ActLayout, type LayoutChoice, type NetLayout } from './net-layout.js';
@@ -218,8 +218,8 @@ export class IncrementalEngine {
   /**
    * One reused ArrayBuffer for everything a lane call copies between: the stored unoccluded
    * inputs, the two arenas and the gather buffer. Fresh multi-megabyte arrays per call cost
-   * page faults and GC; and within one buffer the gathering copies rows with copyWithin, which
-   * allocates nothing (gather.ts). Carved per call by carveHeap.
+   * page faults and GC; and in this thread's gathering memory (gather.ts) the gathering queues
+   * its row copies and runs them in one WebAssembly call. Carved per call by carveHeap.
    */
   private heap: Float32Array = new Float32Array(0);
   /** The gather buffer: the blocks of one executor call. */
@@ -289,7 +289,7 @@ export class IncrementalEngine {
     });
     const total = sizes.reduce((a, b) => a + b, 0) + arenaFloats[0] + arenaFloats[1] + gatherFloats;
     // a little headroom: the lanes' shares, and so the sizes, change from call to call
-    if (this.heap.length < total) this.heap = new Float32Array(Math.ceil(total * 1.25));
+    if (this.heap.length < total) this.heap = gatherHeap(Math.ceil(total * 1.25));
     let at = 0;
     const take = (f: number): Float32Array => this.heap.subarray(at, (at += f));
     const planes = stored.map((p, i) => {
