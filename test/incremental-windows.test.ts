@@ -215,7 +215,7 @@ test('gatherBlocks: base block with the overlay written over the shared part', (
   assert.deepEqual([...out], [102, 103, 104, 107, -1, -2, 112, -3, -4]);
 });
 
-test('gatherBlocks against element-by-element copying: short and long rows, channel groups (NCHWc), blocks as wide as the plane, one buffer (copyWithin) or separate arrays', () => {
+test('gatherBlocks against element-by-element copying: short and long rows, channel groups (NCHWc), blocks as wide as the plane, separate arrays, one buffer or the gathering memory (queued copies)', () => {
   const rng = new Rng(11);
   const layouts = [[1, 1], [1, 3], [1, 8], [1, 40], [3, 1], [2, 16], [4, 8]];
   for (const [groups, c] of layouts) {

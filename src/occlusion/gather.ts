@@ -46,20 +46,12 @@ export interface Overlay {
   ow: Int32Array;
 }
 
-/**
- * Runs shorter than this are copied element by element: set(subarray(...)) allocates a view
- * per row (~0.1-0.4 us and garbage), more than a short loop costs (measured with node 20:
- * break-even near 32 floats). Rows of one-channel blocks are a few floats long.
- */
-const SHORT_RUN = 32;
-
-let wholeOf: { buffer: ArrayBufferLike; view: Float32Array } | null = null;
 
 /**
  * Row copies within one WebAssembly memory, queued and run by one call: an NCHWc block is
  * `groups` x more rows than an NHWC one, each 16 channels short (64-256 floats), and per row
- * copyWithin's call costs as much as the bytes (gathers of blocked layouts took 1.3-1.5x
- * NHWC's time). Hand-written because nothing on npm batches memmoves: a WebAssembly function
+ * copyWithin's call cost as much as the bytes (one-off races: gathers of blocked layouts took
+ * 1.3-1.5x NHWC's time). Hand-written because nothing on npm batches memmoves: a WebAssembly function
  * of 40 bytes running memory.copy over (dst, src, bytes) triples.
  */
 const COPY_RUNS_WASM = (() => {
@@ -142,16 +134,10 @@ function queueRows(dst: Float32Array, d: number, dStride: number, src: Float32Ar
   return true;
 }
 
-/** A view of all of `a`'s buffer (cached for the last buffer asked for). */
-function whole(a: Float32Array): Float32Array {
-  if (wholeOf?.buffer !== a.buffer) wholeOf = { buffer: a.buffer, view: new Float32Array(a.buffer) };
-  return wholeOf.view;
-}
-
 /**
- * Copy `rows` rows of `run` floats from src (row stride sStride) to dst (row stride dStride).
- * Views of one buffer (the incremental engine keeps all it gathers from and into in one) copy
- * with copyWithin: no view per row, measured 1.5-3x faster per row than set(subarray).
+ * Copy `rows` rows of `run` floats from src (row stride sStride) to dst (row stride dStride):
+ * queued when both are in the gathering memory (where the engine keeps everything it gathers
+ * from and into), else row by row.
  */
 function copyRows(dst: Float32Array, d: number, dStride: number, src: Float32Array, s: number, sStride: number, rows: number, run: number): void {
   if (run <= 0 || rows <= 0) return;
@@ -161,21 +147,6 @@ function copyRows(dst: Float32Array, d: number, dStride: number, src: Float32Arr
     rows = 1;
   }
   if (queueRows(dst, d, dStride, src, s, sStride, rows, run)) return;
-  if (run >= SHORT_RUN && dst.buffer === src.buffer) {
-    const all = whole(dst);
-    const dd = dst.byteOffset / 4 + d;
-    const ss = src.byteOffset / 4 + s;
-    for (let r = 0; r < rows; r++) all.copyWithin(dd + r * dStride, ss + r * sStride, ss + r * sStride + run);
-    return;
-  }
-  if (run < SHORT_RUN) {
-    for (let r = 0; r < rows; r++) {
-      const a = s + r * sStride;
-      const b = d + r * dStride;
-      for (let k = 0; k < run; k++) dst[b + k] = src[a + k];
-    }
-    return;
-  }
   for (let r = 0; r < rows; r++) dst.set(src.subarray(s + r * sStride, s + r * sStride + run), d + r * dStride);
 }
 

@@ -6,10 +6,10 @@
 import type * as ort from 'onnxruntime-common';
 import { createOnnxSession, releaseOnnxSession, runOnnxBatched, runOnnxInto, runOnnxOutputs } from '../runtime/onnx.js';
 import type { NetExecutor } from './incremental.js';
-import { netShapes, type Net } from './net.js';
+import { netShapes, paddedInput, type Net } from './net.js';
 import { baseGraph, tailGraph, windowGraph, windowOutShape } from './net-onnx.js';
 import { blockProbeGraph, tailGraphNchwc, windowGraphNchwc } from './net-onnx-nchwc.js';
-import { cellFloats, chooseLayout, type LayoutChoice, type NetLayout } from './net-layout.js';
+import { cellFloats, chooseLayout, inputLayout, outputLayout, type LayoutChoice, type NetLayout } from './net-layout.js';
 import { loadOrt } from '../runtime/ort.js';
 
 /** onnxruntime-node rejects tensors on a SharedArrayBuffer (worker threads share the images). */
@@ -94,7 +94,7 @@ export class OrtNetExecutor implements NetExecutor {
     if (lay.block > 0) {
       s = await this.session(`window nchwc ${stage}-${last} ${bh}x${bw}`, () => windowGraphNchwc(this.net, lay, stage, bh, bw, last));
       inShape = [cellFloats(lay.inputs[stage]), bh, bw];
-      outShape = [cellFloats(lay.inputs[last + 1] ?? lay.tail), oh, ow];
+      outShape = [cellFloats(outputLayout(lay, last)), oh, ow];
     } else {
       s = await this.session(`window ${stage}-${last} ${bh}x${bw}`, () => windowGraph(this.net, stage, bh, bw, last));
       inShape = [bh, bw, this.net.stages[stage].cin];
@@ -107,11 +107,10 @@ export class OrtNetExecutor implements NetExecutor {
 
   async tail(from: number, x: Float32Array, n: number): Promise<Float32Array> {
     const lay = await this.netLayout();
-    const S = this.net.stages.length;
-    const [h, w, c] = from < S ? this.shapes.stages[from].inShape : [this.shapes.tailInput.h, this.shapes.tailInput.w, this.shapes.tailInput.c];
+    const [h, w, c] = paddedInput(this.shapes, from);
     if (lay.block > 0) {
       const s = await this.session(`tail nchwc ${from}`, () => tailGraphNchwc(this.net, lay, from));
-      const shape = [cellFloats(from < S ? lay.inputs[from] : lay.tail), h, w];
+      const shape = [cellFloats(inputLayout(lay, from)), h, w];
       return (await runOnnxBatched(s, [{ name: 'x', data: x, shape }], n, { batchSize: n })).data;
     }
     const s = await this.session(`tail ${from}`, () => tailGraph(this.net, from));

@@ -9,9 +9,9 @@
  */
 import type { Geometry } from './geometry.js';
 import { gatherBlocks, gatherHeap, gatherPatched, type Blocks, type Overlay, type Plane } from './gather.js';
-import { flopsPerCell, netFlops, netShapes, tailFlops, type Net } from './net.js';
+import { flopsPerCell, netFlops, netShapes, paddedInput, tailFlops, type Net } from './net.js';
 import { planWindows, type Interval, type WindowPlan } from './windows.js';
-import { cellFloats, layoutName, nhwcLayout, packLayout, type ActLayout, type LayoutChoice, type NetLayout } from './net-layout.js';
+import { cellFloats, inputLayout, layoutName, nhwcLayout, packLayout, type ActLayout, type LayoutChoice, type NetLayout } from './net-layout.js';
 
 /** Runs the pieces of a Net on batches (NHWC in, NHWC out). */
 export interface NetExecutor {
@@ -263,14 +263,13 @@ export class IncrementalEngine {
 
   /** Stored activation i (stage i's padded input; the tail's for i = number of stages): NHWC shape and layout. */
   private storedShape(i: number): { h: number; w: number; channels: number; lay: ActLayout } {
-    const st = this.shapes.stages;
-    const [h, w, channels] = i < st.length ? st[i].inShape : [this.shapes.tailInput.h, this.shapes.tailInput.w, this.shapes.tailInput.c];
-    return { h, w, channels, lay: i < st.length ? this.lay.inputs[i] : this.lay.tail };
+    const [h, w, channels] = paddedInput(this.shapes, i);
+    return { h, w, channels, lay: inputLayout(this.lay, i) };
   }
 
-  /** Floats per cell of stage i's input, and of step output after stage `last`. */
+  /** Floats per cell of stage i's input (the tail's for i = number of stages), as stored. */
   private inCell(i: number): number {
-    return cellFloats(this.storedShape(i).lay);
+    return cellFloats(inputLayout(this.lay, i));
   }
 
   private scratch(size: number): Float32Array {
@@ -316,8 +315,8 @@ export class IncrementalEngine {
         if (mine > 0) gather = Math.max(gather, Math.min(this.bucketPerCall(sp, bk), n * mine) * f);
       }
     }
-    const sh = this.storedShape(l.plan.fullFrom);
-    const f = sh.h * sh.w * cellFloats(sh.lay);
+    const [h, w] = paddedInput(this.shapes, l.plan.fullFrom);
+    const f = h * w * this.inCell(l.plan.fullFrom);
     if (laneItemCount > 0) gather = Math.max(gather, Math.min(this.perCall(f), laneItemCount) * f);
     return { arenas, gather };
   }
@@ -597,7 +596,7 @@ export class IncrementalEngine {
     }
     const probs = new Float32Array(all.length * k);
     const fp = planes[l.plan.fullFrom];
-    const per = this.perCall(fp.h * fp.w * fp.c * (fp.groups ?? 1));
+    const per = this.perCall(fp.h * fp.w * this.inCell(l.plan.fullFrom));
     for (let from = 0; from < all.length; from += per) {
       const ids = all.subarray(from, Math.min(all.length, from + per));
       probs.set(await this.runFull(l, ids, nActive, planes, fills, state, prof[l.steps.length]), from * k);
@@ -669,7 +668,7 @@ export class IncrementalEngine {
     const pos = ids.map((item) => item % nActive);
     const b: Blocks = { map: ids.map((item) => Math.floor(item / nActive)), y0: pos.map((a) => sp.y0[a]), x0: pos.map((a) => sp.x0[a]), bh: bk.bh, bw: bk.bw };
     let t0 = performance.now();
-    const input = this.gather(l, s, ids, nActive, plane, b, fills, state, this.scratch(m * bk.bh * bk.bw * plane.c * (plane.groups ?? 1)));
+    const input = this.gather(l, s, ids, nActive, plane, b, fills, state, this.scratch(m * bk.bh * bk.bw * this.inCell(sp.first)));
     prof.gatherMs += performance.now() - t0;
     t0 = performance.now();
     const size = sp.oh[pos[0]] * sp.ow[pos[0]] * this.inCell(sp.last + 1);
@@ -689,7 +688,7 @@ export class IncrementalEngine {
     const m = ids.length;
     const b: Blocks = { map: ids.map((item) => Math.floor(item / nActive)), y0: new Int32Array(m), x0: new Int32Array(m), bh: plane.h, bw: plane.w };
     let t0 = performance.now();
-    const input = this.gather(l, l.steps.length, ids, nActive, plane, b, fills, state, this.scratch(m * plane.h * plane.w * plane.c * (plane.groups ?? 1)));
+    const input = this.gather(l, l.steps.length, ids, nActive, plane, b, fills, state, this.scratch(m * plane.h * plane.w * this.inCell(F)));
     prof.gatherMs += performance.now() - t0;
     t0 = performance.now();
     const probs = await this.exec.tail(F, input, m);

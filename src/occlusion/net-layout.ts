@@ -25,6 +25,16 @@ export interface NetLayout {
   tail: ActLayout;
 }
 
+/** Stored layout of stage i's input, or of the tail's for i = number of stages. */
+export function inputLayout(l: NetLayout, i: number): ActLayout {
+  return l.inputs[i] ?? l.tail;
+}
+
+/** Layout of stage i's output: the next stage's input (or the tail's). */
+export function outputLayout(l: NetLayout, i: number): ActLayout {
+  return inputLayout(l, i + 1);
+}
+
 /** Floats per spatial cell (channels, padded to whole blocks). */
 export function cellFloats(a: ActLayout): number {
   return a.groups * a.c;
@@ -54,6 +64,7 @@ const ACROSS_CHANNELS = new Set(['softmax', 'logSoftmax', 'log_softmax']);
 export function nchwcUnsupported(net: Net, block: number, strict: boolean): string | null {
   if (!(block >= 4) || block % 4 !== 0) return `no NCHWc kernels here (block size ${block})`;
   if (net.stages.length === 0) return 'no spatial stages';
+  const lay = nchwcLayout(net, block);
   let real = 0;
   let padded = 0;
   for (const [i, s] of net.stages.entries()) {
@@ -63,9 +74,8 @@ export function nchwcUnsupported(net: Net, block: number, strict: boolean): stri
     }
     if (s.kind !== 'conv' && i > 0 && s.zeroPads.some((v) => v !== 0)) return `zero padding before pooling ${s.name}`;
     if (s.kind === 'conv') {
-      const ci = i === 0 && s.cin < block ? s.cin : Math.ceil(s.cin / block) * block;
       real += s.cin * s.cout;
-      padded += ci * Math.ceil(s.cout / block) * block;
+      padded += cellFloats(lay.inputs[i]) * cellFloats(outputLayout(lay, i));
     }
   }
   if (strict && padded > 1.25 * real) return `its channel counts pad to NCHWc blocks of ${block} with ${Math.round((padded / real - 1) * 100)}% more arithmetic`;

@@ -8,8 +8,8 @@
  */
 import { Builder, int, ints, str, type Val } from '../models/onnx-export/graph.js';
 import type { AttributeValue } from '../models/onnx-proto.js';
-import { netShapes, type Net, type Pads, type Stage } from './net.js';
-import { cellFloats, nchwcFilter, type ActLayout, type NetLayout } from './net-layout.js';
+import { netShapes, paddedInput, type Net, type Pads, type Stage } from './net.js';
+import { cellFloats, inputLayout, nchwcFilter, outputLayout, type ActLayout, type NetLayout } from './net-layout.js';
 import { model, pad, pointwise, R4, tailOps, windowOutShape } from './net-onnx.js';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
@@ -44,8 +44,6 @@ function stageOp(b: Builder, s: Stage, x: string, lay: ActLayout, block: number,
   return v.name;
 }
 
-const outLayout = (lay: NetLayout, i: number): ActLayout => lay.inputs[i + 1] ?? lay.tail;
-
 /** Stages i..last on NCHWc blocks of bh x bw (pre-padded, no padding): `x` (N, C, bh, bw) -> `y` (N, C', oh, ow). */
 export function windowGraphNchwc(net: Net, lay: NetLayout, i: number, bh: number, bw: number, last = i): Uint8Array {
   const b = new Builder();
@@ -55,7 +53,7 @@ export function windowGraphNchwc(net: Net, lay: NetLayout, i: number, bh: number
   b.op('Identity', [y], 'y', {}, 'y');
   const [oh, ow] = windowOutShape(net, i, bh, bw, last);
   const names = net.stages.slice(i, last + 1).map((s) => s.name).join('_');
-  return model(b, `incremental_${names}_window_nchwc`, [info('x', cellFloats(lay.inputs[i]), bh, bw)], [info('y', cellFloats(outLayout(lay, last)), oh, ow)], OPSETS);
+  return model(b, `incremental_${names}_window_nchwc`, [info('x', cellFloats(lay.inputs[i]), bh, bw)], [info('y', cellFloats(outputLayout(lay, last)), oh, ow)], OPSETS);
 }
 
 /**
@@ -83,8 +81,8 @@ export function tailGraphNchwc(net: Net, lay: NetLayout, from: number): Uint8Arr
   if (from < S) v = pad(b, v, net.tailZeroPads, 0);
   const out = tailOps(b, v, net.tail).name;
   b.op('Identity', [out], 'probs', {}, 'probs');
-  const [h, w] = from < S ? sh.stages[from].inShape : [sh.tailInput.h, sh.tailInput.w];
-  const c = cellFloats(from < S ? lay.inputs[from] : lay.tail);
+  const [h, w] = paddedInput(sh, from);
+  const c = cellFloats(inputLayout(lay, from));
   return model(b, `incremental_tail_${from}_nchwc`, [info('x', c, h, w)], [{ name: 'probs', shape: ['N', net.numClasses] }], OPSETS);
 }
 

@@ -15,7 +15,7 @@ import { encodeOnnxModel, type AttributeValue, type OnnxModel, type OnnxValueInf
 import { ONNX_IR_VERSION, ONNX_OPSET, permute } from '../models/to-onnx.js';
 import { Builder, float, int, ints, str, type Val } from '../models/onnx-export/graph.js';
 import { activation } from '../models/onnx-export/activations.js';
-import { netShapes, padValue, type Net, type Pads, type Pointwise, type Stage, type TailLayer } from './net.js';
+import { netShapes, paddedInput, padValue, type Net, type Pads, type Pointwise, type Stage, type TailLayer } from './net.js';
 
 /** Rank-4 values carry [N, H, W, C] (shape sizes are not needed, only the rank); flat ones [N, K]. */
 export const R4 = [null, null, null, null];
@@ -112,7 +112,7 @@ export function tailOps(b: Builder, v: Val, tail: TailLayer[]): Val {
   return x;
 }
 
-export const nhwcInfo = (name: string, h: number, w: number, c: number): OnnxValueInfo => ({ name, shape: ['N', h, w, c] });
+const nhwcInfo = (name: string, h: number, w: number, c: number): OnnxValueInfo => ({ name, shape: ['N', h, w, c] });
 
 /** Run the stages from `from` on (the first reads a pre-padded input), then the tail, to the probabilities. */
 function finish(b: Builder, net: Net, x0: Val, from: number): string {
@@ -191,7 +191,7 @@ export function tailGraph(net: Net, from: number): Uint8Array {
   const b = new Builder();
   ['x', 'probs'].forEach((n) => b.reserve(n));
   const sh = netShapes(net);
-  const [h, w, c] = from < net.stages.length ? sh.stages[from].inShape : [sh.tailInput.h, sh.tailInput.w, sh.tailInput.c];
+  const [h, w, c] = paddedInput(sh, from);
   const probs = finish(b, net, { name: 'x', shape: R4, nchw: false }, from);
   b.op('Identity', [probs], 'probs', {}, 'probs');
   return model(b, `incremental_tail_${from}`, [nhwcInfo('x', h, w, c)], [{ name: 'probs', shape: ['N', net.numClasses] }]);

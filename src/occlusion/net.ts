@@ -77,6 +77,12 @@ export function netShapes(net: Net): { stages: StageShape[]; tailInput: { h: num
   return { stages, tailInput: { h: h + zt + zb, w: w + zl + zr, c, offY: zt, offX: zl } };
 }
 
+/** Padded input [h, w, c] of stage i, or of the tail for i = number of stages. */
+export function paddedInput(shapes: ReturnType<typeof netShapes>, i: number): [number, number, number] {
+  const t = shapes.tailInput;
+  return i < shapes.stages.length ? shapes.stages[i].inShape : [t.h, t.w, t.c];
+}
+
 /** FLOPs (2 per multiply-add) of one output cell (all its channels) of a stage. */
 export function flopsPerCell(s: Stage): number {
   return s.kind === 'conv' ? 2 * s.kernel[0] * s.kernel[1] * s.cin * s.cout : 0;
