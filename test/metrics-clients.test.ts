@@ -49,7 +49,7 @@ for (const variant of ['expl', 'expl-raw'] as const) {
     const { arrays } = parseNpz(readFileSync(out));
     const est = arrays.get('maps')!.data as Float32Array;
     const exact = arrays.get('exact')!.data as Float32Array;
-    const raw = arrays.get('exact_raw')?.data as Float32Array | undefined;
+    const raw = arrays.get('exact_raw')?.data as Float64Array | undefined;
     const want = compareMaps({ data: est, shape: [N, H, W] }, { data: exact, shape: [N, H, W], importance: raw ? importanceOf(raw, params.score) : undefined }, params);
     for (const k of METRIC_NAMES) assert.equal(s.exact![k], want.mean[k], `explain ${k}`);
 
@@ -80,7 +80,7 @@ for (const variant of ['expl', 'expl-raw'] as const) {
       const x1 = Float32Array.from(j.exact.map.flat());
       // As evaluate and explain: the exact map's importance order from its maps before the clip.
       assert.equal(!!j.exact.raw, !!raw, 'the server returns the raw exact map when explain writes exact_raw');
-      const imp1 = j.exact.raw ? importanceOf(Float32Array.from(j.exact.raw.flat()), params.score) : undefined;
+      const imp1 = j.exact.raw ? importanceOf(Float64Array.from(j.exact.raw.flat()), params.score) : undefined;
       const own = compareMaps({ data: e1, shape: [H, W] }, { data: x1, shape: [H, W], importance: imp1 }, params).mean;
       for (const k of METRIC_NAMES) {
         const key = k === 'iou' ? 'iouTop10' : k;

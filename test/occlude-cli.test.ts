@@ -75,6 +75,8 @@ test('occlude writes the dataset plus maps, equal to exactMaps; 2 workers identi
   // maps_raw: the summed scores before the seed normalisation, the same through workers;
   // normalising them gives the maps.
   assert.ok(a.mapsRaw && b.mapsRaw);
+  // float64 through the file and the workers (class-scores.ts)
+  assert.ok(a.mapsRaw instanceof Float64Array && b.mapsRaw instanceof Float64Array);
   assert.deepEqual(b.mapsRaw, a.mapsRaw);
   for (let i = 0; i < 5; i++) {
     const seed = normalizeSeed(a.mapsRaw.subarray(i * 81, (i + 1) * 81));

@@ -17,7 +17,7 @@ import { pretrained } from '../models/pretrained.js';
 import { classNames } from '../models/condition.js';
 import { toRows } from '../serve/stamp.js';
 import { argmaxRows, selectChannels, type Predictor } from '../models/predictor.js';
-import { exactMaps } from '../occlusion/exact.js';
+import { exactMaps, type RawMaps } from '../occlusion/exact.js';
 import { assertWritable, writeFileAtomic } from '../util/atomic.js';
 import { fileError, UserError } from '../util/errors.js';
 import { int } from './options.js';
@@ -230,7 +230,7 @@ async function exactComparison(
   maps: Float32Array,
   labels: Int32Array | undefined,
   conditioned: boolean,
-): Promise<{ maps: Float32Array; raw?: Float32Array; summary: NonNullable<ExplainSummary['exact']> }> {
+): Promise<{ maps: Float32Array; raw?: RawMaps; summary: NonNullable<ExplainSummary['exact']> }> {
   const [n, h, w] = shape;
   const params = occlusionParamsOf(card);
   const target = conditioned ? 'label' : params.target;
@@ -267,7 +267,7 @@ interface ExplainResult {
   w: number;
   maps: Float32Array;
   std?: Float32Array;
-  exact?: { maps: Float32Array; raw?: Float32Array; summary: NonNullable<ExplainSummary['exact']> };
+  exact?: { maps: Float32Array; raw?: RawMaps; summary: NonNullable<ExplainSummary['exact']> };
   probabilities?: Float32Array;
   classes: string[];
   condLabels?: Int32Array;

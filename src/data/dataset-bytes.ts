@@ -36,7 +36,7 @@ export interface Dataset {
    * (N, H, W): the maps before normalisation (member `maps_raw`), when `maps` are normalised:
    * the summed occlusion scores, whose ranking the seed normalisation's clip flattens.
    */
-  mapsRaw?: Float32Array;
+  mapsRaw?: Float32Array | Float64Array;
   ids?: string[];
   meta: DatasetMeta;
   /** What the reader assumed (e.g. how an ambiguous shape was read); not written to files. */
@@ -79,7 +79,7 @@ function imagesFrom(file: string, a: NpyArray, warnings: string[]): { images: Fl
   return { images: applyReading(images, reading), shape: reading.shape };
 }
 
-function assertFinite(file: string, what: string, a: Float32Array, perItem: number): void {
+function assertFinite(file: string, what: string, a: Float32Array | Float64Array, perItem: number): void {
   let bad = 0;
   let first = -1;
   for (let i = 0; i < a.length; i++) {
@@ -153,7 +153,8 @@ export function datasetFromArrays(
   if (raw) {
     if (!ds.maps) throw fileError(file, 'has maps_raw but no maps');
     if (numel(raw.shape) !== n * h * w) throw fileError(file, `maps_raw have shape (${raw.shape.join(',')}), expected (${n},${h},${w})`);
-    ds.mapsRaw = toFloat32(raw);
+    // float64 as occmap writes them (class-scores.ts); older files' float32 as they are
+    ds.mapsRaw = raw.data instanceof Float64Array ? raw.data : toFloat32(raw);
     assertFinite(file, 'maps_raw', ds.mapsRaw, h * w);
   }
   const ids = arrays.get('ids');
@@ -234,7 +235,7 @@ export function subsetDataset(d: Dataset, idx: ArrayLike<number>): Dataset {
   const out: Dataset = { images, shape: [n, h, w, c], meta: { ...d.meta } };
   if (d.labels) out.labels = new Int32Array(n);
   if (d.maps) out.maps = new Float32Array(n * m);
-  if (d.mapsRaw) out.mapsRaw = new Float32Array(n * m);
+  if (d.mapsRaw) out.mapsRaw = d.mapsRaw instanceof Float64Array ? new Float64Array(n * m) : new Float32Array(n * m);
   if (d.ids) out.ids = new Array(n);
   for (let k = 0; k < n; k++) {
     const i = idx[k];

@@ -289,8 +289,10 @@ function splitOf(opts: EvaluateOptions, n: number, file: string, notes: string[]
   return { evalIdx, trainIdx };
 }
 
-function gather(src: Float32Array, per: number, idx: readonly number[]): Float32Array {
-  const out = new Float32Array(idx.length * per);
+function gather(src: Float32Array, per: number, idx: readonly number[]): Float32Array;
+function gather(src: Float32Array | Float64Array, per: number, idx: readonly number[]): Float32Array | Float64Array;
+function gather(src: Float32Array | Float64Array, per: number, idx: readonly number[]): Float32Array | Float64Array {
+  const out = src instanceof Float64Array ? new Float64Array(idx.length * per) : new Float32Array(idx.length * per);
   idx.forEach((i, k) => out.set(src.subarray(i * per, (i + 1) * per), k * per));
   return out;
 }

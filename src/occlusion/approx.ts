@@ -15,8 +15,8 @@ export interface ApproximationError {
 }
 
 export function approximationError(
-  approx: Float32Array,
-  exact: Float32Array,
+  approx: Float32Array | Float64Array,
+  exact: Float32Array | Float64Array,
   shape: readonly [number, number, number],
   score: MapScore,
   normalize: MapNormalize,

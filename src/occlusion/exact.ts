@@ -5,6 +5,7 @@
  */
 import { argmax, selectChannels, type Predictor } from '../models/predictor.js';
 import { UserError } from '../util/errors.js';
+import { classScores } from './class-scores.js';
 import { incrementalNote } from './incremental-engine-name.js';
 import {
   accumulate,
@@ -20,6 +21,8 @@ import {
 export type Target = 'predicted' | 'label' | number;
 export type Score = 'prob' | 'drop';
 export type Normalize = 'none' | 'seed';
+/** Maps before normalisation: float64, or the float32 maps themselves for normalize 'none'. */
+export type RawMaps = Float32Array | Float64Array;
 
 export interface OcclusionParams {
   /** [height, width]. */
@@ -83,8 +86,10 @@ export interface ExactResult {
    * (N, H, W): the accumulated scores before normalisation (equal to `maps` for normalize
    * 'none'). The seed normalisation clips the z-score to [-1, 1], which flattens the ranking
    * inside the most important region; these keep it (and the probabilities' own scale).
+   * Float64 when normalised: summed probabilities near 9 differ in the 9th digit
+   * (class-scores.ts); float32 only for 'none', where they are the maps themselves.
    */
-  raw: Float32Array;
+  raw: RawMaps;
   /** Class each map explains. */
   targets: Int32Array;
   /** (N, numClasses) probabilities of the unoccluded images. */
@@ -264,7 +269,8 @@ export async function exactMaps(
   const nGroups = Math.ceil(n / group);
 
   const maps = new Float32Array(n * h * w);
-  const raw = opts.normalize === 'none' ? maps : new Float32Array(n * h * w);
+  // float64: a confident classifier's summed probabilities differ past float32's 7 digits
+  const raw: RawMaps = opts.normalize === 'none' ? maps : new Float64Array(n * h * w);
   const targets = new Int32Array(n);
   const baseProbs = new Float32Array(n * k);
   const fills = fillsOf(x, n, h, w, c, opts.fill);
@@ -301,11 +307,7 @@ export async function exactMaps(
       baseProbs.set(groupProbs.subarray(off, off + k), i * k);
       const t = opts.target === 'predicted' ? argmax(groupProbs, off, k) : opts.target === 'label' ? opts.labels![i] : opts.target;
       targets[i] = t;
-      const base = groupProbs[off + t];
-      for (let j = 0; j < nPos; j++) {
-        const p = groupProbs[off + (j + 1) * k + t];
-        scores[j] = opts.score === 'drop' ? base - p : p;
-      }
+      classScores(groupProbs, off, k, t, nPos, opts.score, scores);
       const m = accumulate(g, scores, opts.aggregate, pos);
       if (raw !== maps) raw.set(m, i * h * w);
       maps.set(opts.normalize === 'seed' ? normalizeSeed(m) : m, i * h * w);

@@ -17,7 +17,7 @@ import { refuseOutputOverInput } from '../util/paths.js';
 import { fileError, OptionError } from '../util/errors.js';
 import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
 import { approximationError, type ApproximationError } from './approx.js';
-import { DEFAULT_BATCH_SIZE, SEED_PARAMS, exactMaps, geometryOf, inferencesPerMap, inputMismatch, isOcclusionScorer, mapsPerGroup, type OcclusionParams } from './exact.js';
+import { DEFAULT_BATCH_SIZE, SEED_PARAMS, exactMaps, geometryOf, inferencesPerMap, inputMismatch, isOcclusionScorer, mapsPerGroup, type OcclusionParams, type RawMaps } from './exact.js';
 import { geometryProblem } from './geometry.js';
 import { ShardStore, shardDirFor } from './shards.js';
 import { runOcclusionJob, type JobResult, type PredictorSource } from './workers.js';
@@ -169,7 +169,7 @@ function fraction(field: string, v: number): number {
 const APPROX_CHECK_MAPS = 8;
 
 /** The approximation's error on the run: exact maps of the first images, compared with the approximate ones. */
-async function checkApproximation(r: Run, approxRaw: Float32Array): Promise<ApproximationError> {
+async function checkApproximation(r: Run, approxRaw: RawMaps): Promise<ApproximationError> {
   const k = Math.min(r.n, APPROX_CHECK_MAPS);
   const [, h, w, c] = r.ds.shape;
   const exact = await exactMaps(r.predictor, r.ds.images.subarray(0, k * h * w * c), [k, h, w, c], {
@@ -271,7 +271,7 @@ async function locally(r: Run, queued: boolean): Promise<{ result: JobResult; se
 }
 
 /** The output dataset: the mapped images plus maps and the occlusion provenance. */
-function outputDataset(r: Run, maps: Float32Array, raw: Float32Array, targets: Iterable<number>): Dataset {
+function outputDataset(r: Run, maps: Float32Array, raw: RawMaps, targets: Iterable<number>): Dataset {
   const total = r.ds.shape[0];
   const out: Dataset = r.n === total ? { ...r.ds } : subsetDataset(r.ds, Array.from({ length: r.n }, (_, i) => i));
   out.maps = maps;

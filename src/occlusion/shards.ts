@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parseNpz, serializeNpz } from '../data/npz.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic.js';
 import { fileError } from '../util/errors.js';
+import type { RawMaps } from './exact.js';
 
 /** Everything that determines the maps. Two jobs with equal fingerprints make equal shards. */
 export interface JobIdentity {
@@ -29,8 +30,8 @@ export interface JobFile extends JobIdentity {
 
 export interface ShardData {
   maps: Float32Array;
-  /** The maps before normalisation (the same array as `maps` for normalize 'none'). */
-  raw: Float32Array;
+  /** The maps before normalisation (float64; the same array as `maps` for normalize 'none'). */
+  raw: RawMaps;
   targets: Int32Array;
   baseProbs: Float32Array;
 }
@@ -174,8 +175,9 @@ export class ShardStore {
     const targets = arrays.get('targets')?.data;
     const baseProbs = arrays.get('baseProbs')?.data;
     if (!(maps instanceof Float32Array) || maps.length !== count * mapSize) return null;
-    // A shard from before raw maps were kept: recomputed, so every map of the output has both.
-    if (!(raw instanceof Float32Array) || raw.length !== count * mapSize) return null;
+    // A shard from before raw maps were kept, or kept in float32 (before class-scores.ts):
+    // recomputed, so every map of the output has both, all in one precision.
+    if (!(raw === maps || raw instanceof Float64Array) || raw.length !== count * mapSize) return null;
     if (!(targets instanceof Int32Array) || targets.length !== count) return null;
     if (!(baseProbs instanceof Float32Array) || baseProbs.length !== count * numClasses) return null;
     return { maps, raw, targets, baseProbs };

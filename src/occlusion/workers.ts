@@ -10,7 +10,7 @@ import { stopWorker } from '../runtime/threads.js';
 import { selectChannels, type Predictor } from '../models/predictor.js';
 import type { LoadOptions } from '../models/load.js';
 import { UserError } from '../util/errors.js';
-import { exactMaps, mapsPerGroup, type ExactOptions, type ExactResult } from './exact.js';
+import { exactMaps, mapsPerGroup, type ExactOptions, type ExactResult, type RawMaps } from './exact.js';
 import type { ShardData, ShardStore } from './shards.js';
 
 /**
@@ -73,7 +73,7 @@ export type ToWorker = { type: 'piece'; id: number; start: number; count: number
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'progress'; maps: number; inferences: number }
-  | { type: 'done'; id: number; maps: Float32Array; raw: Float32Array; targets: Int32Array; baseProbs: Float32Array; inferences: number }
+  | { type: 'done'; id: number; maps: Float32Array; raw: RawMaps; targets: Int32Array; baseProbs: Float32Array; inferences: number }
   | { type: 'error'; message: string; user: boolean };
 
 export interface WorkerData {
@@ -104,7 +104,7 @@ export async function runOcclusionJob(input: JobInput): Promise<JobResult> {
   }
 
   const maps = new Float32Array(n * m);
-  const raw = input.opts.normalize === 'none' ? maps : new Float32Array(n * m);
+  const raw: RawMaps = input.opts.normalize === 'none' ? maps : new Float64Array(n * m);
   const targets = new Int32Array(n);
   const baseProbs = new Float32Array(n * k);
   const place = (start: number, d: ShardData): void => {

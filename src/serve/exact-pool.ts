@@ -5,7 +5,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { stopWorker } from '../runtime/threads.js';
-import type { ExactOptions } from '../occlusion/exact.js';
+import type { ExactOptions, RawMaps } from '../occlusion/exact.js';
 import { UserError } from '../util/errors.js';
 import type { EngineChoice } from './models.js';
 import { HttpError } from './stamp.js';
@@ -30,13 +30,13 @@ export interface ExactJob {
 
 export type FromExactWorker =
   | { type: 'ready'; engine: string; hash: string }
-  | { type: 'done'; id: number; maps: Float32Array; raw?: Float32Array; targets: Int32Array; baseProbs: Float32Array; inferences: number; ms: number }
+  | { type: 'done'; id: number; maps: Float32Array; raw?: RawMaps; targets: Int32Array; baseProbs: Float32Array; inferences: number; ms: number }
   | { type: 'error'; id: number; message: string; user: boolean };
 
 export interface ExactOutcome {
   maps: Float32Array;
   /** The maps before normalisation (absent when not normalised): their order is the exact map's importance order. */
-  raw?: Float32Array;
+  raw?: RawMaps;
   targets: Int32Array;
   baseProbs: Float32Array;
   inferences: number;
