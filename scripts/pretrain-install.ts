@@ -10,6 +10,7 @@ import { readDataset, writeDataset } from '../src/data/dataset.js';
 import { subsetDataset, type Dataset } from '../src/data/dataset-bytes.js';
 import { augmentTransforms } from '../src/data/hits2015/build.js';
 import { readExplainerCard } from '../src/explainer/estimate.js';
+import { writeFusedEstimate } from '../src/explainer/fused.js';
 import { occmapVersion } from '../src/util/version.js';
 import { hashFile, hashModelDir, loadModelDir, MODEL_ONNX, readCard, writeCard } from '../src/models/model-dir.js';
 import { exportModelToOnnx, META_SOURCE_HASH } from '../src/models/to-onnx.js';
@@ -152,6 +153,39 @@ function portableCards(dir: string, work: string): void {
   fix(path.join(dir, 'explainer', 'card.json'), explainerCard);
 }
 
+/**
+ * The explainer's ONNX files made again by this occmap from its (unchanged) tfjs weights: each
+ * member's model.onnx, then estimate.onnx, then the card's file hashes. The exporter improves
+ * (e.g. a Conv over a thin concatenated part runs as one Conv per part), and the shipped
+ * models should run what `train-explainer` would export today.
+ */
+async function reexportExplainer(dir: string, clfDir: string): Promise<void> {
+  const card = readExplainerCard(dir) as unknown as Record<string, any>;
+  const members: { dir: string; hash: string }[] = Array.isArray(card.members) ? card.members.map((m: { dir: string; hash: string }) => ({ dir: m.dir, hash: m.hash })) : [{ dir: '.', hash: card.hash }];
+  for (const m of members) {
+    const mdir = path.join(dir, m.dir);
+    const model = await loadModelDir(mdir);
+    await exportModelToOnnx(model, path.join(mdir, MODEL_ONNX), { metadata: { [META_SOURCE_HASH]: hashModelDir(mdir) } });
+    model.dispose();
+    if (m.dir !== '.') writeCard(mdir, readCard(mdir)!);
+  }
+  if (card.condition === 'onehot' || card.condition === 'numeral') {
+    const clfCard = readCard(clfDir) as Record<string, any> | undefined;
+    card.fusedEstimate = await writeFusedEstimate(dir, {
+      classifierDir: clfDir,
+      classifierHash: card.classifierHash,
+      classifierChannels: clfCard?.channels ?? card.channels,
+      explainerChannels: card.channels,
+      members,
+      condition: card.condition,
+      numClasses: card.numClasses,
+      stamp: { h: card.imageSize[0], w: card.imageSize[1], pad: card.pad },
+    });
+    if (!card.fusedEstimate.file) throw new Error(`${dir}: no fused estimate graph: ${card.fusedEstimate.reason}`);
+  }
+  writeCard(dir, card as any, { extraFiles: card.fusedEstimate?.file ? [card.fusedEstimate.file] : [] });
+}
+
 export async function installPretrained(o: InstallOptions): Promise<void> {
   const log = o.log ?? (() => {});
   const w = (f: string) => path.join(o.work, f);
@@ -182,6 +216,7 @@ export async function installPretrained(o: InstallOptions): Promise<void> {
     model.dispose();
     cpSync(w('explainer'), path.join(stage, 'explainer'), { recursive: true });
     portableCards(stage, o.work);
+    await reexportExplainer(path.join(stage, 'explainer'), clfDir);
     await writeDataset(path.join(stage, 'sample.npz'), subsetDataset(ds, rows));
     writeFileSync(path.join(stage, 'heldout-objects.txt'), heldOutObjects.join('\n') + '\n');
     const dataSha = (clf.data?.sha256 as string | undefined) ?? (existsSync(w('hits-scale.npz')) ? await hashFile(w('hits-scale.npz')) : 'unknown');

@@ -342,3 +342,41 @@ test('an unsupported layer is a one-line error naming the output file and the la
   assert.deepEqual(readdirSync(dir), []);
   model.dispose();
 });
+
+/** op_type of every node of an exported graph. */
+function opTypes(bytes: Uint8Array): string[] {
+  const graph = readProtoFields(bytes).find((f) => f.field === 7)!.value as Uint8Array;
+  return readProtoFields(graph)
+    .filter((f) => f.field === 1)
+    .map((f) => new TextDecoder().decode(readProtoFields(f.value as Uint8Array).find((g) => g.field === 4)!.value as Uint8Array));
+}
+
+test('a Conv over concatenated channels with a thin part reads the parts (its Concat pruned); block-wide parts keep their Concat', async () => {
+  await initTf('cpu');
+  const x = tfl.input({ shape: [10, 10, 3], name: 'img' });
+  const plane = tfl.input({ shape: [10, 10, 1], name: 'plane' });
+  const h = apply(L.conv2d({ filters: 16, kernelSize: 3, padding: 'same', activation: 'relu' }), x);
+  const thin = apply(L.concatenate({}), [h, plane]); // 17 channels: split
+  const a = apply(L.conv2d({ filters: 16, kernelSize: 3, padding: 'same', activation: 'relu' }), thin);
+  const wide = apply(L.concatenate({}), [a, h]); // 32 channels: kept
+  const y = apply(L.conv2d({ filters: 2, kernelSize: [3, 2], padding: 'same' }), wide);
+  const model = tfl.model({ inputs: [x, plane], outputs: y });
+  randomiseNonKernels(model, 6);
+  const n = 3;
+  const diff = await maxDiffAgainstTfjs(model, [{ data: rand(n * 300, 11), shape: [10, 10, 3] }, { data: rand(n * 100, 12), shape: [10, 10, 1] }], n);
+  assert.ok(diff < 1e-4, `max abs diff ${diff}`);
+  const ops = opTypes(modelToOnnx(model).bytes);
+  assert.equal(ops.filter((o) => o === 'Concat').length, 1, ops.join(','));
+  assert.equal(ops.filter((o) => o === 'Conv').length, 4, ops.join(','));
+  model.dispose();
+});
+
+test('pruneDead keeps what feeds the outputs, in order, and the initializers they read', async () => {
+  const { pruneDead } = await import('../src/models/onnx-export/graph.js');
+  const node = (name: string, inputs: string[], outputs: string[]) => ({ opType: 'X', name, inputs, outputs });
+  const t = (name: string) => ({ name, dims: [1], data: Float32Array.of(0) });
+  const nodes = [node('a', ['in', 'wa'], ['ya']), node('dead', ['ya', 'wd'], ['yd']), node('b', ['ya', 'wb'], ['out']), node('dead2', ['yd'], ['yd2'])];
+  const r = pruneDead(nodes, [t('wa'), t('wd'), t('wb')], ['out']);
+  assert.deepEqual(r.nodes.map((x) => x.name), ['a', 'b']);
+  assert.deepEqual(r.initializers.map((x) => x.name), ['wa', 'wb']);
+});

@@ -15,7 +15,7 @@ import { tfl } from '../runtime/tfjs.js';
 import { fileError, UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { META_LAYOUT, encodeOnnxModel, type OnnxModel, type OnnxValueInfo } from './onnx-proto.js';
-import { Builder, type Layer, type Shape, type Val } from './onnx-export/graph.js';
+import { Builder, pruneDead, type Layer, type Shape, type Val } from './onnx-export/graph.js';
 import type { LayerCtx } from './onnx-export/context.js';
 import { translateLayer } from './onnx-export/layers.js';
 
@@ -140,8 +140,7 @@ export function modelToOnnx(model: InstanceType<typeof tfl.LayersModel>, opts: O
     docString: opts.docString,
     graph: {
       name: model.name,
-      nodes: b.nodes,
-      initializers: b.initializers,
+      ...pruneDead(b.nodes, b.initializers, outNames),
       inputs: graphInputs,
       outputs: graphOutputs,
     },

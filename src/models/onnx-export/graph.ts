@@ -18,6 +18,23 @@ export interface Val {
   nchw: boolean;
   /** The same value in the other layout, once a Transpose has made it. */
   other?: string;
+  /** Rank 4 made by concatenating channels: the parts, for a Conv to read one by one. */
+  concatParts?: Val[];
+}
+
+/**
+ * The nodes that feed `outputs`, in their order, and the initializers they read: a Conv that
+ * read a Concat's parts (layers.ts) leaves the Concat without a reader.
+ */
+export function pruneDead(nodes: OnnxNode[], initializers: OnnxTensor[], outputs: string[]): { nodes: OnnxNode[]; initializers: OnnxTensor[] } {
+  const needed = new Set(outputs);
+  const keep = new Array<boolean>(nodes.length).fill(false);
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    if (!nodes[i].outputs.some((o) => needed.has(o))) continue;
+    keep[i] = true;
+    for (const x of nodes[i].inputs) needed.add(x);
+  }
+  return { nodes: nodes.filter((_, i) => keep[i]), initializers: initializers.filter((t) => needed.has(t.name)) };
 }
 
 /**
