@@ -351,7 +351,7 @@ function opTypes(bytes: Uint8Array): string[] {
     .map((f) => new TextDecoder().decode(readProtoFields(f.value as Uint8Array).find((g) => g.field === 4)!.value as Uint8Array));
 }
 
-test('a Conv over concatenated channels with a thin part reads the parts (its Concat pruned); block-wide parts keep their Concat', async () => {
+test('a Conv over concatenated channels with a thin part reads the parts (its Concat pruned); block-wide parts keep their Concat; a one-output Conv is depthwise + a channel sum', async () => {
   await initTf('cpu');
   const x = tfl.input({ shape: [10, 10, 3], name: 'img' });
   const plane = tfl.input({ shape: [10, 10, 1], name: 'plane' });
@@ -359,7 +359,7 @@ test('a Conv over concatenated channels with a thin part reads the parts (its Co
   const thin = apply(L.concatenate({}), [h, plane]); // 17 channels: split
   const a = apply(L.conv2d({ filters: 16, kernelSize: 3, padding: 'same', activation: 'relu' }), thin);
   const wide = apply(L.concatenate({}), [a, h]); // 32 channels: kept
-  const y = apply(L.conv2d({ filters: 2, kernelSize: [3, 2], padding: 'same' }), wide);
+  const y = apply(L.conv2d({ filters: 1, kernelSize: [3, 2], strides: [1, 2], padding: 'same' }), wide); // one output: depthwise + channel sum
   const model = tfl.model({ inputs: [x, plane], outputs: y });
   randomiseNonKernels(model, 6);
   const n = 3;
@@ -368,6 +368,7 @@ test('a Conv over concatenated channels with a thin part reads the parts (its Co
   const ops = opTypes(modelToOnnx(model).bytes);
   assert.equal(ops.filter((o) => o === 'Concat').length, 1, ops.join(','));
   assert.equal(ops.filter((o) => o === 'Conv').length, 4, ops.join(','));
+  assert.equal(ops.filter((o) => o === 'ReduceSum').length, 1, ops.join(','));
   model.dispose();
 });
 
