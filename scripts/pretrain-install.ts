@@ -159,14 +159,19 @@ function portableCards(dir: string, work: string): void {
  * (e.g. a Conv over a thin concatenated part runs as one Conv per part), and the shipped
  * models should run what `train-explainer` would export today.
  */
+/** A model directory's model.onnx exported again by this occmap from its tfjs weights. */
+async function exportOnnxAgain(dir: string): Promise<void> {
+  const model = await loadModelDir(dir);
+  await exportModelToOnnx(model, path.join(dir, MODEL_ONNX), { metadata: { [META_SOURCE_HASH]: hashModelDir(dir) } });
+  model.dispose();
+}
+
 async function reexportExplainer(dir: string, clfDir: string): Promise<void> {
   const card = readExplainerCard(dir) as unknown as Record<string, any>;
   const members: { dir: string; hash: string }[] = Array.isArray(card.members) ? card.members.map((m: { dir: string; hash: string }) => ({ dir: m.dir, hash: m.hash })) : [{ dir: '.', hash: card.hash }];
   for (const m of members) {
     const mdir = path.join(dir, m.dir);
-    const model = await loadModelDir(mdir);
-    await exportModelToOnnx(model, path.join(mdir, MODEL_ONNX), { metadata: { [META_SOURCE_HASH]: hashModelDir(mdir) } });
-    model.dispose();
+    await exportOnnxAgain(mdir);
     if (m.dir !== '.') writeCard(mdir, readCard(mdir)!);
   }
   if (card.condition === 'onehot' || card.condition === 'numeral') {
@@ -211,9 +216,7 @@ export async function installPretrained(o: InstallOptions): Promise<void> {
     // from an older occmap that recorded none).
     const clfDir = path.join(stage, 'classifier');
     cpSync(w('classifier'), clfDir, { recursive: true });
-    const model = await loadModelDir(clfDir);
-    await exportModelToOnnx(model, path.join(clfDir, MODEL_ONNX), { metadata: { [META_SOURCE_HASH]: hashModelDir(clfDir) } });
-    model.dispose();
+    await exportOnnxAgain(clfDir);
     cpSync(w('explainer'), path.join(stage, 'explainer'), { recursive: true });
     portableCards(stage, o.work);
     await reexportExplainer(path.join(stage, 'explainer'), clfDir);
