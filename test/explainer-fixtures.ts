@@ -60,7 +60,14 @@ export function makeMaps(n: number, seed = 1): MapsData {
 }
 
 /** Write a maps dataset; `target` is what meta.occlusion says the maps were drawn for. */
-export async function writeMaps(file: string, d: MapsData, target: 'predicted' | 'label' = 'label', modelHash?: string, mapsRaw?: Float32Array): Promise<string> {
+export async function writeMaps(
+  file: string,
+  d: MapsData,
+  target: 'predicted' | 'label' = 'label',
+  modelHash?: string,
+  mapsRaw?: Float32Array,
+  occlusion: Record<string, unknown> = {},
+): Promise<string> {
   const n = d.labels.length;
   await writeDataset(file, {
     images: d.images,
@@ -69,7 +76,7 @@ export async function writeMaps(file: string, d: MapsData, target: 'predicted' |
     maps: d.maps,
     mapsRaw,
     ids: d.ids,
-    meta: { source: 'test', occlusion: { method: 'exact', patch: [3, 3], stride: 1, pad: 1, fill: 0, target, score: 'prob', aggregate: 'sum', normalize: 'seed', modelHash } },
+    meta: { source: 'test', occlusion: { method: 'exact', patch: [3, 3], stride: 1, pad: 1, fill: 0, target, score: 'prob', aggregate: 'sum', normalize: 'seed', modelHash, ...occlusion } },
   });
   return file;
 }

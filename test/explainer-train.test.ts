@@ -12,7 +12,7 @@ import { trainExplainer, bootstrapIndices, padEdge, gradientKernel, applyKernel,
 import { loadExplainer, conditionTargets, memberMeanStd, type ExplainerCard } from '../src/explainer/estimate.js';
 import { leakedGroups } from '../src/data/split.js';
 import { flagOf, OptionError, UserError } from '../src/util/errors.js';
-import { normalizeSeed, seedUnitsUnclipped } from '../src/occlusion/geometry.js';
+import { logRestUnits, normalizeSeed, seedUnitsUnclipped } from '../src/occlusion/geometry.js';
 import { Rng } from '../src/util/rng.js';
 import { H, W, C, makeClassifier, makeMaps, writeMaps } from './explainer-fixtures.js';
 
@@ -297,6 +297,58 @@ test('--target-units unclipped: trained on the z-score units before the clip, sa
   tfjs.dispose();
   // Maps without maps_raw cannot give the unclipped units.
   await assert.rejects(trainExplainer({ data: mapsLabel, out: path.join(tmp, 'x6'), channels: '1', targetUnits: 'unclipped', ...quiet }), /has no maps_raw/);
+});
+
+test('--target-units log-rest: trained on log(cover - raw map), saved with its exact inverse to seed units; ONNX = tfjs', async () => {
+  // Raw maps of a confident classifier: what the patches take away spans 1e-9 .. 9.
+  const raw = Float32Array.from(data.maps, (v) => 9 - 9 * Math.exp(-20 * v));
+  const seedMaps = new Float32Array(raw.length);
+  for (let i = 0; i < N; i++) seedMaps.set(normalizeSeed(raw.subarray(i * H * W, (i + 1) * H * W)), i * H * W);
+  const seedData = { ...data, maps: seedMaps };
+  // The fixture's pad 1 covers edge pixels by fewer positions: the inverse would not hold.
+  const pad1 = await writeMaps(path.join(tmp, 'maps-lr1.npz'), seedData, 'label', undefined, raw);
+  await assert.rejects(trainExplainer({ data: pad1, out: path.join(tmp, 'lr1'), channels: '1', targetUnits: 'log-rest', ...quiet }), /maps-lr1\.npz.*same number of patch positions/);
+  const drop = await writeMaps(path.join(tmp, 'maps-lrd.npz'), seedData, 'label', undefined, raw, { pad: 2, score: 'drop' });
+  await assert.rejects(trainExplainer({ data: drop, out: path.join(tmp, 'lrd'), channels: '1', targetUnits: 'log-rest', ...quiet }), /maps-lrd\.npz.*score 'prob'/);
+
+  const file = await writeMaps(path.join(tmp, 'maps-lr.npz'), seedData, 'label', undefined, raw, { pad: 2 });
+  const out = path.join(tmp, 'log-rest');
+  const r = await trainExplainer({ data: file, out, channels: '1', variant: 'unet', targetUnits: 'log-rest', epochs: 1, seed: 6, ...quiet });
+  assert.equal((r.card.options as { targetUnits: string }).targetUnits, 'log-rest');
+  const model = await loadModelDir(out);
+  const head = model.layers[model.layers.length - 1];
+  assert.equal(head.name, 'map_from_log_rest');
+  // The head alone is the inverse of the target units: the log-rest maps, padded as the
+  // explainer's output is, come out as the seed maps.
+  const [size, pad] = [r.card.inputSize as number, r.card.pad as { top: number; left: number }];
+  const t = new Float32Array(4 * size * size);
+  for (let i = 0; i < 4; i++) {
+    const lr = logRestUnits(raw.subarray(i * H * W, (i + 1) * H * W), 9);
+    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) t[(i * size + y + pad.top) * size + x + pad.left] = lr[y * W + x];
+  }
+  const back = tf.tidy(() => (head.apply(tf.tensor4d(t, [4, size, size, 1])) as tf.Tensor).dataSync());
+  for (let i = 0; i < 4; i++) {
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const got = back[(i * size + y + pad.top) * size + x + pad.left];
+        assert.ok(Math.abs(got - seedMaps[(i * H + y) * W + x]) < 1e-4, `map ${i} (${y},${x}): ${got} vs ${seedMaps[(i * H + y) * W + x]}`);
+      }
+    }
+  }
+  model.dispose();
+  const imgs = data.images.slice(0, 4 * H * W * C);
+  const onnx = await loadExplainer(out, { engine: 'onnx', threads: 1 });
+  const tfjs = await loadExplainer(out, { engine: 'tfjs' });
+  const a = await onnx.estimate(imgs, [4, H, W, C]);
+  const b = await tfjs.estimate(imgs, [4, H, W, C]);
+  let maxDiff = 0;
+  for (let i = 0; i < a.maps.length; i++) {
+    assert.ok(a.maps[i] >= 0 && a.maps[i] <= 1, `estimate ${a.maps[i]} outside [0,1]`);
+    maxDiff = Math.max(maxDiff, Math.abs(a.maps[i] - b.maps[i]));
+  }
+  assert.ok(maxDiff < 1e-4, `max |onnx - tfjs| = ${maxDiff}`);
+  onnx.dispose();
+  tfjs.dispose();
 });
 
 test('seedUnitsUnclipped: clipped to [0,1] it is the seed normalisation; beyond it the ranking survives', () => {

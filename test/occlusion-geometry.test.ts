@@ -7,10 +7,13 @@ import {
   coverage,
   cropPadded,
   geometryProblem,
+  logRestUnits,
   normalizeSeed,
   occludeInto,
   parsePatch,
   positions,
+  seedFromLogRest,
+  uniformCoverage,
   type Geometry,
 } from '../src/occlusion/geometry.js';
 import { exactMaps, SEED_PARAMS, type OcclusionParams } from '../src/occlusion/exact.js';
@@ -198,4 +201,36 @@ test('batches never exceed batch size and group whole maps', async () => {
   await exactMaps(model, images.subarray(0, 25), [1, h, w, 1], { ...SEED_PARAMS, batchSize: 16 });
   assert.deepEqual(model.calls, [16, 16, 16, 16, 16, 2]);
   await assert.rejects(exactMaps(model, images, [7, h, w, 2], SEED_PARAMS), /model input is 5x5x1/);
+});
+
+test('uniformCoverage: 9 for the seed geometry (pad 3 >= patch - 1), null when the edges are covered less', () => {
+  assert.equal(uniformCoverage(seedGeom), 9);
+  assert.equal(uniformCoverage({ ...seedGeom, pad: 2 }), 9);
+  assert.equal(uniformCoverage({ ...seedGeom, pad: 1 }), null);
+  assert.equal(uniformCoverage({ ...seedGeom, stride: 2, pad: 3 }), null);
+});
+
+test('logRestUnits -> seedFromLogRest is the seed normalisation of the raw map (brute force over random maps)', () => {
+  const rng = new Rng(4);
+  const cover = 9;
+  for (let trial = 0; trial < 20; trial++) {
+    // Confident classifiers: what the patches take away spans many orders of magnitude.
+    const scale = 10 ** -(1 + 6 * rng.next());
+    const raw = Float64Array.from({ length: 441 }, () => cover - cover * scale * 10 ** (-3 * rng.next()));
+    const t = logRestUnits(raw, cover);
+    close(seedFromLogRest(t), normalizeSeed(raw), 1e-6);
+    // Centred per map, and any additive constant gives the same seed map.
+    assert.ok(Math.abs(t.reduce((a, b) => a + b, 0)) < 1e-9 * t.length);
+    close(seedFromLogRest(t.map((v) => v + 7.5)), seedFromLogRest(t), 1e-12);
+  }
+});
+
+test('logRestUnits: the order is reversed (less probability left = more important = larger), flat and saturated maps', () => {
+  const t = logRestUnits([9 - 1e-3, 9 - 1e-9, 9 - 1e-6], 9);
+  assert.ok(t[0] > t[2] && t[2] > t[1]);
+  // Exactly cover (every occluded probability rounded to 1): the floor, a flat map, all 0.5.
+  const flat = logRestUnits([9, 9, 9, 9], 9);
+  assert.deepEqual(Array.from(flat), [0, 0, 0, 0]);
+  assert.deepEqual(Array.from(seedFromLogRest(flat)), [0.5, 0.5, 0.5, 0.5]);
+  assert.ok(Number.isFinite(logRestUnits([9, 9 - 1e-3], 9)[0]));
 });

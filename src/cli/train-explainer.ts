@@ -1,6 +1,6 @@
 /** `occmap train-explainer --data MAPS.npz --out DIR`: an autoencoder that estimates occlusion maps in one pass. */
 import { Option, type Command } from 'commander';
-import { trainExplainer, VARIANTS, type ExplainerVariant, type TrainedExplainer } from '../explainer/train.js';
+import { trainExplainer, TARGET_UNITS, VARIANTS, type ExplainerVariant, type TrainedExplainer } from '../explainer/train.js';
 import type { BackendChoice } from '../runtime/tfjs.js';
 import { UserError } from '../util/errors.js';
 import { choice, int, num, RENAMED_LIMIT } from './options.js';
@@ -85,7 +85,7 @@ export async function runTrainExplainer(o: TrainExplainerCliOptions): Promise<Tr
     smooth: int('--smooth', o.smooth, 0),
     gradWeight: num('--grad-weight', o.gradWeight, (x) => x >= 0, 'a non-negative number'),
     targetPad: choice('--target-pad', o.targetPad, ['zero', 'edge'] as const),
-    targetUnits: choice('--target-units', o.targetUnits, ['seed', 'unclipped'] as const),
+    targetUnits: choice('--target-units', o.targetUnits, TARGET_UNITS),
     activation: o.activation !== undefined ? choice('--activation', o.activation, ['relu', 'linear'] as const) : undefined,
     inputSize: o.inputSize !== undefined ? int('--input-size', o.inputSize, 4) : undefined,
     loss: choice('--loss', o.loss, ['mse', 'bce'] as const),
@@ -135,7 +135,7 @@ export function registerTrainExplainer(program: Command): void {
     .option('--bottleneck <n>', 'bottleneck units incl. label units (a square; seed 36)', '36')
     .option('--grad-weight <g>', 'add g^2 x the squared error of map differences (dx, dy) to the MSE: penalises wiggles in flat parts (0: plain MSE)', '0')
     .option('--target-pad <mode>', 'zero | edge: how target maps are padded to the input size (zero: the seed)', 'zero')
-    .option('--target-units <u>', 'seed | unclipped: the loss sees the seed-normalised maps, or the same units before the clip (from maps_raw; the saved explainer clips its output)', 'seed')
+    .option('--target-units <u>', 'seed | unclipped | log-rest: the loss sees the seed-normalised maps; the same units before the clip; or log(cover - raw map), centred per map. The last two come from maps_raw, and the saved explainer turns its output back into seed units', 'seed')
     .option('--smooth <k>', 'fixed k x k box filter before the output sigmoid (0: none)', '0')
     .option('--activation <name>', "relu | linear (default: the classifier's, else relu)")
     .option('--input-size <n>', 'model input side, a multiple of 4 (default: stamps padded to the next multiple of 4: 21 -> 24)')

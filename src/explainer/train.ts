@@ -35,11 +35,14 @@ import { applyHoldout, deriveHoldout, holdoutOfModelDir, holdoutWarnings, type H
 import { Rng } from '../util/rng.js';
 import { ProgressReporter, type ProgressCallback } from '../util/progress.js';
 import { conditionVectors, padFor, padImages, type Pad } from './data.js';
-import { seedUnitsUnclipped } from '../occlusion/geometry.js';
+import { logRestUnits, seedUnitsUnclipped, uniformCoverage } from '../occlusion/geometry.js';
+import { withLogRestHead, type Crop } from '../models/map-head.js';
 import { conditionTargets, type ExplainerCard } from './estimate.js';
 import { writeFusedEstimate } from './fused.js';
 
 export type ExplainerVariant = 'normal' | 'frozen' | 'unet';
+export type TargetUnits = 'seed' | 'unclipped' | 'log-rest';
+export const TARGET_UNITS: readonly TargetUnits[] = ['seed', 'unclipped', 'log-rest'];
 export const VARIANTS: readonly ExplainerVariant[] = ['normal', 'frozen', 'unet'];
 
 export interface TrainExplainerOptions {
@@ -81,9 +84,13 @@ export interface TrainExplainerOptions {
    * the clip, from the maps before normalisation (maps_raw), through a linear output; the saved
    * explainer ends in a clip to [0, 1], so its maps are in the exact maps' units. The clip
    * flattens the ranking inside the most important region (everything below z = -1 is 0);
-   * the unclipped target keeps it for the loss to learn.
+   * the unclipped target keeps it for the loss to learn. 'log-rest': log(cover - raw map)
+   * centred per map (occlusion/geometry.ts logRestUnits), through a linear output; the saved
+   * explainer ends in the exact inverse to the seed's units (models/map-head.ts). Where the
+   * classifier is confident its raw maps differ from cover by 1e-12 .. 1e-3, which the seed's
+   * z-score squeezes together; log units give every order of magnitude the same room.
    */
-  targetUnits?: 'seed' | 'unclipped';
+  targetUnits?: TargetUnits;
   /** Fixed k x k box filter before the output sigmoid (0: none); see buildAutoencoder. */
   smooth?: number;
   /** Default: the classifier's activation (its encoder weights were trained with it), else relu. */
@@ -255,6 +262,7 @@ function installStaged(staged: string, dir: string, force: boolean): void {
 
 interface Prepared {
   ds: Dataset;
+  units: TargetUnits;
   /** Dataset rows used (after `subset`), ascending. */
   rows: number[];
   x: Float32Array;
@@ -325,21 +333,45 @@ function settingsOf(o: TrainExplainerOptions): Settings {
   };
 }
 
+const cropOf = (p: Pad): Crop => [[p.top, p.bottom], [p.left, p.right]];
+
+/**
+ * Map r of the dataset in the loss's units, after checking the maps can give them: 'unclipped'
+ * and 'log-rest' are computed from maps_raw and need seed-normalised maps; 'log-rest' also
+ * needs maps that sum class probabilities over a uniform coverage (its inverse relies on it).
+ */
+function targetMaps(ds: Dataset, units: TargetUnits, file: string): (r: number) => ArrayLike<number> {
+  const [, h, w] = ds.shape;
+  const size = h * w;
+  const mapAt = (a: Float32Array | Float64Array, r: number) => a.subarray(r * size, (r + 1) * size);
+  if (units === 'seed') return (r) => mapAt(ds.maps!, r);
+  const occ = (ds.meta.occlusion ?? {}) as { normalize?: unknown; score?: unknown; aggregate?: unknown; patch?: unknown; stride?: unknown; pad?: unknown };
+  if (occ.normalize !== undefined && occ.normalize !== 'seed') {
+    throw fileError(file, `target units '${units}' are computed from the maps before the seed's normalisation, but the maps are normalised '${String(occ.normalize)}' (make them with normalize 'seed')`);
+  }
+  if (!ds.mapsRaw) {
+    throw fileError(file, `has no maps_raw (the maps before normalisation) for target units '${units}': remake the maps with this version's 'occmap occlude', or use target units 'seed'`);
+  }
+  const raw = ds.mapsRaw;
+  if (units === 'unclipped') return (r) => seedUnitsUnclipped(mapAt(raw, r));
+  if (occ.score !== 'prob' || occ.aggregate !== 'sum') {
+    throw fileError(file, `target units 'log-rest' need maps of score 'prob' summed over positions, but these are score '${String(occ.score)}', aggregate '${String(occ.aggregate)}'`);
+  }
+  const patch = occ.patch as [number, number];
+  const cover = Array.isArray(patch) ? uniformCoverage({ h, w, ph: patch[0], pw: patch[1], stride: Number(occ.stride), pad: Number(occ.pad) }) : null;
+  if (cover === null) {
+    throw fileError(file, `target units 'log-rest' need every pixel covered by the same number of patch positions, which patch ${JSON.stringify(occ.patch)}, stride ${String(occ.stride)}, pad ${String(occ.pad)} do not give (stride 1 with pad >= patch - 1 does)`);
+  }
+  return (r) => logRestUnits(mapAt(raw, r), cover);
+}
+
 async function prepare(o: TrainExplainerOptions, file: string, log: (s: string) => void): Promise<Prepared> {
   // `file` names the data in messages; an in-memory dataset (o.data) is used as it is.
   const ds = typeof o.data === 'string' ? await readDataset(o.data) : o.data;
   if (!ds.maps) throw fileError(file, "has no maps: make a maps dataset with 'occmap occlude --model CLF --data DATA --out MAPS.npz'");
   const [n, h, w, cData] = ds.shape;
   const units = o.targetUnits ?? 'seed';
-  const occNormalize = (ds.meta.occlusion as { normalize?: unknown } | undefined)?.normalize;
-  if (units === 'unclipped') {
-    if (occNormalize !== undefined && occNormalize !== 'seed') {
-      throw fileError(file, `target units 'unclipped' learn the seed units without their clip, but the maps are normalised '${String(occNormalize)}' (make them with normalize 'seed')`);
-    }
-    if (!ds.mapsRaw) {
-      throw fileError(file, "has no maps_raw (the maps before normalisation) for target units 'unclipped': remake the maps with this version's 'occmap occlude', or use target units 'seed'");
-    }
-  }
+  const target = targetMaps(ds, units, file);
   const bad = firstOutOfUnit(ds.maps);
   if (bad >= 0) {
     throw fileError(file, `map ${Math.floor(bad / (h * w))} has value ${ds.maps[bad]} outside [0,1], which a sigmoid output cannot reach (make the maps with --normalize seed)`);
@@ -380,8 +412,7 @@ async function prepare(o: TrainExplainerOptions, file: string, log: (s: string) 
   const maps = new Float32Array(m * h * w);
   rows.forEach((r, k) => {
     picked.set(ds.images.subarray(r * item, (r + 1) * item), k * item);
-    const map = units === 'unclipped' ? seedUnitsUnclipped(ds.mapsRaw!.subarray(r * h * w, (r + 1) * h * w)) : ds.maps!.subarray(r * h * w, (r + 1) * h * w);
-    maps.set(map, k * h * w);
+    maps.set(target(r), k * h * w);
   });
   const size = o.inputSize ?? defaultInputSize(h, w);
   if (!(Number.isInteger(size) && size % 4 === 0 && size >= Math.max(h, w))) {
@@ -428,7 +459,7 @@ async function prepare(o: TrainExplainerOptions, file: string, log: (s: string) 
     cond = conditionVectors(targets, condition, numClasses);
   }
   const channelNames = ds.meta.channels && ds.meta.channels.length === cData ? channels.map((c) => ds.meta.channels![c]) : undefined;
-  return { ds, rows, x, y, cond, targets, conditionOn, groups, channels, channelNames, numClasses, size, pad, h, w, classifierCard, classifierHash, classifierMatchesMaps };
+  return { ds, units, rows, x, y, cond, targets, conditionOn, groups, channels, channelNames, numClasses, size, pad, h, w, classifierCard, classifierHash, classifierMatchesMaps };
 }
 
 /** argmax classes of the classifier for dataset images (it selects its own channels). */
@@ -570,8 +601,8 @@ interface MemberJob {
   clfModel?: tfl.LayersModel;
   bootRng: Rng;
   base: ExplainerCard & ModelCard;
-  /** Trained against the unclipped seed units (linear output; saved with a clip). */
-  unclipped: boolean;
+  /** What the loss saw: 'seed' through a sigmoid, the others through a linear output and saved with the head back to seed units. */
+  units: TargetUnits;
   /** Where members are saved (undefined: kept in memory). */
   staged?: string;
   log: (s: string) => void;
@@ -591,12 +622,12 @@ async function trainMember(j: MemberJob, k: number): Promise<{ result: TrainResu
     frozen: st.frozen,
     unet: st.variant === 'unet',
     smooth: o.smooth ?? 0,
-    output: j.unclipped ? 'linear' : 'sigmoid',
+    output: j.units === 'seed' ? 'sigmoid' : 'linear',
     seed: st.seed * 7919 + 1 + k * 104729,
   });
-  // What is saved and exported: with the unclipped target, the trained model plus a clip
-  // to [0, 1] (shared layers), so estimates are in the exact maps' units.
-  const saved = j.unclipped ? withClip(model) : model;
+  // What is saved and exported: the trained model plus the way back to the exact maps' units
+  // (shared layers): a clip to [0, 1] for unclipped z-scores, models/map-head.ts for log-rest.
+  const saved = j.units === 'unclipped' ? withClip(model) : j.units === 'log-rest' ? withLogRestHead(model, cropOf(p.pad)) : model;
   let keep = false;
   try {
     const copied = j.clfModel ? copyEncoderWeights(j.clfModel, model) : [];
@@ -712,8 +743,7 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
   const base = baseCard(o, p, st, file, dataHash, hs, activation, backend);
   const clfModel = st.copyEncoder ? await loadModelDir(o.classifier!) : undefined;
   const staged = o.out ? siblingTemp(o.out, 'new') : undefined;
-  const unclipped = (o.targetUnits ?? 'seed') === 'unclipped';
-  const job: MemberJob = { o, p, st, split: hs.split, set, gradKernel, activation, clfModel, bootRng: new Rng(st.seed ^ 0xb0075), base, unclipped, staged, log };
+  const job: MemberJob = { o, p, st, split: hs.split, set, gradKernel, activation, clfModel, bootRng: new Rng(st.seed ^ 0xb0075), base, units: p.units, staged, log };
   const models: tfl.LayersModel[] = [];
   try {
     if (staged && st.K > 1) mkdirSync(staged);

@@ -22,6 +22,8 @@ import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, createReadStream } from 'node:fs';
 import path from 'node:path';
 import { initTf, tf, tfl, type BackendChoice } from '../runtime/tfjs.js';
+// registers the log-rest explainer's last layer, so models that end in it load
+import './map-head.js';
 import { exportModelToOnnx, modelToOnnx, META_SOURCE_HASH, type OnnxExportOptions } from './to-onnx.js';
 import { fileError, UserError, OptionError } from '../util/errors.js';
 import { removeStaleTemps, writeFileAtomicSync } from '../util/atomic.js';

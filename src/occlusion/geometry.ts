@@ -158,6 +158,55 @@ export function seedUnitsUnclipped(map: ArrayLike<number>): Float64Array {
   return out;
 }
 
+/** The number of positions covering every image pixel when that number is the same for all, else null. */
+export function uniformCoverage(g: Geometry): number | null {
+  const cov = coverage(g);
+  for (let i = 1; i < cov.length; i++) if (cov[i] !== cov[0]) return null;
+  return cov.length > 0 && cov[0] > 0 ? cov[0] : null;
+}
+
+/**
+ * Log-rest units of a raw map (aggregate 'sum' of the class probability over the `cover`
+ * positions covering each pixel, the same for every pixel): log(cover - raw), centred on the
+ * map's mean. cover - raw is the summed probability the patches took away, so the most
+ * important pixels are the largest values. Why: a confident classifier's raw map differs from
+ * `cover` by 1e-12 .. 1e-3, and the seed's z-score of it puts most pixels of such a map at
+ * the same value within float32; in log units every order of magnitude gets the same room.
+ * The floor cover * 2^-48 (about float64's resolution at cover) stands for differences that
+ * rounded to 0. seedFromLogRest inverts this (any additive constant) to the seed's units.
+ */
+export function logRestUnits(raw: ArrayLike<number>, cover: number): Float64Array {
+  const n = raw.length;
+  const floor = cover * 2 ** -48;
+  const out = new Float64Array(n);
+  let mean = 0;
+  for (let i = 0; i < n; i++) {
+    out[i] = Math.log(Math.max(cover - raw[i], floor));
+    mean += out[i];
+  }
+  mean /= n;
+  for (let i = 0; i < n; i++) out[i] -= mean;
+  return out;
+}
+
+/**
+ * The seed-normalised map of a map in log-rest units: with uniform coverage c, raw = c - s e^t
+ * for some scale s, and the z-score of raw is minus the z-score of e^t whatever c and s are,
+ * so the seed map is clip((1 - z(e^t)) / 2, 0, 1). exp(t - max t) keeps e^t in range. The
+ * saved explainer's last layer (models/map-head.ts) computes exactly this.
+ */
+export function seedFromLogRest(t: ArrayLike<number>): Float64Array {
+  const n = t.length;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) max = Math.max(max, t[i]);
+  const e = new Float64Array(n);
+  for (let i = 0; i < n; i++) e[i] = Math.exp(t[i] - max);
+  const z = seedUnitsUnclipped(e);
+  // seedUnitsUnclipped gives (z + 1) / 2; the seed map of raw is (1 - z) / 2 = 1 - that
+  for (let i = 0; i < n; i++) z[i] = Math.max(0, Math.min(1, 1 - z[i]));
+  return z;
+}
+
 /** Per-channel mean of one H x W x C image (HWC): the `--fill mean` value. */
 export function channelMeans(image: ArrayLike<number>, h: number, w: number, c: number): Float32Array {
   const sums = new Float64Array(c);

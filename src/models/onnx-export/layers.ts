@@ -4,6 +4,7 @@
  * `LAYER_CONVERTERS` is the table the exporter looks layer classes up in.
  */
 import type { AttributeValue } from '../onnx-proto.js';
+import { FLAT_STD } from '../map-head.js';
 import { AXIS_IN_NCHW, float, int, ints, permute, str, type Shape, type Val } from './graph.js';
 import { activation, activationName } from './activations.js';
 import {
@@ -312,6 +313,29 @@ const convertPReLU: LayerConverter = (ctx, [x]) => {
   return [like(x, b.op('PRelu', [x.name, b.floats(`${base}/alpha`, alpha.shape, alpha.data)], base))];
 };
 
+/**
+ * models/map-head.ts SeedMapFromLogRest: crop the padding, exp(t - max), the map's z-score,
+ * clip((1 - z) / 2, 0, 1), zero padding back. Opset 13: the reductions take axes as attributes.
+ */
+const convertLogRestHead: LayerConverter = (ctx, [x]) => {
+  const { b } = ctx;
+  const base = ctx.layer.name;
+  spatial(ctx, x);
+  const [[t, bt], [l, r]] = padPairs(ctx.cfg.crop, ctx);
+  const [h, w] = [x.shape[1], x.shape[2]];
+  if (h === null || w === null) return ctx.unsupported('needs a known height and width');
+  const hw = { axes: ints([2, 3]), keepdims: int(1) };
+  const inner = b.op('Slice', [b.nchw(x), b.int64s(`${base}/starts`, [t, l]), b.int64s(`${base}/ends`, [h - bt, w - r]), b.int64s(`${base}/axes`, [2, 3])], base);
+  const e = b.op('Exp', [b.op('Sub', [inner, b.op('ReduceMax', [inner], base, hw)], base)], base);
+  const d = b.op('Sub', [e, b.op('ReduceMean', [e], base, hw)], base);
+  const variance = b.op('ReduceMean', [b.op('Mul', [d, d], base)], base, hw);
+  const std = b.op('Max', [b.op('Sqrt', [variance], base), b.scalar(FLAT_STD)], base);
+  const half = b.op('Mul', [b.op('Sub', [b.scalar(1), b.op('Div', [d, std], base)], base), b.scalar(0.5)], base);
+  const seed = b.op('Clip', [half, b.scalar(0), b.scalar(1)], base);
+  const pads = b.int64s(`${base}/pads`, [0, 0, t, l, 0, 0, bt, r]);
+  return [{ name: b.op('Pad', [seed, pads], base, { mode: str('constant') }), shape: ctx.outShapes[0], nchw: true }];
+};
+
 /** Layers that are the identity at inference time. */
 const identity: LayerConverter = (_ctx, [x]) => [x];
 
@@ -352,6 +376,7 @@ export const LAYER_CONVERTERS: Readonly<Record<string, LayerConverter>> = {
   GaussianDropout: identity,
   AlphaDropout: identity,
   ActivityRegularization: identity,
+  SeedMapFromLogRest: convertLogRestHead,
 };
 
 /** Translate one call of one layer through the table. */
