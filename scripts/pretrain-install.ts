@@ -9,8 +9,8 @@ import path from 'node:path';
 import { readDataset, writeDataset } from '../src/data/dataset.js';
 import { subsetDataset, type Dataset } from '../src/data/dataset-bytes.js';
 import { augmentTransforms } from '../src/data/hits2015/build.js';
-import { readExplainerCard } from '../src/explainer/estimate.js';
-import { writeFusedEstimate } from '../src/explainer/fused.js';
+import { readExplainerCard, type ExplainerCard } from '../src/explainer/estimate.js';
+import { writeFusedEstimateFor } from '../src/explainer/fused.js';
 import { occmapVersion } from '../src/util/version.js';
 import { hashFile, hashModelDir, loadModelDir, MODEL_ONNX, readCard, writeCard } from '../src/models/model-dir.js';
 import { exportModelToOnnx, META_SOURCE_HASH } from '../src/models/to-onnx.js';
@@ -175,20 +175,13 @@ async function reexportExplainer(dir: string, clfDir: string): Promise<void> {
     if (m.dir !== '.') writeCard(mdir, readCard(mdir)!);
   }
   if (card.condition === 'onehot' || card.condition === 'numeral') {
-    const clfCard = readCard(clfDir) as Record<string, any> | undefined;
-    card.fusedEstimate = await writeFusedEstimate(dir, {
-      classifierDir: clfDir,
-      classifierHash: card.classifierHash,
-      classifierChannels: clfCard?.channels ?? card.channels,
-      explainerChannels: card.channels,
-      members,
-      condition: card.condition,
-      numClasses: card.numClasses,
-      stamp: { h: card.imageSize[0], w: card.imageSize[1], pad: card.pad },
-    });
-    if (!card.fusedEstimate.file) throw new Error(`${dir}: no fused estimate graph: ${card.fusedEstimate.reason}`);
+    const clfCard = readCard(clfDir) as { channels?: number[] } | undefined;
+    const written = await writeFusedEstimateFor(dir, card as ExplainerCard, { dir: clfDir, hash: card.classifierHash, channels: clfCard?.channels }, members);
+    const fe = written.fusedEstimate as { file: string | null; reason?: string };
+    if (!fe.file) throw new Error(`${dir}: no fused estimate graph: ${fe.reason}`);
+  } else {
+    writeCard(dir, card as any);
   }
-  writeCard(dir, card as any, { extraFiles: card.fusedEstimate?.file ? [card.fusedEstimate.file] : [] });
 }
 
 export async function installPretrained(o: InstallOptions): Promise<void> {

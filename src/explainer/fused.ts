@@ -14,6 +14,7 @@ import { fuseClassifierExplainer } from '../models/onnx-fuse.js';
 import { readOnnxHeader } from '../models/onnx-proto.js';
 import { META_LAYOUT } from '../models/to-onnx.js';
 import type { Pad } from './data.js';
+import type { ExplainerCard } from './runner.js';
 
 export const FUSED_ONNX = 'estimate.onnx';
 /** metadata_props key: JSON of FusedInfo. */
@@ -137,4 +138,34 @@ export async function writeFusedEstimate(
   if ('reason' in r) return { file: null, reason: r.reason };
   writeFileSync(path.join(dir, FUSED_ONNX), r.bytes);
   return { file: FUSED_ONNX, classifierHash: o.classifierHash };
+}
+
+/**
+ * estimate.onnx for a saved conditioned explainer, its inputs read from the explainer's card
+ * (channels, classes, stamp size and padding) and the classifier's: what train-explainer and
+ * the pretrained-model install both write. Sets card.fusedEstimate and writes the card again,
+ * so the graph's hash is among the directory's files checked at every load.
+ */
+export async function writeFusedEstimateFor(
+  dir: string,
+  card: ExplainerCard,
+  classifier: { dir: string; hash: string; channels?: number[] },
+  members: { dir: string; hash: string }[],
+): Promise<ExplainerCard> {
+  const { writeCard } = await import('../models/model-dir.js');
+  if (card.condition === 'none') throw new Error(`internal: ${dir} is not conditioned, so it has no fused estimate`);
+  const [h, w] = card.imageSize as [number, number];
+  const channels = card.channels ?? [0];
+  card.fusedEstimate = await writeFusedEstimate(dir, {
+    classifierDir: classifier.dir,
+    classifierHash: classifier.hash,
+    classifierChannels: classifier.channels ?? channels,
+    explainerChannels: channels,
+    members,
+    condition: card.condition,
+    numClasses: card.numClasses,
+    stamp: { h, w, pad: card.pad as Pad },
+  });
+  const fe = card.fusedEstimate as { file: string | null };
+  return writeCard(dir, card as unknown as Parameters<typeof writeCard>[1], { extraFiles: fe.file ? [fe.file] : [] }) as unknown as ExplainerCard;
 }

@@ -38,7 +38,7 @@ import { conditionVectors, padFor, padImages, type Pad } from './data.js';
 import { logRestUnits, seedUnitsUnclipped, uniformCoverage } from '../occlusion/geometry.js';
 import { withLogRestHead, type Crop } from '../models/map-head.js';
 import { conditionTargets, type ExplainerCard } from './estimate.js';
-import { writeFusedEstimate } from './fused.js';
+import { writeFusedEstimateFor } from './fused.js';
 
 export type ExplainerVariant = 'normal' | 'frozen' | 'unet';
 export type TargetUnits = 'seed' | 'unclipped' | 'log-rest';
@@ -695,30 +695,6 @@ async function trainMember(j: MemberJob, k: number): Promise<{ result: TrainResu
  * Train one explainer (or an ensemble). With `out`, save it there: the directory appears
  * complete (model(s), card.json, model.onnx) or not at all; without, return the models.
  */
-/** The classifier and the explainer as one graph (estimate.onnx): an estimate for the predicted class in one call. */
-async function addFusedEstimate(
-  staged: string,
-  card: ExplainerCard,
-  f: { classifier: string; classifierHash: string; p: Prepared; condition: 'numeral' | 'onehot'; members: { dir: string; hash: string }[] },
-  log: (s: string) => void,
-): Promise<void> {
-  const { p } = f;
-  card.fusedEstimate = await writeFusedEstimate(staged, {
-    classifierDir: f.classifier,
-    classifierHash: f.classifierHash,
-    classifierChannels: p.classifierCard?.channels ?? p.channels,
-    explainerChannels: p.channels,
-    members: f.members,
-    condition: f.condition,
-    numClasses: p.numClasses,
-    stamp: { h: p.h, w: p.w, pad: p.pad },
-  });
-  const fe = card.fusedEstimate as { file: string | null; reason?: string };
-  log(fe.file ? `${fe.file}: classifier -> class -> explainer as one ONNX graph` : `no fused estimate graph: ${fe.reason}`);
-  // estimate.onnx is one of the directory's files: its hash is checked at every load.
-  Object.assign(card, writeCard(staged, card as unknown as ModelCard, { extraFiles: fe.file ? [fe.file] : [] }));
-}
-
 export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedExplainer> {
   const t0 = performance.now();
   const log = o.log ?? (() => {});
@@ -764,7 +740,9 @@ export async function trainExplainer(o: TrainExplainerOptions): Promise<TrainedE
     }
     if (staged && st.condition !== 'none' && o.classifier && p.classifierHash) {
       const members = st.K > 1 ? done.map((d) => d.member as { dir: string; hash: string }) : [{ dir: '.', hash: (card as { hash?: string }).hash ?? '' }];
-      await addFusedEstimate(staged, card, { classifier: o.classifier, classifierHash: p.classifierHash, p, condition: st.condition, members }, log);
+      card = await writeFusedEstimateFor(staged, card, { dir: o.classifier, hash: p.classifierHash, channels: p.classifierCard?.channels }, members);
+      const fe = card.fusedEstimate as { file: string | null; reason?: string };
+      log(fe.file ? `${fe.file}: classifier -> class -> explainer as one ONNX graph` : `no fused estimate graph: ${fe.reason}`);
     }
     if (staged) installStaged(staged, o.out!, o.force ?? false);
     if (staged && o.checkpoint) rmSync(o.checkpoint, { recursive: true, force: true });
