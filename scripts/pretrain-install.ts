@@ -79,7 +79,7 @@ function modelCard(o: InstallOptions, ctx: { clf: Record<string, any>; expl: Rec
     '| file | what |',
     '|---|---|',
     `| classifier/ | the seed's CNN (docs/seed.md), ${clf.parameters} parameters, input: the ${(clf.channelNames ?? []).join(', ')} channel, ${clf.inputShape?.[0]}x${clf.inputShape?.[1]} (zero-padded by ${clf.options?.pad ?? 0} inside the model); tfjs layers + model.onnx |`,
-    `| explainer/ | ${expl.variant === 'unet' ? 'U-Net' : expl.variant} explainer, ${expl.condition === 'none' ? 'unconditioned' : `${expl.condition} conditioned on the ${expl.conditionOn === 'predicted' ? "classifier's predicted class" : 'label'}`}, loss on ${expl.options?.targetUnits === 'unclipped' ? "the seed's z-scores before the clip (output clipped to [0,1])" : "the seed-normalised maps"}; tfjs + ONNX |`,
+    `| explainer/ | ${expl.variant === 'unet' ? 'U-Net' : expl.variant} explainer, ${expl.condition === 'none' ? 'unconditioned' : `${expl.condition} conditioned on the ${expl.conditionOn === 'predicted' ? "classifier's predicted class" : 'label'}`}, loss on ${LOSS_UNITS[expl.options?.targetUnits as string] ?? LOSS_UNITS.seed}; tfjs + ONNX |`,
     `| sample.npz | ${ctx.sampleRows} held-out stamps (originals, no rotated copies) with their exact maps (maps, maps_raw), labels and ids |`,
     '| heldout-objects.txt | the objects neither model trained on |',
     '',
@@ -165,6 +165,13 @@ async function exportOnnxAgain(dir: string): Promise<void> {
   await exportModelToOnnx(model, path.join(dir, MODEL_ONNX), { metadata: { [META_SOURCE_HASH]: hashModelDir(dir) } });
   model.dispose();
 }
+
+/** What the explainer's loss compared, by train-explainer --target-units, for the card. */
+const LOSS_UNITS: Record<string, string> = {
+  seed: 'the seed-normalised maps',
+  unclipped: "the seed's z-scores before the clip (output clipped to [0,1])",
+  'log-rest': 'log(cover - raw map), centred per map (its last layer turns that into seed units)',
+};
 
 async function reexportExplainer(dir: string, clfDir: string): Promise<void> {
   const card = readExplainerCard(dir) as unknown as Record<string, any>;

@@ -59,7 +59,7 @@ export function steps(work: string, ensemble: number): Step[] {
       // Held out: exactly the classifier's validation objects (and their augmented copies).
       args: [
         'train-explainer', '--data', w('maps.npz'), '--classifier', w('classifier'), '--holdout-from', w('classifier'),
-        '--variant', 'unet', '--condition', 'onehot', '--target-units', 'unclipped',
+        '--variant', 'unet', '--condition', 'onehot', '--target-units', 'log-rest',
         ...(ensemble > 1 ? ['--ensemble', String(ensemble), '--no-bootstrap'] : []),
         // an hour or more of training: a killed run resumes from its last epoch
         '--checkpoint', w('explainer-ck'),
