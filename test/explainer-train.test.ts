@@ -270,18 +270,8 @@ test('occmap train-explainer CLI: per-epoch lines, summary, card; bad option exi
   assert.match(r.stdout, /Examples:/);
 });
 
-test('--target-units unclipped: trained on the z-score units before the clip, saved with a clip to [0,1]; ONNX = tfjs', async () => {
-  // Raw maps whose seed normalisation clips (a deep dip): the fixture maps cubed.
-  const raw = data.maps.map((v) => v ** 3);
-  const seedMaps = new Float32Array(raw.length);
-  for (let i = 0; i < N; i++) seedMaps.set(normalizeSeed(raw.subarray(i * H * W, (i + 1) * H * W)), i * H * W);
-  const file = await writeMaps(path.join(tmp, 'maps-raw.npz'), { ...data, maps: seedMaps }, 'label', undefined, raw);
-  const out = path.join(tmp, 'unclipped');
-  const r = await trainExplainer({ data: file, out, channels: '1', variant: 'unet', targetUnits: 'unclipped', epochs: 1, seed: 6, ...quiet });
-  assert.equal((r.card.options as { targetUnits: string }).targetUnits, 'unclipped');
-  const model = await loadModelDir(out);
-  assert.equal(model.layers[model.layers.length - 1].name, 'map_clip');
-  model.dispose();
+/** The explainer in `out` gives the same maps, all in [0, 1], through ONNX Runtime and tfjs. */
+async function assertOnnxEqualsTfjs(out: string): Promise<void> {
   const imgs = data.images.slice(0, 4 * H * W * C);
   const onnx = await loadExplainer(out, { engine: 'onnx', threads: 1 });
   const tfjs = await loadExplainer(out, { engine: 'tfjs' });
@@ -295,6 +285,21 @@ test('--target-units unclipped: trained on the z-score units before the clip, sa
   assert.ok(maxDiff < 1e-4, `max |onnx - tfjs| = ${maxDiff}`);
   onnx.dispose();
   tfjs.dispose();
+}
+
+test('--target-units unclipped: trained on the z-score units before the clip, saved with a clip to [0,1]; ONNX = tfjs', async () => {
+  // Raw maps whose seed normalisation clips (a deep dip): the fixture maps cubed.
+  const raw = data.maps.map((v) => v ** 3);
+  const seedMaps = new Float32Array(raw.length);
+  for (let i = 0; i < N; i++) seedMaps.set(normalizeSeed(raw.subarray(i * H * W, (i + 1) * H * W)), i * H * W);
+  const file = await writeMaps(path.join(tmp, 'maps-raw.npz'), { ...data, maps: seedMaps }, 'label', undefined, raw);
+  const out = path.join(tmp, 'unclipped');
+  const r = await trainExplainer({ data: file, out, channels: '1', variant: 'unet', targetUnits: 'unclipped', epochs: 1, seed: 6, ...quiet });
+  assert.equal((r.card.options as { targetUnits: string }).targetUnits, 'unclipped');
+  const model = await loadModelDir(out);
+  assert.equal(model.layers[model.layers.length - 1].name, 'map_clip');
+  model.dispose();
+  await assertOnnxEqualsTfjs(out);
   // Maps without maps_raw cannot give the unclipped units.
   await assert.rejects(trainExplainer({ data: mapsLabel, out: path.join(tmp, 'x6'), channels: '1', targetUnits: 'unclipped', ...quiet }), /has no maps_raw/);
 });
@@ -336,19 +341,7 @@ test('--target-units log-rest: trained on log(cover - raw map), saved with its e
     }
   }
   model.dispose();
-  const imgs = data.images.slice(0, 4 * H * W * C);
-  const onnx = await loadExplainer(out, { engine: 'onnx', threads: 1 });
-  const tfjs = await loadExplainer(out, { engine: 'tfjs' });
-  const a = await onnx.estimate(imgs, [4, H, W, C]);
-  const b = await tfjs.estimate(imgs, [4, H, W, C]);
-  let maxDiff = 0;
-  for (let i = 0; i < a.maps.length; i++) {
-    assert.ok(a.maps[i] >= 0 && a.maps[i] <= 1, `estimate ${a.maps[i]} outside [0,1]`);
-    maxDiff = Math.max(maxDiff, Math.abs(a.maps[i] - b.maps[i]));
-  }
-  assert.ok(maxDiff < 1e-4, `max |onnx - tfjs| = ${maxDiff}`);
-  onnx.dispose();
-  tfjs.dispose();
+  await assertOnnxEqualsTfjs(out);
 });
 
 test('seedUnitsUnclipped: clipped to [0,1] it is the seed normalisation; beyond it the ranking survives', () => {
