@@ -59,3 +59,10 @@ test('canvas text: the glyph for 1 has its stem in the middle column', () => {
   for (let y = 0; y < 6; y++) assert.deepEqual(c.pixel(2, y), [0, 0, 0]);
   assert.deepEqual(c.pixel(0, 0), [255, 255, 255]);
 });
+
+test('canvas text: an underscore (channel names such as snr_difference) is a bottom bar, not the unknown-glyph "?"', () => {
+  const c = new Canvas(5, 7);
+  c.text(0, 0, '_', 1);
+  for (let x = 0; x < 5; x++) assert.deepEqual(c.pixel(x, 6), [0, 0, 0]);
+  for (let y = 0; y < 6; y++) assert.deepEqual(c.pixel(2, y), [255, 255, 255]);
+});
